@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Turns the raw outputs of bench/run.sh (wrk text, longpoll.py JSON) into the results
+table. A measurement whose run had errors is shown as FAILED, never as a number, and
+the exit status is then 1.
+
+    report.py --dir RUNDIR --out results.md --meta "Date=..." --meta "nproc=2" ...
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+PROXIES = ("portico", "nginx")
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def parse_wrk(text):
+    r = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+),", text)
+    r["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    r["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", text)
+    r["mibps"] = float(m.group(1)) * BYTES[m.group(2)] / 1024**2 if m else None
+    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+    r["p99_ms"] = float(m.group(1)) * UNITS[m.group(2)] if m else None
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    r["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups()))) if m else {}
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    return r
+
+
+def check_wrk(r, min_requests):
+    """None when the run is usable, else why not."""
+    if r["rps"] is None or r["requests"] < min_requests:
+        return f"only {r['requests']} requests completed"
+    if r["non2xx"]:
+        return f"{r['non2xx']} responses with a status >= 400"
+    errs = sum(r["socket_errors"].values())
+    allowed = max(5, r["requests"] // 1000)
+    if errs > allowed:
+        return f"{errs} socket errors {r['socket_errors']} (allowed {allowed})"
+    return None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--meta", action="append", default=[])
+    ap.add_argument("--note", action="append", default=[])
+    args = ap.parse_args()
+
+    failures = []
+    notes = list(args.note)
+    res = {p: {} for p in PROXIES}
+
+    def wrk(proxy, name, min_requests):
+        path = os.path.join(args.dir, f"{proxy}-{name}.txt")
+        if not os.path.exists(path):
+            failures.append(f"{proxy} {name}: not run")
+            return None
+        r = parse_wrk(open(path).read())
+        why = check_wrk(r, min_requests)
+        if why:
+            failures.append(f"{proxy} {name}: {why} (raw output: {path})")
+            return None
+        errs = sum(r["socket_errors"].values())
+        if errs:
+            notes.append(f"{proxy} {name}: {errs} socket errors {r['socket_errors']} in {r['requests']} requests (within tolerance)")
+        return r
+
+    for p in PROXIES:
+        res[p]["keepalive"] = wrk(p, "keepalive", 100)
+        res[p]["handshake"] = wrk(p, "handshake", 50)
+        res[p]["download"] = wrk(p, "download", 4)
+        path = os.path.join(args.dir, f"{p}-longpoll.json")
+        lp = None
+        if os.path.exists(path):
+            try:
+                lp = json.load(open(path))
+            except ValueError:
+                lp = None
+        if lp is None:
+            failures.append(f"{p} long poll: no result (see {args.dir}/{p}-longpoll.err)")
+        else:
+            if lp["held"] != lp["requested"]:
+                msg = (f"{p} long poll: only {lp['held']} of {lp['requested']} requests held "
+                       f"(states {lp['states']}, errors {lp['errors']})")
+                if lp["held"] == 0:
+                    failures.append(msg)
+                    lp = None
+                else:
+                    notes.append("WARNING: " + msg + "; memory is per request actually held")
+            if lp and lp["upstream_conns_after_close"] is not None and \
+                    lp["upstream_conns_after_close"] > lp["upstream_conns_idle"] + 200:
+                notes.append(f"{p}: {lp['upstream_conns_after_close']} connections to the member still open "
+                             f"{lp.get('drain_wait', 10)} s after the {lp['held']} clients went away "
+                             f"(before: {lp['upstream_conns_idle']})")
+        res[p]["longpoll"] = lp
+
+    def val(p, scen, key):
+        r = res[p].get(scen)
+        return None if r is None else r.get(key)
+
+    rows = []
+
+    def row(label, scen, key, digits, lower_better=False):
+        a, b = val("portico", scen, key), val("nginx", scen, key)
+        ratio = f"{a / b:.2f}x" if a is not None and b else "n/a"
+        if lower_better and ratio != "n/a":
+            ratio += " (lower is better)"
+        cell = lambda v, p: fmt(v, digits) if res[p].get(scen) is not None else "FAILED"
+        rows.append(f"| {label} | {cell(a, 'portico')} | {cell(b, 'nginx')} | {ratio} |")
+
+    row("HTTPS keep-alive `/status/200`, 64 conns: requests/s", "keepalive", "rps", 0)
+    row("HTTPS keep-alive `/status/200`, 64 conns: p99 latency (ms)", "keepalive", "p99_ms", 2, True)
+    row("New TLS connection per request (`Connection: close`): requests/s", "handshake", "rps", 0)
+    row("16 MiB download `/download?bytes=16777216`, 4 conns: MiB/s", "download", "mibps", 1)
+    row("Memory per held long poll: KiB (lower is better)", "longpoll", "kib_per_held", 1, True)
+
+    held = {p: (res[p]["longpoll"] or {}).get("held") for p in PROXIES}
+    idle = {p: (res[p]["longpoll"] or {}).get("idle_rss_kib") for p in PROXIES}
+    full = {p: (res[p]["longpoll"] or {}).get("held_rss_kib") for p in PROXIES}
+    rows.append(f"| Long polls held at once (count) | {fmt(held['portico'])} | {fmt(held['nginx'])} | |")
+    rows.append(f"| Proxy RSS idle → holding (MiB) | {fmt(idle['portico'] and idle['portico'] / 1024, 1)} → "
+                f"{fmt(full['portico'] and full['portico'] / 1024, 1)} | {fmt(idle['nginx'] and idle['nginx'] / 1024, 1)} → "
+                f"{fmt(full['nginx'] and full['nginx'] / 1024, 1)} | |")
+
+    out = ["# Portico vs nginx", ""]
+    out += [f"- {m}" for m in args.meta]
+    out += ["", "| scenario | Portico | nginx | ratio (Portico/nginx) |", "| --- | --- | --- | --- |"]
+    out += rows
+    out += ["", "Ratios above 1 are better for requests/s and MiB/s; for p99 latency and memory, lower is better."]
+    if notes:
+        out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    if failures:
+        out += ["", "**FAILED measurements (errors from the proxy; no number is shown for them):**", ""]
+        out += [f"- {f}" for f in failures]
+    text = "\n".join(out) + "\n"
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+    if failures:
+        print("BENCHMARK FAILED: " + "; ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

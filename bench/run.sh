@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# Portico vs nginx (Debian's package) on this machine, in one run: same backend (one
+# `portico member` over HTTPS), same worker count (2), both re-encrypting to the member
+# with keep-alive. Writes bench/results.md and prints the table. Needs root (apt-get,
+# /etc/hosts). Every load stays on 127.0.0.1. See bench/README.md.
+#
+#   bench/run.sh                 # everything (about 3-5 minutes after the build)
+#   DURATION=5 HELD=1000 bench/run.sh   # a quicker, smaller run
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$BENCH_DIR/.." && pwd)"
+
+WORKERS=2
+DURATION="${DURATION:-15}"          # seconds per wrk run
+HELD="${HELD:-5000}"                # long polls held at once
+MEMBER_PORT=14443
+PORTICO_PORT=18443
+NGINX_PORT=19443
+HOST=app.contoso.com
+MEMBER_HOST=fe01.contoso.local
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf '\nBENCHMARK FAILED: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (installs packages, edits /etc/hosts for $HOST)"
+
+# --- 1. tools and the build ----------------------------------------------------------
+need=()
+for t in nginx:nginx wrk:wrk h2load:nghttp2-client python3:python3 openssl:openssl curl:curl; do
+    command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    say "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+PY=/usr/bin/python3; [ -x "$PY" ] || PY="$(command -v python3)"
+
+say "cargo build --release"
+(cd "$REPO" && cargo build --release) || die "cargo build --release failed"
+PORTICO="$REPO/target/release/portico"
+
+# --- limits --------------------------------------------------------------------------
+hard="$(ulimit -Hn)"
+[ "$hard" = unlimited ] && hard=1048576
+want=$(( HELD * 2 + 2000 ))          # a proxy holds a client and a member socket per poll
+if [ "$hard" -lt "$want" ]; then
+    new=$(( (hard - 2000) / 2 ))
+    printf '\n!!!!! open-file hard limit is %s: %s long polls need %s descriptors per proxy.\n!!!!! HOLDING ONLY %s LONG POLLS INSTEAD OF %s.\n\n' \
+        "$hard" "$HELD" "$want" "$new" "$HELD" >&2
+    HELD="$new"
+fi
+ulimit -n "$hard"
+NOFILE="$hard"
+
+# --- temp dir, processes, /etc/hosts: all undone on exit ----------------------------
+TMP="$(mktemp -d /tmp/portico-bench.XXXXXX)"
+RUN="$TMP/run"; mkdir -p "$RUN"
+PIDS=()
+HOSTS_MARK="# portico-bench $$"
+cleanup() {
+    local rc=$?
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    if grep -qF "$HOSTS_MARK" /etc/hosts 2>/dev/null; then
+        grep -vF "$HOSTS_MARK" /etc/hosts > "$TMP/hosts.new" && cat "$TMP/hosts.new" > /etc/hosts
+    fi
+    if [ "${KEEP_TMP:-0}" = 1 ] || [ "$rc" != 0 ]; then
+        echo "raw outputs and logs kept in $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for port in $MEMBER_PORT $PORTICO_PORT $NGINX_PORT; do
+    if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then die "port $port is in use"; fi
+done
+
+# wrk sends the URL's host as SNI and Host, and resolves it itself: map app.contoso.com
+# to loopback for the duration of the run (the line is removed on exit).
+if ! grep -Eq "^127\.0\.0\.1[[:space:]].*\b$HOST\b" /etc/hosts; then
+    printf '127.0.0.1 %s %s\n' "$HOST" "$HOSTS_MARK" >> /etc/hosts
+fi
+
+# --- 2. throwaway PKI ------------------------------------------------------------------
+say "PKI in $TMP/pki"
+P="$TMP/pki"; mkdir -p "$P"
+(
+    cd "$P"
+    ca() {  # name, subject
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -sha256 -keyout "$1.key" -out "$1.pem" \
+            -subj "$2" -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    }
+    leaf() {  # name, subject, SANs, ca
+        openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+        printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' "$3" > "$1.ext"
+        openssl x509 -req -in "$1.csr" -CA "$4.pem" -CAkey "$4.key" -CAcreateserial -days 2 -sha256 \
+            -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+        cat "$1.crt" "$4.pem" > "$1.pem"   # chain: leaf then issuer
+    }
+    ca internal-ca "/O=Contoso/CN=Contoso Internal Root CA"
+    leaf member "/O=Contoso/CN=$MEMBER_HOST" "DNS:$MEMBER_HOST" internal-ca
+    ca public-ca "/O=Bench Public CA/CN=Bench Public Root CA"
+    leaf public "/O=Contoso/CN=*.contoso.com" "DNS:*.contoso.com,DNS:contoso.com" public-ca
+)
+
+# --- 3. backend and proxies ----------------------------------------------------------
+say "member on 127.0.0.1:$MEMBER_PORT"
+"$PORTICO" member --listen "127.0.0.1:$MEMBER_PORT" --cert "$P/member.pem" --key "$P/member.key" \
+    --name fe01 > "$RUN/member.log" 2>&1 &
+PIDS+=($!)
+
+cat > "$TMP/portico.toml" <<EOF
+workers = $WORKERS
+
+[[listener]]
+bind = "127.0.0.1:$PORTICO_PORT"
+tls = { certificates = [ { cert = "pki/public.pem", key = "pki/public.key" } ] }
+
+[resolve]
+"$MEMBER_HOST" = ["127.0.0.1"]
+
+[upstream]
+ca = "pki/internal-ca.pem"
+
+[[farm]]
+name = "fe"
+members = [ { address = "$MEMBER_HOST" } ]
+https_port = $MEMBER_PORT
+ssl_offload = false
+timeout = "960s"
+
+[[rule]]
+name = "everything"
+action = { route = "fe" }
+stop = true
+EOF
+"$PORTICO" validate --config "$TMP/portico.toml" >&2 || die "portico rejects the bench config"
+say "portico on 127.0.0.1:$PORTICO_PORT (workers = $WORKERS)"
+"$PORTICO" run --config "$TMP/portico.toml" > "$RUN/portico.log" 2>&1 &
+PORTICO_PID=$!
+PIDS+=($PORTICO_PID)
+
+NG="$TMP/nginx"; mkdir -p "$NG/logs" "$NG/tmp"
+cat > "$NG/nginx.conf" <<EOF
+# Bench config: own prefix, not the system nginx. proxy_buffering is left at its default (on).
+worker_processes $WORKERS;
+worker_rlimit_nofile $NOFILE;
+daemon off;
+pid $NG/nginx.pid;
+error_log $NG/logs/error.log warn;
+events {
+    worker_connections $(( HELD * 2 + 1000 ));   # a held poll uses a client and a member connection
+}
+http {
+    access_log off;
+    client_body_temp_path $NG/tmp/body;
+    proxy_temp_path $NG/tmp/proxy;
+    fastcgi_temp_path $NG/tmp/fastcgi;
+    uwsgi_temp_path $NG/tmp/uwsgi;
+    scgi_temp_path $NG/tmp/scgi;
+    keepalive_requests 1000000;
+
+    upstream fe {
+        server 127.0.0.1:$MEMBER_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT ssl http2;
+        server_name $HOST;
+        ssl_certificate $P/public.pem;
+        ssl_certificate_key $P/public.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+
+        location / {
+            proxy_pass https://fe;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_ssl_name $MEMBER_HOST;
+            proxy_ssl_server_name on;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $P/internal-ca.pem;
+            proxy_read_timeout 960s;
+            proxy_send_timeout 960s;
+        }
+    }
+}
+EOF
+nginx -t -p "$NG" -c "$NG/nginx.conf" 2>"$RUN/nginx-t.log" || { cat "$RUN/nginx-t.log" >&2; die "nginx rejects the bench config"; }
+say "nginx on 127.0.0.1:$NGINX_PORT (worker_processes $WORKERS)"
+nginx -p "$NG" -c "$NG/nginx.conf" > "$RUN/nginx.log" 2>&1 &
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
+
+port_of() { if [ "$1" = portico ]; then echo $PORTICO_PORT; else echo $NGINX_PORT; fi; }
+pid_of() { if [ "$1" = portico ]; then echo $PORTICO_PID; else echo $NGINX_PID; fi; }
+curl_proxy() {  # proxy, path, curl args...
+    local port; port="$(port_of "$1")"; local path="$2"; shift 2
+    curl -sS --max-time 20 --resolve "$HOST:$port:127.0.0.1" --cacert "$P/public-ca.pem" "$@" \
+        "https://$HOST:$port$path"
+}
+
+# Wait for all three, then check each proxy answers correctly (status, full body).
+for i in $(seq 1 100); do
+    ok=1
+    for port in $MEMBER_PORT $PORTICO_PORT $NGINX_PORT; do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || ok=0
+    done
+    [ $ok = 1 ] && break
+    for pid in "${PIDS[@]}"; do
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$RUN"/*.log >&2; die "a process exited at start"; }
+    done
+    sleep 0.1
+done
+[ $ok = 1 ] || die "member or proxies not listening after 10 s"
+
+say "warm-up and sanity checks"
+for px in portico nginx; do
+    for i in 1 2 3 4 5; do
+        code="$(curl_proxy $px /status/200 -o /dev/null -w '%{http_code}')" || code=curl-error
+        [ "$code" = 200 ] || { tail -n 30 "$RUN/$px.log" >&2; die "$px: GET /status/200 gave $code"; }
+    done
+    size="$(curl_proxy $px '/download?bytes=1048576' -o /dev/null -w '%{http_code} %{size_download}')"
+    [ "$size" = "200 1048576" ] || die "$px: 1 MiB download gave '$size'"
+    echo=$(curl_proxy $px /echo)
+    echo "$px -> member /echo: $echo" >&2
+    case "$echo" in *"$HOST"*) ;; *) die "$px: the member did not see Host $HOST";; esac
+done
+
+# --- 4. scenarios ----------------------------------------------------------------------
+run_wrk() {  # proxy, name, wrk args..., path
+    local px="$1" name="$2"; shift 2
+    local args=("$@"); local path="${args[-1]}"; unset 'args[-1]'
+    local url="https://$HOST:$(port_of "$px")$path"
+    say "$px: $name: wrk ${args[*]} $url"
+    wrk "${args[@]}" "$url" > "$RUN/$px-$name.txt" 2>&1 || true
+    sed 's/^/    /' "$RUN/$px-$name.txt" >&2
+    kill -0 "$(pid_of "$px")" 2>/dev/null || { tail -n 30 "$RUN/$px.log" >&2; die "$px died during $name"; }
+    sleep 2
+}
+
+for px in portico nginx; do
+    run_wrk $px keepalive -t2 -c64 -d"${DURATION}s" --latency /status/200
+done
+for px in portico nginx; do
+    run_wrk $px handshake -t2 -c32 -d"${DURATION}s" -H 'Connection: close' /status/200
+done
+for px in portico nginx; do
+    run_wrk $px download -t2 -c4 -d"${DURATION}s" --timeout 60s '/download?bytes=16777216'
+done
+for px in portico nginx; do
+    say "$px: $HELD held long polls (GET /long-poll?secs=120)"
+    rc=0
+    "$PY" "$BENCH_DIR/longpoll.py" --port "$(port_of $px)" --cafile "$P/public-ca.pem" \
+        --pid "$(pid_of $px)" --count "$HELD" --secs 120 --member-port $MEMBER_PORT --label $px \
+        > "$RUN/$px-longpoll.json" 2> "$RUN/$px-longpoll.err" || rc=$?
+    sed 's/^/    /' "$RUN/$px-longpoll.err" >&2
+    kill -0 "$(pid_of "$px")" 2>/dev/null || { tail -n 30 "$RUN/$px.log" >&2; die "$px died holding long polls"; }
+    [ $rc = 3 ] && printf '\n!!!!! %s: NOT ALL %s LONG POLLS WERE HELD (see the notes under the table)\n' "$px" "$HELD" >&2
+    sleep 2
+done
+
+# Anything the proxies logged at warn/error during the run.
+for px in portico nginx; do
+    f="$RUN/$px.log"; [ $px = nginx ] && f="$NG/logs/error.log"
+    if grep -Eiq 'warn|error|panic' "$f" 2>/dev/null; then
+        say "$px logged warnings/errors during the run ($(grep -Eic 'warn|error|panic' "$f") lines); first 20:"
+        grep -Ei 'warn|error|panic' "$f" | head -n 20 >&2
+        cp "$f" "$RUN/$px-errors.log"
+    fi
+done
+
+# --- 5. table --------------------------------------------------------------------------
+rev="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'no commit yet')"
+if [ -n "$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then rev="$rev + uncommitted changes"; fi
+say "results"
+"$PY" "$BENCH_DIR/report.py" --dir "$RUN" --out "$BENCH_DIR/results.md" \
+    --meta "Date: $(date -u '+%Y-%m-%d %H:%M UTC')" \
+    --meta "Machine: nproc = $(nproc), $(uname -sr), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)" \
+    --meta "Portico: $("$PORTICO" --version 2>/dev/null), git $rev, workers = $WORKERS" \
+    --meta "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //') (Debian package), worker_processes $WORKERS, proxy_buffering on (default)" \
+    --meta "Client: $(wrk -v 2>&1 | head -n1 | awk '{print "wrk", $2}'), $DURATION s per run; TLS to the proxy with an RSA-2048 certificate, SNI and Host $HOST" \
+    --meta "Backend: one \`portico member\` (HTTPS, HTTP/1.1 keep-alive) on 127.0.0.1:$MEMBER_PORT; both proxies re-encrypt to it, verify it against the internal CA and keep up to 64 idle connections to it" \
+    --meta "Command: bench/run.sh (DURATION=$DURATION HELD=$HELD)"

@@ -1,0 +1,203 @@
+//! The config file as written: serde types that mirror the TOML, nothing more.
+//!
+//! Nothing outside `config` reads these; `config::compile` turns them into the
+//! validated runtime model. Values that validation may reject are `Spanned` so an
+//! error can name the line.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub workers: Option<S<usize>>,
+    #[serde(default)]
+    pub listener: Vec<S<Listener>>,
+    pub admin: Option<S<Admin>>,
+    #[serde(default)]
+    pub resolve: BTreeMap<String, S<Vec<S<String>>>>,
+    pub upstream: Option<S<Upstream>>,
+    #[serde(default)]
+    pub farm: Vec<S<Farm>>,
+    #[serde(default)]
+    pub rule: Vec<S<Rule>>,
+    pub log: Option<S<Log>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub bind: S<String>,
+    pub name: Option<S<String>>,
+    pub tls: Option<S<ListenerTls>>,
+    pub proxy_protocol: Option<S<ProxyProtocol>>,
+    pub header_read_timeout: Option<S<String>>,
+    pub keepalive_timeout: Option<S<String>>,
+    pub max_header_bytes: Option<S<usize>>,
+    pub h2_max_concurrent_streams: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    pub certificates: S<Vec<S<Certificate>>>,
+    #[serde(default)]
+    pub http1_only: Vec<S<String>>,
+    pub min_version: Option<S<String>>,
+    pub handshake_timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub cert: S<String>,
+    pub key: S<String>,
+    #[serde(default)]
+    pub default: bool,
+    #[serde(default)]
+    pub allow_expired: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocol {
+    pub from: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub bind: Option<S<String>>,
+    pub token_file: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(S<String>),
+    Many(Vec<S<String>>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<S<String>> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub source_address: Option<S<String>>,
+    pub ca: Option<OneOrMany>,
+    pub connect_timeout: Option<S<String>>,
+    pub pool_idle_timeout: Option<S<String>>,
+    pub pool_max_idle_per_member: Option<S<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Farm {
+    pub name: S<String>,
+    pub members: S<Vec<S<Member>>>,
+    pub http_port: Option<S<u16>>,
+    pub https_port: Option<S<u16>>,
+    pub ssl_offload: Option<bool>,
+    pub timeout: Option<S<String>>,
+    pub connect_timeout: Option<S<String>>,
+    pub load_balancing: Option<S<String>>,
+    pub health: Option<S<Health>>,
+    pub affinity: Option<S<Affinity>>,
+    pub preserve_host: Option<bool>,
+    pub x_forwarded: Option<bool>,
+    pub insecure_skip_verify: Option<bool>,
+    pub ca: Option<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub address: S<String>,
+    pub weight: Option<S<u32>>,
+    pub http_port: Option<S<u16>>,
+    pub https_port: Option<S<u16>>,
+    pub enabled: Option<bool>,
+    pub state: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub url: S<String>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub expect: Option<S<String>>,
+    pub body: Option<S<String>>,
+    pub host: Option<S<String>>,
+    pub fall: Option<S<u32>>,
+    pub rise: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Affinity {
+    pub cookie: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: S<String>,
+    #[serde(rename = "match")]
+    pub pattern: Option<S<String>>,
+    pub syntax: Option<S<String>>,
+    pub ignore_case: Option<bool>,
+    pub negate: Option<bool>,
+    #[serde(default)]
+    pub conditions: Vec<S<Condition>>,
+    pub logical_grouping: Option<S<String>>,
+    pub track_all_captures: Option<bool>,
+    pub action: S<Action>,
+    pub stop: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub input: S<String>,
+    pub pattern: S<String>,
+    pub negate: Option<bool>,
+    pub ignore_case: Option<bool>,
+}
+
+/// One table for every action kind; `compile` checks that exactly one kind is named.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub route: Option<S<String>>,
+    pub scheme: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub rewrite: Option<S<String>>,
+    pub redirect: Option<S<String>>,
+    pub status: Option<S<u16>>,
+    pub respond: Option<S<u16>>,
+    pub reason: Option<S<String>>,
+    pub body: Option<S<String>>,
+    pub content_type: Option<S<String>>,
+    pub abort: Option<bool>,
+    pub none: Option<bool>,
+    pub append_query: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub level: Option<S<String>>,
+    pub access_log: Option<S<String>>,
+    pub access_format: Option<S<String>>,
+}

@@ -1,0 +1,197 @@
+//! The validated runtime model: what the rest of Portico reads. Built only by `compile`.
+
+use crate::rules::RuleSet;
+use crate::tls::ListenerTls;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// A whole, valid configuration. Immutable once built; reload builds a new one.
+pub struct Config {
+    pub path: PathBuf,
+    pub loaded_at: SystemTime,
+    pub workers: Option<usize>,
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: Option<AdminConfig>,
+    /// The ARR box's hosts file: names answered before DNS.
+    pub resolve: Arc<HashMap<String, Vec<IpAddr>>>,
+    pub upstream: UpstreamConfig,
+    pub farms: Vec<FarmConfig>,
+    pub rules: RuleSet,
+    pub log: LogConfig,
+}
+
+pub struct ListenerConfig {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub tls: Option<Arc<ListenerTls>>,
+    /// Source ranges allowed to send a PROXY protocol header; empty = PROXY protocol off.
+    pub proxy_protocol_from: Vec<Cidr>,
+    pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
+}
+
+pub struct AdminConfig {
+    pub bind: SocketAddr,
+    pub token_file: Option<PathBuf>,
+}
+
+pub struct UpstreamConfig {
+    pub source_address: Option<IpAddr>,
+    pub ca_files: Vec<PathBuf>,
+    pub connect_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_member: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancing {
+    WeightedRoundRobin,
+    LeastRequests,
+    PowerOfTwoChoices,
+}
+
+impl LoadBalancing {
+    pub const ACCEPTED: &'static str =
+        "\"weighted-round-robin\" (default), \"least-requests\", \"power-of-two\"";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "weighted-round-robin" | "round-robin" | "weightedroundrobin" => {
+                Some(LoadBalancing::WeightedRoundRobin)
+            }
+            "least-requests" | "leastrequests" => Some(LoadBalancing::LeastRequests),
+            "power-of-two" | "p2c" | "power-of-two-choices" => {
+                Some(LoadBalancing::PowerOfTwoChoices)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Available,
+    Draining,
+    Unavailable,
+}
+
+pub struct MemberConfig {
+    /// Host name or IP address, no port (ports come from bridging).
+    pub address: String,
+    pub weight: u32,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub state: MemberState,
+}
+
+pub struct HealthConfig {
+    pub url: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub expect: Vec<(u16, u16)>,
+    pub body: Option<String>,
+    pub host: Option<String>,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+pub struct AffinityConfig {
+    pub cookie: String,
+}
+
+pub struct FarmConfig {
+    pub name: String,
+    pub members: Vec<MemberConfig>,
+    pub ssl_offload: bool,
+    /// Per-read idle timeout towards members (ARR's proxy timeout).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub load_balancing: LoadBalancing,
+    pub health: Option<HealthConfig>,
+    pub affinity: Option<AffinityConfig>,
+    pub preserve_host: bool,
+    pub x_forwarded: bool,
+    /// TLS client settings for re-encryption to members.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+pub struct LogConfig {
+    pub level: Option<String>,
+    pub access_log: Option<String>,
+    pub access_format: Option<String>,
+}
+
+/// An address range such as `10.0.0.0/24` (PROXY protocol sources, trusted proxies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let err = || {
+            format!("invalid address range {text:?}: expected an address or CIDR range such as \"10.0.0.0/24\" or \"::1/128\"")
+        };
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| err())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(err());
+        }
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_contains_addresses_in_range_only() {
+        let net = Cidr::parse("10.0.0.0/24").unwrap();
+        assert!(net.contains("10.0.0.77".parse().unwrap()));
+        assert!(!net.contains("10.0.1.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.0.0.5".parse().unwrap()));
+        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        let one = Cidr::parse("::1").unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("nonsense").is_err());
+    }
+}

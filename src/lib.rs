@@ -1,0 +1,15 @@
+//! Portico: a reverse proxy for the perimeter network.
+//!
+//! A request's path through the crate, by module: `listener` (accept, TLS via `tls`) →
+//! `proxy::handle` → `rules` (which farm) → `farm` (which member) → `upstream` (pooled or new
+//! connection) → back through `proxy`. `config` builds the immutable model all of them read.
+
+pub mod config;
+pub mod demo;
+pub mod farm;
+pub mod listener;
+pub mod proxy;
+pub mod rules;
+pub mod server;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,153 @@
+//! Client-facing sockets: accept, TLS (SNI + ALPN), then HTTP/1.1 or h2 into `proxy::handle`.
+
+use crate::config::ListenerConfig;
+use crate::proxy::{self, ConnInfo, Proxy};
+use crate::tls::ListenerTls;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What a running listener needs from its config, cloned out so a reload can swap it.
+#[derive(Clone)]
+pub struct ListenerSettings {
+    pub name: String,
+    pub tls: Option<Arc<ListenerTls>>,
+    pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl From<&ListenerConfig> for ListenerSettings {
+    fn from(l: &ListenerConfig) -> Self {
+        ListenerSettings {
+            name: l.name.clone(),
+            tls: l.tls.clone(),
+            header_read_timeout: l.header_read_timeout,
+            keepalive_timeout: l.keepalive_timeout,
+            max_header_bytes: l.max_header_bytes,
+            h2_max_concurrent_streams: l.h2_max_concurrent_streams,
+        }
+    }
+}
+
+/// Binds with SO_REUSEADDR so a restart does not wait for TIME_WAIT.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn builder(s: &ListenerSettings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .keep_alive(true)
+        .max_buf_size(s.max_header_bytes.max(8192));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.h2_max_concurrent_streams)
+        .max_header_list_size(s.max_header_bytes as u32)
+        .keep_alive_interval(Some(Duration::from_secs(60)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Accepts until `shutdown` flips, then stops accepting; connections are handed to
+/// `graceful` so shutdown can wait for them.
+pub async fn serve(
+    listener: TcpListener,
+    settings: ListenerSettings,
+    proxy: Arc<Proxy>,
+    mut shutdown: watch::Receiver<bool>,
+    graceful: Arc<GracefulShutdown>,
+) {
+    let builder = Arc::new(builder(&settings));
+    let local = listener.local_addr().ok();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = %settings.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok().or(local).unwrap_or(remote);
+        let proxy = Arc::clone(&proxy);
+        let builder = Arc::clone(&builder);
+        let tls = settings.tls.clone();
+        let watcher = graceful.watcher();
+        let name = settings.name.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let info = ConnInfo {
+                        remote,
+                        local,
+                        https: false,
+                        tls_version: None,
+                    };
+                    serve_conn(tcp, info, proxy, &builder, watcher).await;
+                }
+                Some(tls) => match tls.accept(tcp).await {
+                    Ok(acc) => {
+                        let info = ConnInfo {
+                            remote,
+                            local,
+                            https: true,
+                            tls_version: Some(acc.version),
+                        };
+                        serve_conn(acc.stream, info, proxy, &builder, watcher).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(listener = %name, %remote, error = %e, "TLS handshake failed");
+                    }
+                },
+            }
+        });
+    }
+}
+
+async fn serve_conn<IO>(
+    io: IO,
+    info: ConnInfo,
+    proxy: Arc<Proxy>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let info = Arc::new(info);
+    let remote = info.remote;
+    let service = service_fn(move |req| proxy::handle(Arc::clone(&proxy), Arc::clone(&info), req));
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%remote, error = %e, "client connection ended with an error");
+    }
+}

@@ -1,0 +1,136 @@
+//! The `portico` command: parses arguments and hands over to the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "\
+Examples:
+  portico demo                                  # demo Front End pool + proxy on loopback, prints curl lines
+  portico validate --config /etc/portico/portico.toml
+  portico run --config /etc/portico/portico.toml
+
+The config file format is described in docs/configuration.md; examples/ holds complete files.";
+
+#[derive(Parser)]
+#[command(name = "portico", version, about = "A reverse proxy for the perimeter network: publishes Skype for Business, Exchange and Office Online Server like IIS ARR does", after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a config until SIGTERM/SIGINT (graceful).
+    Run {
+        /// The config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file (certificates, rules, farms) without serving it. Exit 0 when valid.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start demo Front End / Office Online members and a Portico in front of them, on loopback.
+    Demo(portico::demo::DemoOptions),
+    /// Run one demo member alone (benchmarks and manual tests use it as a backend).
+    #[command(hide = true)]
+    Member {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// PEM certificate chain; with --key, serve HTTPS.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Name returned in X-Backend.
+        #[arg(long, default_value = "member")]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => match portico::config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} listener(s), {} farm(s), {} rule(s))",
+                    config.display(),
+                    c.listeners.len(),
+                    c.farms.len(),
+                    c.rules.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => {
+            let loaded = match portico::config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            init_logging(loaded.log.level.as_deref());
+            let workers = loaded.workers;
+            report(runtime(workers).and_then(|rt| {
+                rt.block_on(portico::server::run_until_signal(loaded))
+                    .context("portico could not start")
+            }))
+        }
+        Command::Member {
+            listen,
+            cert,
+            key,
+            name,
+        } => {
+            init_logging(Some("warn"));
+            report(
+                runtime(None)
+                    .and_then(|rt| rt.block_on(portico::demo::run_member(listen, cert, key, name))),
+            )
+        }
+        Command::Demo(opts) => {
+            init_logging(None);
+            report(runtime(None).and_then(|rt| rt.block_on(portico::demo::run(opts))))
+        }
+    }
+}
+
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n);
+    }
+    b.enable_all()
+        .thread_name("portico-worker")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! URL Rewrite rules (IIS URL Rewrite 2.x semantics, adapted): ordered rules, each a pattern on
+//! the URL path plus conditions on server variables, leading to route, rewrite, redirect, custom
+//! response or abort.
+//!
+//! The config module fills the plain `*Spec` structs; [`RuleSet::compile`] checks and compiles
+//! them once (regexes, templates, which captures each rule needs), and [`RuleSet::evaluate`]
+//! runs per request without allocating in the common cases.
+
+mod action;
+mod pattern;
+mod template;
+mod vars;
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use regex::Regex;
+
+use action::{expand_url, origin_form, redirect_location, Action};
+use pattern::{compile_regex, Group, Matcher, Need};
+use template::{Ctx, Template};
+use vars::{Rendered, Var};
+
+/// How a rule's `match` is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PatternSyntax {
+    #[default]
+    Regex,
+    /// `*` = any text (captured), `?` = any one character, whole input.
+    Wildcard,
+    /// Whole-input equality.
+    Exact,
+}
+
+/// Whether all conditions must hold, or any one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogicalGrouping {
+    #[default]
+    MatchAll,
+    MatchAny,
+}
+
+/// How a route reaches the farm member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionSpec {
+    /// A template, usually one server variable such as `{HTTP_HOST}`.
+    pub input: String,
+    /// Always a regular expression, as in IIS.
+    pub pattern: String,
+    pub negate: bool,
+    pub ignore_case: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionSpec {
+    Route {
+        farm: String,
+        scheme: Option<Scheme>,
+        /// Template for the path sent to the member; `None` keeps the current URL.
+        path: Option<String>,
+        append_query: bool,
+    },
+    Rewrite {
+        url: String,
+        append_query: bool,
+    },
+    Redirect {
+        url: String,
+        /// One of 301 302 303 307 308.
+        status: u16,
+        append_query: bool,
+    },
+    Respond {
+        status: u16,
+        reason: Option<String>,
+        body: String,
+        content_type: String,
+    },
+    Abort,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub name: String,
+    pub syntax: PatternSyntax,
+    pub pattern: String,
+    pub ignore_case: bool,
+    pub negate: bool,
+    pub conditions: Vec<ConditionSpec>,
+    pub logical_grouping: LogicalGrouping,
+    pub track_all_captures: bool,
+    pub action: ActionSpec,
+    pub stop: bool,
+}
+
+/// Which part of a condition an error is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionPart {
+    Input,
+    Pattern,
+}
+
+/// Where in a RuleSpec a compile error is, so the config module can point at the right TOML key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleField {
+    Match,
+    Condition {
+        index: usize,
+        part: ConditionPart,
+    },
+    /// The action's template, farm, status, reason or content type.
+    Action,
+}
+
+/// A rule that cannot be compiled; `message` says what is wrong and what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RuleError {
+    pub field: RuleField,
+    pub message: String,
+}
+
+/// Everything server variables are read from. Borrowed: no allocation to build one.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    /// Host header / h2 :authority, as sent (may include :port).
+    pub host: &'a str,
+    pub https: bool,
+    /// Local port of the listener.
+    pub server_port: u16,
+    /// Raw path as the client sent it, with leading '/', NOT decoded.
+    pub path: &'a str,
+    /// Raw query without '?'.
+    pub query: Option<&'a str>,
+    pub remote_addr: std::net::IpAddr,
+    pub headers: &'a http::HeaderMap,
+}
+
+/// What the rules decided for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// `path_and_query`: `None` = forward the client's path and query byte for byte;
+    /// `Some` = the new origin-form path and query.
+    Route {
+        farm: usize,
+        scheme: Option<Scheme>,
+        path_and_query: Option<String>,
+        rule: &'a str,
+    },
+    Redirect {
+        status: u16,
+        location: String,
+        rule: &'a str,
+    },
+    Respond {
+        status: u16,
+        reason: Option<&'a str>,
+        body: Bytes,
+        content_type: &'a str,
+        rule: &'a str,
+    },
+    Abort {
+        rule: &'a str,
+    },
+    /// No rule produced a terminal action (the proxy answers 404).
+    NoMatch,
+}
+
+#[derive(Debug)]
+struct Condition {
+    input: Template,
+    /// The input reads `{C:n}` of earlier conditions, so it is expanded to an owned string.
+    input_uses_c: bool,
+    regex: Regex,
+    /// `regex.captures_len()`, cached: asking the regex costs a dynamic call per request.
+    slots: usize,
+    negate: bool,
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: String,
+    matcher: Matcher,
+    /// `matcher.slots()`, cached.
+    r_slots: usize,
+    negate: bool,
+    /// What the match must capture for `{R:n}`.
+    r_need: Need,
+    conditions: Vec<Condition>,
+    any: bool,
+    track_all: bool,
+    /// What each condition must capture for `{C:n}`.
+    c_need: Need,
+    action: Action,
+    stop: bool,
+}
+
+/// A compiled, immutable, ordered list of rules.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Some template reads `{SERVER_PORT}` / `{REMOTE_ADDR}`: render it once per request.
+    uses_port: bool,
+    uses_addr: bool,
+}
+
+/// What one rule did.
+enum Step<'a> {
+    Skip,
+    Done(Outcome<'a>),
+    Rewrite(String, Option<String>),
+    Continue,
+}
+
+impl RuleSet {
+    /// Compiles rules in order; an error carries the index of the offending rule.
+    /// `farm_names[i]` is the farm that a route's `farm: i` refers to.
+    pub fn compile(
+        specs: Vec<RuleSpec>,
+        farm_names: &[&str],
+    ) -> Result<RuleSet, (usize, RuleError)> {
+        let mut set = RuleSet::default();
+        for (i, spec) in specs.into_iter().enumerate() {
+            let rule = Rule::compile(spec, farm_names).map_err(|e| (i, e))?;
+            let templates = rule
+                .conditions
+                .iter()
+                .map(|c| &c.input)
+                .chain(rule.action.templates());
+            for t in templates {
+                set.uses_port |= t.uses(&Var::ServerPort);
+                set.uses_addr |= t.uses(&Var::RemoteAddr);
+            }
+            set.rules.push(rule);
+        }
+        Ok(set)
+    }
+
+    /// Runs the rules for one request; the first terminal action wins.
+    pub fn evaluate<'a>(&'a self, req: &RequestView<'_>) -> Outcome<'a> {
+        let rendered = Rendered::new(req, self.uses_port, self.uses_addr);
+        let mut path: Cow<'_, str> = Cow::Borrowed(req.path);
+        let mut query: Option<Cow<'_, str>> = req.query.map(Cow::Borrowed);
+        let mut rewritten = false;
+        for rule in &self.rules {
+            match rule.run(req, &path, query.as_deref(), rewritten, &rendered) {
+                Step::Skip => continue,
+                Step::Done(outcome) => return outcome,
+                Step::Rewrite(p, q) => {
+                    path = Cow::Owned(p);
+                    query = q.map(Cow::Owned);
+                    rewritten = true;
+                }
+                Step::Continue => {}
+            }
+            if rule.stop {
+                // No default farm: a walk stopped without a route is a 404.
+                return Outcome::NoMatch;
+            }
+        }
+        Outcome::NoMatch
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Rule names in order (for status pages and logs).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.name.as_str())
+    }
+}
+
+impl Rule {
+    fn compile(spec: RuleSpec, farm_names: &[&str]) -> Result<Rule, RuleError> {
+        let matcher =
+            Matcher::compile(spec.syntax, &spec.pattern, spec.ignore_case).map_err(|message| {
+                RuleError {
+                    field: RuleField::Match,
+                    message,
+                }
+            })?;
+        let mut conditions = Vec::with_capacity(spec.conditions.len());
+        for (index, c) in spec.conditions.into_iter().enumerate() {
+            let err = |part| {
+                move |message| RuleError {
+                    field: RuleField::Condition { index, part },
+                    message,
+                }
+            };
+            let input = Template::parse(&c.input).map_err(err(ConditionPart::Input))?;
+            let regex =
+                compile_regex(&c.pattern, c.ignore_case).map_err(err(ConditionPart::Pattern))?;
+            conditions.push(Condition {
+                input_uses_c: input.max_c().is_some(),
+                input,
+                slots: regex.captures_len(),
+                regex,
+                negate: c.negate,
+            });
+        }
+        let action = Action::compile(spec.action, farm_names)?;
+        let templates = || {
+            conditions
+                .iter()
+                .map(|c| &c.input)
+                .chain(action.templates())
+        };
+        let max_r = templates().filter_map(Template::max_r).max();
+        let max_c = templates().filter_map(Template::max_c).max();
+        Ok(Rule {
+            name: spec.name,
+            r_slots: matcher.slots(),
+            matcher,
+            negate: spec.negate,
+            r_need: if spec.negate {
+                Need::Nothing
+            } else {
+                Need::for_index(max_r)
+            },
+            conditions,
+            any: spec.logical_grouping == LogicalGrouping::MatchAny,
+            track_all: spec.track_all_captures,
+            c_need: Need::for_index(max_c),
+            action,
+            stop: spec.stop,
+        })
+    }
+
+    fn run<'a>(
+        &'a self,
+        req: &RequestView<'_>,
+        url: &str,
+        query: Option<&str>,
+        rewritten: bool,
+        rendered: &Rendered,
+    ) -> Step<'a> {
+        let input = url.strip_prefix('/').unwrap_or(url);
+        let r = match (self.matcher.find(input, self.r_need), self.negate) {
+            (Some(spans), false) => Group {
+                hay: Cow::Borrowed(input),
+                spans,
+                slots: self.r_slots,
+            },
+            (None, true) => Group::empty(),
+            _ => return Step::Skip,
+        };
+        let mut last: Option<Group<'_>> = None;
+        let mut all: Vec<Group<'_>> = Vec::new();
+        let mut any_held = false;
+        for cond in &self.conditions {
+            let value: Cow<'_, str> = if cond.input_uses_c {
+                let c = if self.track_all {
+                    &all[..]
+                } else {
+                    last.as_slice()
+                };
+                let ctx = Ctx {
+                    req,
+                    url,
+                    query,
+                    rendered,
+                    r: &r,
+                    c,
+                };
+                Cow::Owned(cond.input.eval(&ctx).into_owned())
+            } else {
+                let ctx = Ctx {
+                    req,
+                    url,
+                    query,
+                    rendered,
+                    r: &r,
+                    c: &[],
+                };
+                cond.input.eval(&ctx)
+            };
+            let need = if cond.negate {
+                Need::Nothing
+            } else {
+                self.c_need
+            };
+            let found = Matcher::find_regex(&cond.regex, &value, need);
+            let holds = found.is_some() != cond.negate;
+            if let (Some(spans), false, false) = (found, cond.negate, need == Need::Nothing) {
+                let group = Group {
+                    hay: value,
+                    spans,
+                    slots: cond.slots,
+                };
+                if self.track_all {
+                    all.push(group);
+                } else {
+                    last = Some(group);
+                }
+            }
+            if holds && self.any {
+                any_held = true;
+                break;
+            }
+            if !holds && !self.any {
+                return Step::Skip;
+            }
+        }
+        if self.any && !any_held && !self.conditions.is_empty() {
+            return Step::Skip;
+        }
+        let c = if self.track_all {
+            &all[..]
+        } else {
+            last.as_slice()
+        };
+        let ctx = Ctx {
+            req,
+            url,
+            query,
+            rendered,
+            r: &r,
+            c,
+        };
+        self.act(&ctx, input, rewritten)
+    }
+
+    fn act<'a>(&'a self, ctx: &Ctx<'_>, input: &str, rewritten: bool) -> Step<'a> {
+        let rule = self.name.as_str();
+        let req = ctx.req;
+        match &self.action {
+            Action::Route {
+                farm,
+                scheme,
+                path,
+                append_query,
+            } => {
+                let keeps_query = *append_query || req.query.is_none();
+                let unchanged = !rewritten
+                    && keeps_query
+                    && match path {
+                        None => true,
+                        // `/{R:0}` over a match of the whole input rebuilds the request path.
+                        Some(t) => {
+                            t.is_slash_r0()
+                                && !self.negate
+                                && ctx.r.get(0).len() == input.len()
+                                && req.path.starts_with('/')
+                        }
+                    };
+                let path_and_query = if unchanged {
+                    None
+                } else {
+                    let (p, q) = match path {
+                        Some(t) => expand_url(t, ctx, *append_query),
+                        None => (
+                            ctx.url.to_owned(),
+                            ctx.query.filter(|_| *append_query).map(str::to_owned),
+                        ),
+                    };
+                    origin_form(req, p, q.as_deref())
+                };
+                Step::Done(Outcome::Route {
+                    farm: *farm,
+                    scheme: *scheme,
+                    path_and_query,
+                    rule,
+                })
+            }
+            Action::Rewrite { url, append_query } => {
+                let (p, q) = expand_url(url, ctx, *append_query);
+                Step::Rewrite(p, q)
+            }
+            Action::Redirect {
+                url,
+                status,
+                append_query,
+            } => Step::Done(Outcome::Redirect {
+                status: *status,
+                location: redirect_location(url, ctx, *append_query),
+                rule,
+            }),
+            Action::Respond {
+                status,
+                reason,
+                body,
+                content_type,
+            } => Step::Done(Outcome::Respond {
+                status: *status,
+                reason: reason.as_deref(),
+                body: body.clone(),
+                content_type,
+                rule,
+            }),
+            Action::Abort => Step::Done(Outcome::Abort { rule }),
+            Action::None => Step::Continue,
+        }
+    }
+}

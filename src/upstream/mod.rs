@@ -1,0 +1,181 @@
+//! Connecting to farm members: resolver overrides, source address, TLS re-encryption,
+//! HTTP/1.1 connections and the per-member idle pool.
+
+mod body;
+mod idle;
+mod pool;
+
+pub use body::RequestBody;
+pub use idle::{is_idle_timeout, IdleTimeout};
+pub use pool::{Pool, PoolStats};
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A ready HTTP/1.1 sender to one member.
+pub type Sender = http1::SendRequest<RequestBody>;
+
+/// Why a member could not be reached. None of these leaves the process in a response:
+/// clients see the farm name only.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("connect to {addr} failed: {source}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error("TLS handshake with {host} ({addr}) failed: {source}")]
+    Tls {
+        host: String,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("HTTP handshake with {addr} failed: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+}
+
+/// How Portico reaches members: the hosts-file overrides and the internal NIC.
+pub struct Connector {
+    resolve: Arc<HashMap<String, Vec<IpAddr>>>,
+    source_address: Option<IpAddr>,
+}
+
+/// Where and how to connect, for one attempt.
+pub struct Target<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    /// TLS client config and the name to send as SNI and verify; None for clear text.
+    pub tls: Option<(&'a Arc<rustls::ClientConfig>, &'a ServerName<'static>)>,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Connector {
+    pub fn new(resolve: Arc<HashMap<String, Vec<IpAddr>>>, source_address: Option<IpAddr>) -> Self {
+        Connector {
+            resolve,
+            source_address,
+        }
+    }
+
+    /// Addresses for a member: `[resolve]` first, then a literal IP, then the system resolver.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+        if let Some(ips) = self.resolve.get(host) {
+            return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ConnectError::Resolve {
+                host: host.to_string(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(ConnectError::Resolve {
+                host: host.to_string(),
+                reason: "no address".into(),
+            });
+        }
+        Ok(addrs)
+    }
+
+    /// Opens a new HTTP/1.1 connection, trying each address of the member in turn.
+    pub async fn connect(&self, target: &Target<'_>) -> Result<Sender, ConnectError> {
+        let addrs = self.resolve(target.host, target.port).await?;
+        let mut last = None;
+        for addr in addrs {
+            match self.connect_addr(addr, target).await {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    tracing::debug!(host = target.host, %addr, error = %e, "member address failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(ConnectError::Resolve {
+            host: target.host.to_string(),
+            reason: "no address".into(),
+        }))
+    }
+
+    async fn connect_addr(&self, addr: SocketAddr, t: &Target<'_>) -> Result<Sender, ConnectError> {
+        let tcp = tokio::time::timeout(t.connect_timeout, self.tcp(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                addr,
+                timeout: t.connect_timeout,
+            })?
+            .map_err(|source| ConnectError::Connect { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        match t.tls {
+            None => handshake(IdleTimeout::new(tcp, t.idle_timeout), addr).await,
+            Some((config, name)) => {
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+                let tls =
+                    tokio::time::timeout(t.connect_timeout, connector.connect(name.clone(), tcp))
+                        .await
+                        .map_err(|_| ConnectError::Timeout {
+                            addr,
+                            timeout: t.connect_timeout,
+                        })?
+                        .map_err(|source| ConnectError::Tls {
+                            host: t.host.to_string(),
+                            addr,
+                            source,
+                        })?;
+                handshake(IdleTimeout::new(tls, t.idle_timeout), addr).await
+            }
+        }
+    }
+
+    async fn tcp(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(src) = self.source_address {
+            if src.is_ipv4() == addr.is_ipv4() {
+                socket.bind(SocketAddr::new(src, 0))?;
+            }
+        }
+        socket.connect(addr).await
+    }
+}
+
+async fn handshake<T>(io: T, addr: SocketAddr) -> Result<Sender, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .preserve_header_case(false)
+        .title_case_headers(false)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| ConnectError::Http { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%addr, error = %e, "member connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// SNI and verification name for a member address (DNS name, or an IP address).
+pub fn server_name(host: &str) -> Option<ServerName<'static>> {
+    ServerName::try_from(host.to_string()).ok()
+}

@@ -1,0 +1,282 @@
+//! Test harness: a lab of real sockets on loopback — demo members started in-process,
+//! the real `portico` binary as a child process, real clients (curl, raw TCP).
+#![allow(dead_code)]
+
+use portico::demo::backend::{Backend, BackendOptions, Role};
+use portico::demo::pki::TestCa;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A loopback address no other test uses, so fixed ports (4443, 8080, 8443) can be bound.
+pub fn unique_loopback() -> IpAddr {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = std::process::id()
+        .wrapping_mul(2654435761)
+        .wrapping_add(n.wrapping_mul(40503))
+        .wrapping_add(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0),
+        );
+    let b = 100 + (seed % 150) as u8;
+    let c = ((seed >> 8) % 250) as u8 + 1;
+    let d = ((seed >> 16) % 250) as u8 + 1;
+    IpAddr::from([127, b, c, d])
+}
+
+/// Certificates and a folder for one test.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub internal: TestCa,
+    pub public: TestCa,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let internal = TestCa::new("Contoso Internal Root CA").expect("ca");
+        let public = TestCa::new("Test Public CA").expect("ca");
+        std::fs::write(dir.path().join("internal-ca.pem"), internal.cert_pem()).unwrap();
+        std::fs::write(dir.path().join("public-ca.pem"), public.cert_pem()).unwrap();
+        Lab {
+            dir,
+            internal,
+            public,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Issues an external certificate from the public CA and writes `<stem>.pem/.key`.
+    pub fn external_cert(&self, stem: &str, names: &[&str]) {
+        self.public
+            .issue(names)
+            .unwrap()
+            .write(self.dir.path(), stem)
+            .unwrap();
+    }
+
+    pub fn write_config(&self, toml: &str) -> PathBuf {
+        let p = self.path("portico.toml");
+        std::fs::write(&p, toml).unwrap();
+        p
+    }
+
+    /// A member serving TLS with a certificate for `name` from the internal CA.
+    pub async fn tls_member(&self, addr: SocketAddr, name: &str, role: Role) -> Backend {
+        let issued = self.internal.issue(&[name]).unwrap();
+        let tls = portico::demo::backend::server_config_from_pem(&issued.cert_pem, &issued.key_pem)
+            .unwrap();
+        Backend::start(
+            addr,
+            BackendOptions {
+                name: name.to_string(),
+                tls: Some(tls),
+                role,
+            },
+        )
+        .await
+        .expect("start TLS member")
+    }
+
+    pub async fn plain_member(&self, addr: SocketAddr, name: &str, role: Role) -> Backend {
+        Backend::start(
+            addr,
+            BackendOptions {
+                name: name.to_string(),
+                tls: None,
+                role,
+            },
+        )
+        .await
+        .expect("start member")
+    }
+}
+
+/// The real binary, serving a config; killed when dropped.
+pub struct Portico {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Portico {
+    /// Starts `portico run` and waits until `wait_for` accepts connections.
+    pub fn start(config: &Path, wait_for: SocketAddr) -> Portico {
+        let log = config.with_extension("log");
+        let logf = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_portico"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,portico=debug")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn portico");
+        let mut p = Portico { child, log };
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&wait_for, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("portico exited early ({status}): {}", p.log_text());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "portico did not listen on {wait_for}: {}",
+                p.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for Portico {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What curl got: the final status, headers (lower-case names) and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub http_version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Runs curl with `args` (plus -sS and header capture). Status 0 means no HTTP answer.
+pub async fn curl(args: &[&str]) -> Reply {
+    let hdr = tempfile::NamedTempFile::new().unwrap();
+    let out = tokio::process::Command::new("curl")
+        .arg("-sS")
+        .arg("--max-time")
+        .arg("120")
+        .arg("-D")
+        .arg(hdr.path())
+        .args(args)
+        .output()
+        .await
+        .expect("run curl");
+    let raw = std::fs::read_to_string(hdr.path()).unwrap_or_default();
+    // Only the last header block counts (a 100 Continue may precede it).
+    let block = raw
+        .split("\r\n\r\n")
+        .filter(|b| b.starts_with("HTTP/"))
+        .last()
+        .unwrap_or("");
+    let mut lines = block.lines();
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.split_whitespace();
+    let http_version = parts.next().unwrap_or("").to_string();
+    let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        http_version,
+        headers,
+        body: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `curl` against an HTTPS name published on `ip:port`, trusting the lab's public CA.
+pub async fn curl_https(
+    lab: &Lab,
+    host: &str,
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+    extra: &[&str],
+) -> Reply {
+    let ca = lab.path("public-ca.pem");
+    let resolve = format!("{host}:{port}:{ip}");
+    let url = format!("https://{host}:{port}{path}");
+    let mut args = vec!["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl(&args).await
+}
+
+/// Minimal JSON field lookup for the member's /echo document (string or number values).
+pub fn json_field(json: &str, field: &str) -> Option<String> {
+    let key = format!("\"{field}\":");
+    let start = json.find(&key)? + key.len();
+    let rest = json[start..].trim_start();
+    if let Some(s) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        out.push(n);
+                    }
+                }
+                '"' => return Some(out),
+                c => out.push(c),
+            }
+        }
+        None
+    } else {
+        let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
+        Some(rest[..end].trim().to_string())
+    }
+}

@@ -1,0 +1,135 @@
+//! `portico validate` on bad configs: exit 1, and a message naming file, line, key and what
+//! would be accepted. `run` refuses the same files without binding anything.
+
+mod common;
+
+use std::process::Command;
+
+fn validate(dir: &std::path::Path, toml: &str) -> (i32, String) {
+    let path = dir.join("portico.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+const GOOD: &str = r#"
+[[listener]]
+bind = "127.0.0.1:18443"
+
+[[farm]]
+name = "meet"
+members = [ { address = "fe01.contoso.local" } ]
+https_port = 4443
+timeout = "960s"
+
+[[rule]]
+name = "meet"
+conditions = [ { input = "{HTTP_HOST}", pattern = "^meet\\." } ]
+action = { route = "meet" }
+"#;
+
+fn lab() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn a_good_config_validates() {
+    let d = lab();
+    let (code, out) = validate(d.path(), GOOD);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("valid"), "{out}");
+}
+
+/// Each case: a change to GOOD, and what the message must say.
+#[test]
+fn each_bad_config_is_refused_with_file_line_key_and_accepted_values() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("unknown key", &GOOD.replace("timeout = \"960s\"", "timeout = \"960s\"\ntimeuot = \"1s\""), &["portico.toml:10", "unknown field `timeuot`", "expected one of"]),
+        ("bad duration", &GOOD.replace("\"960s\"", "\"960\""), &["portico.toml:9", "farm \"meet\".timeout", "ms, s, m, h"]),
+        ("missing farm", &GOOD.replace("route = \"meet\"", "route = \"meat\""), &["portico.toml:14", "rule \"meet\".action", "meat", "meet"]),
+        ("duplicate farm", &format!("{GOOD}\n[[farm]]\nname = \"meet\"\nmembers = [ {{ address = \"fe02\" }} ]\n"), &["duplicate farm name \"meet\""]),
+        ("duplicate rule", &format!("{GOOD}\n[[rule]]\nname = \"meet\"\naction = {{ abort = true }}\n"), &["duplicate rule name \"meet\""]),
+        ("missing certificate file", &GOOD.replace("bind = \"127.0.0.1:18443\"", "bind = \"127.0.0.1:18443\"\ntls = { certificates = [ { cert = \"nope.pem\", key = \"nope.key\" } ] }"), &["portico.toml:4", "nope.pem"]),
+        ("look-around", &GOOD.replace("^meet\\\\.", "^(?!meet)"), &["portico.toml:13", "conditions[0].pattern", "look"]),
+        ("bad bind", &GOOD.replace("127.0.0.1:18443", "127.0.0.1"), &["portico.toml:3", "listener[0].bind", "address:port"]),
+        ("bad load balancing", &GOOD.replace("timeout = \"960s\"", "timeout = \"960s\"\nload_balancing = \"fastest\""), &["portico.toml:10", "load_balancing", "least-requests"]),
+        ("bad scheme", &GOOD.replace("route = \"meet\"", "route = \"meet\", scheme = \"ftp\""), &["scheme", "\"https\""]),
+        ("two actions", &GOOD.replace("route = \"meet\"", "route = \"meet\", abort = true"), &["more than one action"]),
+        ("no listener", &GOOD.replace("[[listener]]\nbind = \"127.0.0.1:18443\"", ""), &["no [[listener]]"]),
+        ("toml syntax", &GOOD.replace("name = \"meet\"\nmembers", "name = \"meet\nmembers"), &["portico.toml:7"]),
+        ("missing CA file", &format!("[upstream]\nca = \"no-ca.pem\"\n{GOOD}"), &["portico.toml:2", "upstream.ca", "no-ca.pem"]),
+        ("resolve not an IP", &format!("{GOOD}\n[resolve]\n\"fe01.contoso.local\" = [\"fe01\"]\n"), &["resolve.\"fe01.contoso.local\"", "not an IP address"]),
+    ];
+    for (what, toml, needles) in cases {
+        let d = lab();
+        let (code, out) = validate(d.path(), toml);
+        assert_eq!(code, 1, "{what}: expected failure, got: {out}");
+        for n in *needles {
+            assert!(out.contains(n), "{what}: message lacks {n:?}:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn bad_certificate_and_key_are_refused() {
+    let d = lab();
+    let ca = portico::demo::pki::TestCa::new("t").unwrap();
+    ca.issue(&["a.contoso.com"])
+        .unwrap()
+        .write(d.path(), "a")
+        .unwrap();
+    ca.issue(&["b.contoso.com"])
+        .unwrap()
+        .write(d.path(), "b")
+        .unwrap();
+    std::fs::write(d.path().join("garbage.pem"), "not a certificate").unwrap();
+    let with_tls = |cert: &str, key: &str| {
+        GOOD.replace(
+            "bind = \"127.0.0.1:18443\"",
+            &format!("bind = \"127.0.0.1:18443\"\ntls = {{ certificates = [ {{ cert = \"{cert}\", key = \"{key}\" }} ] }}"),
+        )
+    };
+    let (code, out) = validate(d.path(), &with_tls("a.pem", "a.key"));
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = validate(d.path(), &with_tls("a.pem", "b.key"));
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("does not match") && out.contains("portico.toml:4"),
+        "{out}"
+    );
+    let (code, out) = validate(d.path(), &with_tls("garbage.pem", "a.key"));
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("garbage.pem") && out.contains("no certificate"),
+        "{out}"
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_and_binds_nothing() {
+    let d = lab();
+    let path = d.path().join("portico.toml");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let toml = GOOD
+        .replace("18443", &port.to_string())
+        .replace("route = \"meet\"", "route = \"nope\"");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
