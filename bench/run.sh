@@ -141,7 +141,19 @@ name = "everything"
 action = { route = "fe" }
 stop = true
 EOF
-"$PORTICO" validate --config "$TMP/portico.toml" >&2 || die "portico rejects the bench config"
+NOTES=()
+if ! "$PORTICO" validate --config "$TMP/portico.toml" > "$RUN/validate.log" 2>&1; then
+    cat "$RUN/validate.log" >&2
+    # Known Portico bug at the time of writing: `[upstream] ca` (string or list) fails to
+    # parse ("did not match any variant of untagged enum OneOrMany"). Measure anyway with
+    # verification off on Portico's side only, and say so in the results.
+    grep -q OneOrMany "$RUN/validate.log" || die "portico rejects the bench config"
+    sed -i -e '/^\[upstream\]/d' -e '/^ca = /d' -e 's/^ssl_offload = false$/ssl_offload = false\ninsecure_skip_verify = true/' "$TMP/portico.toml"
+    "$PORTICO" validate --config "$TMP/portico.toml" >&2 || die "portico rejects the bench config"
+    msg="PORTICO BUG WORKED AROUND: \`[upstream] ca = ...\` does not parse (\"data did not match any variant of untagged enum OneOrMany\"), so Portico ran with \`insecure_skip_verify = true\` to the member while nginx verified it (member connections are pooled, so this mostly affects the long-poll run, which opens ${HELD} new member connections)"
+    printf '\n!!!!! %s\n\n' "$msg" >&2
+    NOTES+=(--note "$msg")
+fi
 say "portico on 127.0.0.1:$PORTICO_PORT (workers = $WORKERS)"
 "$PORTICO" run --config "$TMP/portico.toml" > "$RUN/portico.log" 2>&1 &
 PORTICO_PID=$!
@@ -291,4 +303,5 @@ say "results"
     --meta "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //') (Debian package), worker_processes $WORKERS, proxy_buffering on (default)" \
     --meta "Client: $(wrk -v 2>&1 | head -n1 | awk '{print "wrk", $2}'), $DURATION s per run; TLS to the proxy with an RSA-2048 certificate, SNI and Host $HOST" \
     --meta "Backend: one \`portico member\` (HTTPS, HTTP/1.1 keep-alive) on 127.0.0.1:$MEMBER_PORT; both proxies re-encrypt to it, verify it against the internal CA and keep up to 64 idle connections to it" \
-    --meta "Command: bench/run.sh (DURATION=$DURATION HELD=$HELD)"
+    --meta "Command: bench/run.sh (DURATION=$DURATION HELD=$HELD)" \
+    "${NOTES[@]}"

@@ -63,7 +63,7 @@ fn each_bad_config_is_refused_with_file_line_key_and_accepted_values() {
         ("bad scheme", &GOOD.replace("route = \"meet\"", "route = \"meet\", scheme = \"ftp\""), &["scheme", "\"https\""]),
         ("two actions", &GOOD.replace("route = \"meet\"", "route = \"meet\", abort = true"), &["more than one action"]),
         ("no listener", &GOOD.replace("[[listener]]\nbind = \"127.0.0.1:18443\"", ""), &["no [[listener]]"]),
-        ("toml syntax", &GOOD.replace("name = \"meet\"\nmembers", "name = \"meet\nmembers"), &["portico.toml:7"]),
+        ("toml syntax", &GOOD.replace("name = \"meet\"\nmembers", "name = \"meet\nmembers"), &["portico.toml:6", "invalid basic string"]),
         ("missing CA file", &format!("[upstream]\nca = \"no-ca.pem\"\n{GOOD}"), &["portico.toml:2", "upstream.ca", "no-ca.pem"]),
         ("resolve not an IP", &format!("{GOOD}\n[resolve]\n\"fe01.contoso.local\" = [\"fe01\"]\n"), &["resolve.\"fe01.contoso.local\"", "not an IP address"]),
     ];

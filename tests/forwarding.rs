@@ -118,7 +118,6 @@ async fn large_upload_and_download_stream_through_with_flat_memory() {
         }
     };
     let sampler = {
-        let pid_rss = pid_rss;
         tokio::spawn(async move {
             let mut peak = 0;
             for _ in 0..1200 {

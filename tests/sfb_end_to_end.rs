@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 struct SfbLab {
     lab: Lab,
     proxy_ip: IpAddr,
-    members: Vec<(String, IpAddr)>,
+    _members: Vec<(String, IpAddr)>,
     _backends: Vec<Backend>,
     portico: Portico,
 }
@@ -91,7 +91,7 @@ impl SfbLab {
         SfbLab {
             lab,
             proxy_ip,
-            members,
+            _members: members,
             _backends: backends,
             portico,
         }

@@ -195,17 +195,16 @@ impl Compiler<'_> {
         cfg
     }
 
-    fn ca_files(&mut self, ca: &file::OneOrMany, key: &str) -> Vec<PathBuf> {
-        let list = match ca {
-            file::OneOrMany::One(one) => std::slice::from_ref(one),
-            file::OneOrMany::Many(many) => many.as_slice(),
-        };
+    fn ca_files(&mut self, ca: &S<file::OneOrMany>, key: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        for p in list {
-            let path = self.path(p.get_ref());
+        if ca.get_ref().0.is_empty() {
+            self.d.at(ca.span(), key, "lists no file; give the PEM file of the internal CA, e.g. \"certs/contoso-root.pem\"");
+        }
+        for p in &ca.get_ref().0 {
+            let path = self.path(p);
             if !path.is_file() {
                 self.d.at(
-                    p.span(),
+                    ca.span(),
                     key,
                     format!("CA file {} does not exist or is not a file (expected a PEM file holding the internal CA certificate)", path.display()),
                 );

@@ -74,19 +74,33 @@ pub struct Admin {
     pub token_file: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(S<String>),
-    Many(Vec<S<String>>),
-}
+/// A value written either as one string or as a list of strings (`ca = "a.pem"` or `ca = ["a.pem", "b.pem"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany(pub Vec<String>);
 
-impl OneOrMany {
-    pub fn into_vec(self) -> Vec<S<String>> {
-        match self {
-            OneOrMany::One(one) => vec![one],
-            OneOrMany::Many(many) => many,
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a file name or a list of file names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<String>()? {
+                    out.push(v);
+                }
+                Ok(OneOrMany(out))
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -94,7 +108,7 @@ impl OneOrMany {
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     pub source_address: Option<S<String>>,
-    pub ca: Option<OneOrMany>,
+    pub ca: Option<S<OneOrMany>>,
     pub connect_timeout: Option<S<String>>,
     pub pool_idle_timeout: Option<S<String>>,
     pub pool_max_idle_per_member: Option<S<usize>>,
@@ -116,7 +130,7 @@ pub struct Farm {
     pub preserve_host: Option<bool>,
     pub x_forwarded: Option<bool>,
     pub insecure_skip_verify: Option<bool>,
-    pub ca: Option<OneOrMany>,
+    pub ca: Option<S<OneOrMany>>,
 }
 
 #[derive(Debug, Deserialize)]
