@@ -160,8 +160,15 @@ PORTICO_PID=$!
 PIDS+=($PORTICO_PID)
 
 NG="$TMP/nginx"; mkdir -p "$NG/logs" "$NG/tmp"
+# Debian's nginx workers run as www-data: they must reach and write the temp paths
+# (proxy_buffering spills large responses to proxy_temp_path).
+chmod 0755 "$TMP"
+NGINX_USER=www-data
+id -u "$NGINX_USER" >/dev/null 2>&1 || NGINX_USER=nobody
+chown -R "$NGINX_USER" "$NG/tmp"
 cat > "$NG/nginx.conf" <<EOF
 # Bench config: own prefix, not the system nginx. proxy_buffering is left at its default (on).
+user $NGINX_USER;
 worker_processes $WORKERS;
 worker_rlimit_nofile $NOFILE;
 daemon off;
@@ -249,6 +256,22 @@ for px in portico nginx; do
     case "$echo" in *"$HOST"*) ;; *) die "$px: the member did not see Host $HOST";; esac
 done
 
+# What the handshake scenario measures depends on whether the proxy lets the client
+# resume its TLS session (wrk offers the previous session on each new connection).
+RESUME=()
+for px in portico nginx; do
+    port="$(port_of $px)"
+    openssl s_client -connect "127.0.0.1:$port" -servername "$HOST" -CAfile "$P/public-ca.pem" \
+        -sess_out "$TMP/$px.sess" < /dev/null > /dev/null 2>&1 || true
+    if [ -s "$TMP/$px.sess" ] && openssl s_client -connect "127.0.0.1:$port" -servername "$HOST" \
+        -CAfile "$P/public-ca.pem" -sess_in "$TMP/$px.sess" < /dev/null 2>/dev/null | grep -q '^Reused'; then
+        RESUME+=("$px: yes")
+    else
+        RESUME+=("$px: no")
+    fi
+done
+echo "TLS session resumption offered to a returning client: ${RESUME[*]}" >&2
+
 # --- 4. scenarios ----------------------------------------------------------------------
 run_wrk() {  # proxy, name, wrk args..., path
     local px="$1" name="$2"; shift 2
@@ -261,6 +284,11 @@ run_wrk() {  # proxy, name, wrk args..., path
     sleep 2
 }
 
+for px in portico nginx; do
+    say "$px: warm-up (2 s, not measured)"
+    wrk -t2 -c64 -d2s "https://$HOST:$(port_of $px)/status/200" > "$RUN/$px-warmup.txt" 2>&1 || true
+    sleep 1
+done
 for px in portico nginx; do
     run_wrk $px keepalive -t2 -c64 -d"${DURATION}s" --latency /status/200
 done
@@ -285,10 +313,13 @@ done
 # Anything the proxies logged at warn/error during the run.
 for px in portico nginx; do
     f="$RUN/$px.log"; [ $px = nginx ] && f="$NG/logs/error.log"
-    if grep -Eiq 'warn|error|panic' "$f" 2>/dev/null; then
-        say "$px logged warnings/errors during the run ($(grep -Eic 'warn|error|panic' "$f") lines); first 20:"
-        grep -Ei 'warn|error|panic' "$f" | head -n 20 >&2
+    pat='warn|error|crit|alert|emerg|panic'
+    if grep -Eiq "$pat" "$f" 2>/dev/null; then
+        say "$px logged warnings/errors during the run ($(grep -Eic "$pat" "$f") lines); first 20:"
+        grep -Ei "$pat" "$f" | head -n 20 >&2
         cp "$f" "$RUN/$px-errors.log"
+        first="$(grep -Ei "$pat" "$f" | sed 's/\x1b\[[0-9;]*m//g' | head -n 3 | cut -c1-300 | paste -sd'|' | sed 's/|/ ¦ /g')"
+        NOTES+=(--note "$px logged $(grep -Eic "$pat" "$f") warning/error lines during the run; first: \`$first\`")
     fi
 done
 
@@ -303,5 +334,6 @@ say "results"
     --meta "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //') (Debian package), worker_processes $WORKERS, proxy_buffering on (default)" \
     --meta "Client: $(wrk -v 2>&1 | head -n1 | awk '{print "wrk", $2}'), $DURATION s per run; TLS to the proxy with an RSA-2048 certificate, SNI and Host $HOST" \
     --meta "Backend: one \`portico member\` (HTTPS, HTTP/1.1 keep-alive) on 127.0.0.1:$MEMBER_PORT; both proxies re-encrypt to it, verify it against the internal CA and keep up to 64 idle connections to it" \
+    --meta "TLS session resumption (openssl s_client -sess_in; wrk offers the previous session on each new connection): ${RESUME[*]}" \
     --meta "Command: bench/run.sh (DURATION=$DURATION HELD=$HELD)" \
     "${NOTES[@]}"

@@ -44,7 +44,8 @@ pub fn demo_config(https_port: u16, http_port: u16) -> String {
 
 [[listener]]                      # the external NIC (443 in production)
 bind = "127.0.0.1:{https_port}"
-tls = {{ certificates = [ {{ cert = "external.pem", key = "external.key" }} ] }}
+tls = {{ certificates = [ {{ cert = "external.pem", key = "external.key" }} ], http1_only = [ "lyncweb.contoso.com" ] }}
+                                  # Windows auth flows on lyncweb: keep it HTTP/1.1 (IIS refuses NTLM over h2)
 
 [[listener]]                      # port 80 in production: bridged to the pool's 8080
 bind = "127.0.0.1:{http_port}"
