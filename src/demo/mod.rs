@@ -205,7 +205,7 @@ Config: {config}\n\nTry these (each answer carries X-Backend: the member that se
   {}    # 401 NTLM/Negotiate challenge, passed through\n\
   {}    # 200 lyncdiscover JSON\n\
   {}    # 200 WOPI discovery XML\n\
-  curl -si --resolve meet.contoso.com:{http}:127.0.0.1 http://meet.contoso.com:{http}/    # port 80 -> 8080 bridging\n\
+  curl -si --resolve meet.contoso.com:{http}:127.0.0.1 http://meet.contoso.com:{http}/    # 200 over plain HTTP: port 80 -> 8080 bridging\n\
   curl -si --cacert {ca} --resolve unknown.contoso.com:{https}:127.0.0.1 https://unknown.contoso.com:{https}/    # 404: no default farm\n\n\
 Stop with Ctrl-C.",
         curl("meet", "/"),
