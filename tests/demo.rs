@@ -25,6 +25,15 @@ fn demo_prints_curl_lines_that_answer_as_announced() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // Kill the demo even when an assertion fails.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
     let mut lines = Vec::new();
     let started = Instant::now();
     for line in BufReader::new(stdout).lines() {
@@ -57,6 +66,4 @@ fn demo_prints_curl_lines_that_answer_as_announced() {
         let code = String::from_utf8_lossy(&out.stdout);
         assert_eq!(code.trim(), expected.to_string(), "{line}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
