@@ -166,7 +166,7 @@ pub(super) async fn route(
 }
 
 /// Reads and counts a request body without keeping it.
-async fn drain(mut body: Incoming) -> u64 {
+pub(super) async fn drain(mut body: Incoming) -> u64 {
     let mut n = 0u64;
     while let Some(frame) = body.frame().await {
         match frame {
