@@ -15,7 +15,6 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
-
 /// The `/drop` endpoint's way to make hyper close the connection unanswered.
 #[derive(Debug)]
 struct DroppedOnPurpose;
