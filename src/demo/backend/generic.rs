@@ -210,6 +210,8 @@ async fn echo(req: Request<Incoming>, shared: &Shared, conn: &ConnInfo) -> Respo
         conn.id
     ));
     json_str(&mut out, &conn.peer.to_string());
+    out.push_str(",\"local_addr\":");
+    json_str(&mut out, &conn.local.ip().to_string());
     out.push_str(",\"headers\":[");
     for (i, (name, value)) in parts.headers.iter().enumerate() {
         if i > 0 {
