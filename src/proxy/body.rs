@@ -1,6 +1,7 @@
 //! The body Portico sends to clients: a member's response streamed, or a page of its own.
 
 use crate::farm::Member;
+use crate::upstream::{Pool, Sender};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -27,7 +28,13 @@ impl Drop for InFlight {
 }
 
 pub enum ResponseBody {
-    Upstream { body: Incoming, guard: InFlight },
+    Upstream {
+        body: Incoming,
+        guard: InFlight,
+        /// The member connection, returned to its pool when the body ends (not before:
+        /// HTTP/1.1 cannot start the next exchange mid-body).
+        checkin: Option<(Arc<Pool>, Sender)>,
+    },
     Full(Option<Bytes>),
 }
 
@@ -38,6 +45,23 @@ impl ResponseBody {
 
     pub fn empty() -> Self {
         ResponseBody::Full(None)
+    }
+
+    /// A member's body; `checkin` goes back to its pool once the body is read to the end.
+    pub fn upstream(body: Incoming, guard: InFlight, checkin: Option<(Arc<Pool>, Sender)>) -> Self {
+        let mut b = ResponseBody::Upstream { body, guard, checkin };
+        b.checkin_if_done();
+        b
+    }
+
+    fn checkin_if_done(&mut self) {
+        if let ResponseBody::Upstream { body, checkin, .. } = self {
+            if body.is_end_stream() {
+                if let Some((pool, sender)) = checkin.take() {
+                    pool.put(sender);
+                }
+            }
+        }
     }
 }
 
@@ -50,16 +74,33 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ResponseBody::Upstream { body, guard } => {
-                let polled = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(frame))) = &polled {
-                    if let Some(data) = frame.data_ref() {
-                        guard
-                            .0
-                            .stats
-                            .bytes_out
-                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+            ResponseBody::Upstream {
+                body,
+                guard,
+                checkin,
+            } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            guard
+                                .0
+                                .stats
+                                .bytes_out
+                                .fetch_add(data.len() as u64, Ordering::Relaxed);
+                        }
+                        if body.is_end_stream() {
+                            if let Some((pool, sender)) = checkin.take() {
+                                pool.put(sender);
+                            }
+                        }
                     }
+                    Poll::Ready(None) => {
+                        if let Some((pool, sender)) = checkin.take() {
+                            pool.put(sender);
+                        }
+                    }
+                    _ => {}
                 }
                 if let Poll::Ready(Some(Err(e))) = &polled {
                     tracing::warn!(member = %guard.0.label(), error = %e, "member response broke off mid-body; client stream truncated");

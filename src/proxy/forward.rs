@@ -159,6 +159,9 @@ pub(super) async fn forward(
         // A pooled connection that turns out closed hands the request back unsent. One that
         // dies after the request went out may cost an idempotent, bodyless request one retry.
         while let Some(mut sender) = pool.checkout() {
+            if sender.ready().await.is_err() {
+                continue;
+            }
             let copy = replayable_copy(&r);
             let started = Instant::now();
             match sender.try_send_request(r).await {
@@ -409,6 +412,7 @@ impl Exchange<'_> {
             return pages::bad_gateway(&farm.name);
         }
 
+        let mut checkin = None;
         if let Some(sender) = sender {
             let pin_it =
                 !self.h2 && (self.authenticates || pin::response_challenges(resp.headers()));
@@ -427,7 +431,7 @@ impl Exchange<'_> {
                     }
                 }
             } else {
-                member.pool(self.tls).checkin(sender);
+                checkin = Some((Arc::clone(member.pool(self.tls)), sender));
             }
         }
 
@@ -443,7 +447,7 @@ impl Exchange<'_> {
                 }
             }
         }
-        Response::from_parts(parts, ResponseBody::Upstream { body, guard })
+        Response::from_parts(parts, ResponseBody::upstream(body, guard, checkin))
     }
 }
 

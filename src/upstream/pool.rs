@@ -6,7 +6,7 @@
 
 use super::Sender;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -57,22 +57,17 @@ impl Pool {
         self.created.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Returns the connection to the pool once its current exchange has finished.
-    pub fn checkin(self: &Arc<Self>, mut sender: Sender) {
-        if self.max_idle == 0 {
+    /// Returns a connection whose exchange has finished (its response body was read to the
+    /// end). No task is spawned: the caller waits for `ready()` when it takes it out again.
+    pub fn put(&self, sender: Sender) {
+        if self.max_idle == 0 || sender.is_closed() {
             return;
         }
-        let pool = Arc::clone(self);
-        tokio::spawn(async move {
-            if sender.ready().await.is_err() {
-                return;
-            }
-            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() >= pool.max_idle {
-                idle.remove(0);
-            }
-            idle.push((sender, Instant::now()));
-        });
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= self.max_idle {
+            idle.remove(0);
+        }
+        idle.push((sender, Instant::now()));
     }
 
     pub fn stats(&self) -> PoolStats {
