@@ -420,3 +420,69 @@ async fn nothing_to_check_is_a_usage_error_with_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{}", explain(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--webext"));
 }
+
+/// Civil date (y, m, d) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i32, u8, u8) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let y = (yoe + era * 400 + i64::from(m <= 2)) as i32;
+    (y, m, d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_expiring_within_30_days_is_a_warning_not_a_failure() {
+    // Any server, not only Portico: a member published directly, as another proxy would.
+    let lab = Lab::new();
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 86_400;
+    let (y, m, d) = civil_from_days(today + 10);
+    let issued = lab
+        .public
+        .issue_with(&["meet.contoso.com"], |p| {
+            p.not_after = rcgen::date_time_ymd(y, m, d);
+        })
+        .unwrap();
+    let tls =
+        portico::demo::backend::server_config_from_pem(&issued.cert_pem, &issued.key_pem).unwrap();
+    let ip = unique_loopback();
+    let _member = Backend::start(
+        SocketAddr::new(ip, HTTPS),
+        BackendOptions {
+            name: "fe".into(),
+            tls: Some(tls),
+            role: Role::FrontEnd,
+        },
+    )
+    .await
+    .unwrap();
+    let args: Vec<String> = [
+        "check".to_string(),
+        "--meet".into(),
+        "meet.contoso.com".into(),
+        "--resolve".into(),
+        format!("meet.contoso.com:{HTTPS}:{ip}"),
+        "--port".into(),
+        HTTPS.to_string(),
+        "--ca".into(),
+        lab.path("public-ca.pem").to_str().unwrap().into(),
+        "--json".into(),
+    ]
+    .to_vec();
+    let out = run_check(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(
+        status_of(&out, "certificate-expiry", "meet.contoso.com").as_deref(),
+        Some("warn"),
+        "{}",
+        explain(&out)
+    );
+}
