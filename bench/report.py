@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import re
+import glob
 import sys
 
 PROXIES = ("portico", "nginx")
@@ -65,20 +66,41 @@ def main():
     notes = list(args.note)
     res = {p: {} for p in PROXIES}
 
+    rounds_seen = {}
+
     def wrk(proxy, name, min_requests):
-        path = os.path.join(args.dir, f"{proxy}-{name}.txt")
-        if not os.path.exists(path):
+        """Best usable round of a scenario, with CPU totals over all rounds; None when
+        any round had errors (a proxy that fails once does not get a number)."""
+        paths = sorted(glob.glob(os.path.join(args.dir, f"{proxy}-{name}-r*.txt")))
+        if not paths:
             failures.append(f"{proxy} {name}: not run")
             return None
-        r = parse_wrk(open(path).read())
-        why = check_wrk(r, min_requests)
-        if why:
-            failures.append(f"{proxy} {name}: {why} (raw output: {path})")
-            return None
-        errs = sum(r["socket_errors"].values())
-        if errs:
-            notes.append(f"{proxy} {name}: {errs} socket errors {r['socket_errors']} in {r['requests']} requests (within tolerance)")
-        return r
+        runs = []
+        for path in paths:
+            r = parse_wrk(open(path).read())
+            why = check_wrk(r, min_requests)
+            if why:
+                failures.append(f"{proxy} {name} ({os.path.basename(path)}): {why}")
+                return None
+            errs = sum(r["socket_errors"].values())
+            if errs:
+                notes.append(f"{proxy} {name}: {errs} socket errors {r['socket_errors']} in {r['requests']} requests (within tolerance)")
+            try:
+                c0, c1 = map(float, open(path[:-4] + ".cpu").read().split())
+                r["cpu_s"] = c1 - c0
+            except (OSError, ValueError):
+                r["cpu_s"] = None
+            runs.append(r)
+        key = "mibps" if name == "download" else "rps"
+        best = dict(max(runs, key=lambda r: r[key] or 0))
+        best["all"] = [r[key] for r in runs]
+        rounds_seen[(proxy, name)] = best["all"]
+        reqs = sum(r["requests"] for r in runs)
+        cpu = [r["cpu_s"] for r in runs]
+        if None not in cpu and reqs:
+            best["cpu_us_per_req"] = sum(cpu) / reqs * 1e6
+            best["cpu_s_per_gib"] = sum(cpu) / (reqs * 16 / 1024)  # download: 16 MiB each
+        return best
 
     for p in PROXIES:
         res[p]["keepalive"] = wrk(p, "keepalive", 100)
@@ -125,8 +147,11 @@ def main():
 
     row("HTTPS keep-alive `/status/200`, 64 conns: requests/s", "keepalive", "rps", 0)
     row("HTTPS keep-alive `/status/200`, 64 conns: p99 latency (ms)", "keepalive", "p99_ms", 2, True)
+    row("HTTPS keep-alive: proxy CPU per request (µs)", "keepalive", "cpu_us_per_req", 1, True)
     row("New TLS connection per request (`Connection: close`): requests/s", "handshake", "rps", 0)
+    row("New TLS connection per request: proxy CPU per request (µs)", "handshake", "cpu_us_per_req", 0, True)
     row("16 MiB download `/download?bytes=16777216`, 4 conns: MiB/s", "download", "mibps", 1)
+    row("16 MiB download: proxy CPU seconds per GiB", "download", "cpu_s_per_gib", 2, True)
     row("Memory per held long poll: KiB (lower is better)", "longpoll", "kib_per_held", 1, True)
 
     held = {p: (res[p]["longpoll"] or {}).get("held") for p in PROXIES}
@@ -141,7 +166,13 @@ def main():
     out += [f"- {m}" for m in args.meta]
     out += ["", "| scenario | Portico | nginx | ratio (Portico/nginx) |", "| --- | --- | --- | --- |"]
     out += rows
-    out += ["", "Ratios above 1 are better for requests/s and MiB/s; for p99 latency and memory, lower is better."]
+    out += ["", "Ratios above 1 are better for requests/s and MiB/s; for p99 latency, CPU and memory, lower is better. "
+            "Load rows show each proxy's best round; CPU rows are the proxy processes' user+system time "
+            "over all rounds divided by the requests served (robust to other load on the machine)."]
+    if rounds_seen:
+        out += ["", "Every round (requests/s, or MiB/s for the download):", ""]
+        for (p, n), vals in sorted(rounds_seen.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            out.append(f"- {n} {p}: " + ", ".join(fmt(v, 1 if n == 'download' else 0) for v in vals))
     if notes:
         out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     if failures:

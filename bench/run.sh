@@ -5,14 +5,16 @@
 # /etc/hosts). Every load stays on 127.0.0.1. See bench/README.md.
 #
 #   bench/run.sh                 # everything (about 3-5 minutes after the build)
-#   DURATION=5 HELD=1000 bench/run.sh   # a quicker, smaller run
+#   DURATION=3 ROUNDS=1 HELD=500 bench/run.sh   # a quick, smaller run
+#   KEEP_TMP=1 bench/run.sh      # keep raw wrk outputs and logs (always kept on failure)
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$BENCH_DIR/.." && pwd)"
 
 WORKERS=2
-DURATION="${DURATION:-15}"          # seconds per wrk run
+DURATION="${DURATION:-10}"          # seconds per wrk run
+ROUNDS="${ROUNDS:-2}"               # runs of each wrk scenario per proxy
 HELD="${HELD:-5000}"                # long polls held at once
 MEMBER_PORT=14443
 PORTICO_PORT=18443
@@ -23,6 +25,10 @@ MEMBER_HOST=fe01.contoso.local
 say() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\nBENCHMARK FAILED: %s\n' "$*" >&2; exit 1; }
 
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+if awk '{exit !($1 > 0.5)}' /proc/loadavg; then
+    printf '\n!!!!! the machine is busy before the run (load average %s): numbers will be noisy.\n' "$LOAD_BEFORE" >&2
+fi
 [ "$(id -u)" = 0 ] || die "run as root (installs packages, edits /etc/hosts for $HOST)"
 
 # --- 1. tools and the build ----------------------------------------------------------
@@ -261,10 +267,12 @@ done
 RESUME=()
 for px in portico nginx; do
     port="$(port_of $px)"
-    openssl s_client -connect "127.0.0.1:$port" -servername "$HOST" -CAfile "$P/public-ca.pem" \
-        -sess_out "$TMP/$px.sess" < /dev/null > /dev/null 2>&1 || true
-    if [ -s "$TMP/$px.sess" ] && openssl s_client -connect "127.0.0.1:$port" -servername "$HOST" \
-        -CAfile "$P/public-ca.pem" -sess_in "$TMP/$px.sess" < /dev/null 2>/dev/null | grep -q '^Reused'; then
+    req="GET /status/200 HTTP/1.1\r\nHost: $HOST\r\nConnection: close\r\n\r\n"
+    # -ign_eof: read until the server closes, so a TLS 1.3 ticket sent after the handshake is kept.
+    printf "$req" | timeout 10 openssl s_client -ign_eof -connect "127.0.0.1:$port" -servername "$HOST" \
+        -CAfile "$P/public-ca.pem" -sess_out "$TMP/$px.sess" > /dev/null 2>&1 || true
+    if [ -s "$TMP/$px.sess" ] && printf "$req" | timeout 10 openssl s_client -ign_eof -connect "127.0.0.1:$port" \
+        -servername "$HOST" -CAfile "$P/public-ca.pem" -sess_in "$TMP/$px.sess" 2>/dev/null | grep -q '^Reused'; then
         RESUME+=("$px: yes")
     else
         RESUME+=("$px: no")
@@ -273,15 +281,25 @@ done
 echo "TLS session resumption offered to a returning client: ${RESUME[*]}" >&2
 
 # --- 4. scenarios ----------------------------------------------------------------------
-run_wrk() {  # proxy, name, wrk args..., path
-    local px="$1" name="$2"; shift 2
+# Each wrk scenario runs ROUNDS times, alternating which proxy goes first (P N, N P, ...),
+# so slow drift in what else the machine does hits both alike. The table shows each
+# proxy's best round; the proxy's CPU time per request is summed over all rounds.
+run_wrk() {  # proxy, name, round, wrk args..., path
+    local px="$1" name="$2" round="$3"; shift 3
     local args=("$@"); local path="${args[-1]}"; unset 'args[-1]'
-    local url="https://$HOST:$(port_of "$px")$path"
-    say "$px: $name: wrk ${args[*]} $url"
-    wrk "${args[@]}" "$url" > "$RUN/$px-$name.txt" 2>&1 || true
-    sed 's/^/    /' "$RUN/$px-$name.txt" >&2
+    local url="https://$HOST:$(port_of "$px")$path" out="$RUN/$px-$name-r$round"
+    say "$px: $name (round $round): wrk ${args[*]} $url"
+    local c0 c1; c0="$("$PY" "$BENCH_DIR/cpu.py" "$(pid_of "$px")")"
+    wrk "${args[@]}" "$url" > "$out.txt" 2>&1 || true
+    c1="$("$PY" "$BENCH_DIR/cpu.py" "$(pid_of "$px")")"
+    echo "$c0 $c1" > "$out.cpu"
+    sed 's/^/    /' "$out.txt" >&2
+    echo "    proxy CPU: $(awk '{printf "%.2f", $2 - $1}' "$out.cpu") s; load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     kill -0 "$(pid_of "$px")" 2>/dev/null || { tail -n 30 "$RUN/$px.log" >&2; die "$px died during $name"; }
     sleep 2
+}
+order() {  # round -> the two proxies in this round's order
+    if [ $(( $1 % 2 )) = 1 ]; then echo portico nginx; else echo nginx portico; fi
 }
 
 for px in portico nginx; do
@@ -289,14 +307,20 @@ for px in portico nginx; do
     wrk -t2 -c64 -d2s "https://$HOST:$(port_of $px)/status/200" > "$RUN/$px-warmup.txt" 2>&1 || true
     sleep 1
 done
-for px in portico nginx; do
-    run_wrk $px keepalive -t2 -c64 -d"${DURATION}s" --latency /status/200
+for r in $(seq 1 "$ROUNDS"); do
+    for px in $(order "$r"); do
+        run_wrk $px keepalive "$r" -t2 -c64 -d"${DURATION}s" --latency /status/200
+    done
 done
-for px in portico nginx; do
-    run_wrk $px handshake -t2 -c32 -d"${DURATION}s" -H 'Connection: close' /status/200
+for r in $(seq 1 "$ROUNDS"); do
+    for px in $(order "$r"); do
+        run_wrk $px handshake "$r" -t2 -c32 -d"${DURATION}s" -H 'Connection: close' /status/200
+    done
 done
-for px in portico nginx; do
-    run_wrk $px download -t2 -c4 -d"${DURATION}s" --timeout 60s '/download?bytes=16777216'
+for r in $(seq 1 "$ROUNDS"); do
+    for px in $(order "$r"); do
+        run_wrk $px download "$r" -t2 -c4 -d"${DURATION}s" --timeout 60s '/download?bytes=16777216'
+    done
 done
 for px in portico nginx; do
     say "$px: $HELD held long polls (GET /long-poll?secs=120)"
@@ -314,6 +338,11 @@ done
 for px in portico nginx; do
     f="$RUN/$px.log"; [ $px = nginx ] && f="$NG/logs/error.log"
     pat='warn|error|crit|alert|emerg|panic'
+    if [ $px = nginx ] && grep -q 'buffered to a temporary file' "$f"; then
+        NOTES+=(--note "nginx spooled $(grep -c 'buffered to a temporary file' "$f") download chunks to temporary files (proxy_buffering on, its default), as a stock install would")
+        grep -v 'buffered to a temporary file' "$f" > "$f.rest" || true
+        f="$f.rest"
+    fi
     if grep -Eiq "$pat" "$f" 2>/dev/null; then
         say "$px logged warnings/errors during the run ($(grep -Eic "$pat" "$f") lines); first 20:"
         grep -Ei "$pat" "$f" | head -n 20 >&2
@@ -332,8 +361,9 @@ say "results"
     --meta "Machine: nproc = $(nproc), $(uname -sr), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)" \
     --meta "Portico: $("$PORTICO" --version 2>/dev/null), git $rev, workers = $WORKERS" \
     --meta "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //') (Debian package), worker_processes $WORKERS, proxy_buffering on (default)" \
-    --meta "Client: $(wrk -v 2>&1 | head -n1 | awk '{print "wrk", $2}'), $DURATION s per run; TLS to the proxy with an RSA-2048 certificate, SNI and Host $HOST" \
+    --meta "Client: $(wrk -v 2>&1 | head -n1 | awk '{print "wrk", $2}'), $ROUNDS round(s) of $DURATION s per scenario and proxy, best round shown; TLS to the proxy with an RSA-2048 certificate, SNI and Host $HOST" \
     --meta "Backend: one \`portico member\` (HTTPS, HTTP/1.1 keep-alive) on 127.0.0.1:$MEMBER_PORT; both proxies re-encrypt to it, verify it against the internal CA and keep up to 64 idle connections to it" \
     --meta "TLS session resumption (openssl s_client -sess_in; wrk offers the previous session on each new connection): ${RESUME[*]}" \
-    --meta "Command: bench/run.sh (DURATION=$DURATION HELD=$HELD)" \
+    --meta "Load average (1/5/15 min) before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)" \
+    --meta "Command: bench/run.sh (DURATION=$DURATION ROUNDS=$ROUNDS HELD=$HELD)" \
     "${NOTES[@]}"

@@ -39,7 +39,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         })?;
         bound.push((sock, ListenerSettings::from(l)));
     }
-    let proxy = Arc::new(Proxy::new(Snapshot::new(config)));
+    let snapshot = Snapshot::new(config, None);
+    snapshot.start_background();
+    let proxy = Arc::new(Proxy::new(snapshot));
     let (shutdown, rx) = watch::channel(false);
     let graceful = Arc::new(GracefulShutdown::new());
     let mut addrs = Vec::new();

@@ -163,6 +163,7 @@ impl Compiler<'_> {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_member: 64,
+            dns_refresh: Duration::from_secs(60),
         };
         let Some(u) = u else { return cfg };
         let u = u.get_ref();
@@ -189,6 +190,7 @@ impl Compiler<'_> {
             "upstream.pool_idle_timeout",
             cfg.pool_idle_timeout,
         );
+        cfg.dns_refresh = self.duration(&u.dns_refresh, "upstream.dns_refresh", cfg.dns_refresh);
         if let Some(n) = &u.pool_max_idle_per_member {
             cfg.pool_max_idle_per_member = *n.get_ref();
         }
@@ -307,7 +309,7 @@ impl Compiler<'_> {
                 &format!("{key}.connect_timeout"),
                 upstream.connect_timeout,
             );
-            let load_balancing = match &f.load_balancing {
+            let mut load_balancing = match &f.load_balancing {
                 None => LoadBalancing::WeightedRoundRobin,
                 Some(lb) => LoadBalancing::parse(lb.get_ref()).unwrap_or_else(|| {
                     self.d.at(
@@ -321,6 +323,59 @@ impl Compiler<'_> {
                     );
                     LoadBalancing::WeightedRoundRobin
                 }),
+            };
+            if let LoadBalancing::RequestHash(k) = &mut load_balancing {
+                if let Some(names) = &f.hash_query {
+                    *k = HashKey::Query(names.clone());
+                } else if let Some(v) = &f.hash {
+                    let name = v
+                        .get_ref()
+                        .trim_matches(|c| c == '{' || c == '}')
+                        .to_ascii_uppercase();
+                    let ok = [
+                        "REMOTE_ADDR",
+                        "HTTP_HOST",
+                        "URL",
+                        "QUERY_STRING",
+                        "REQUEST_URI",
+                    ]
+                    .contains(&name.as_str())
+                        || (name.starts_with("HTTP_") && name.len() > 5);
+                    if !ok {
+                        self.d.at(v.span(), format!("{key}.hash"), format!("cannot hash {:?}; accepted: REMOTE_ADDR, HTTP_HOST, URL, QUERY_STRING, REQUEST_URI or HTTP_<HEADER>", v.get_ref()));
+                    }
+                    *k = HashKey::Variable(name);
+                }
+            } else if let Some(v) = &f.hash {
+                self.d.at(
+                    v.span(),
+                    format!("{key}.hash"),
+                    "only applies with load_balancing = \"request-hash\"",
+                );
+            }
+            let live_traffic = match &f.live_traffic {
+                None => LiveTrafficConfig::default(),
+                Some(lt) => {
+                    let l = lt.get_ref();
+                    let d = LiveTrafficConfig::default();
+                    let lkey = format!("{key}.live_traffic");
+                    LiveTrafficConfig {
+                        failure_codes: match &l.failure_codes {
+                            None => d.failure_codes,
+                            Some(c) if c.get_ref().trim().is_empty() => Vec::new(),
+                            Some(c) => parse_status_ranges(c.get_ref()).unwrap_or_else(|m| {
+                                self.d.at(c.span(), format!("{lkey}.failure_codes"), m);
+                                Vec::new()
+                            }),
+                        },
+                        failures: l
+                            .failures
+                            .as_ref()
+                            .map_or(d.failures, |v| (*v.get_ref()).max(1)),
+                        window: self.duration(&l.window, &format!("{lkey}.window"), d.window),
+                        backoff: self.duration(&l.backoff, &format!("{lkey}.backoff"), d.backoff),
+                    }
+                }
             };
             let health = f.health.as_ref().map(|h| self.health(h, &key));
             let affinity = f.affinity.as_ref().map(|a| AffinityConfig {
@@ -379,6 +434,11 @@ impl Compiler<'_> {
                     preserve_host: f.preserve_host.unwrap_or(true),
                     x_forwarded: f.x_forwarded.unwrap_or(true),
                     tls,
+                    live_traffic,
+                    max_pinned_per_member: f
+                        .max_pinned_per_member
+                        .as_ref()
+                        .map_or(1000, |v| *v.get_ref()),
                 });
             }
         }

@@ -112,6 +112,7 @@ pub struct Upstream {
     pub connect_timeout: Option<S<String>>,
     pub pool_idle_timeout: Option<S<String>>,
     pub pool_max_idle_per_member: Option<S<usize>>,
+    pub dns_refresh: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +132,19 @@ pub struct Farm {
     pub x_forwarded: Option<bool>,
     pub insecure_skip_verify: Option<bool>,
     pub ca: Option<S<OneOrMany>>,
+    pub hash: Option<S<String>>,
+    pub hash_query: Option<Vec<String>>,
+    pub live_traffic: Option<S<LiveTraffic>>,
+    pub max_pinned_per_member: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveTraffic {
+    pub failure_codes: Option<S<String>>,
+    pub failures: Option<S<u32>>,
+    pub window: Option<S<String>>,
+    pub backoff: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -46,28 +46,45 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_member: usize,
+    /// How often member host names are resolved again (every address is a member).
+    pub dns_refresh: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadBalancing {
     WeightedRoundRobin,
     LeastRequests,
+    LeastResponseTime,
     PowerOfTwoChoices,
+    /// ARR's RequestHash: a server variable, or named query-string values.
+    RequestHash(HashKey),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// `REMOTE_ADDR`, `HTTP_HOST`, `URL`, `QUERY_STRING`, `REQUEST_URI` or `HTTP_<HEADER>`.
+    Variable(String),
+    /// Values of these query-string names (ARR's queryStringNames).
+    Query(Vec<String>),
 }
 
 impl LoadBalancing {
-    pub const ACCEPTED: &'static str =
-        "\"weighted-round-robin\" (default), \"least-requests\", \"power-of-two\"";
+    pub const ACCEPTED: &'static str = "\"weighted-round-robin\" (default), \"least-requests\", \"least-response-time\", \"power-of-two\", \"request-hash\" (with hash = \"VARIABLE\" or hash_query = [names])";
 
+    /// Parses everything but the hash key, which `compile` fills in.
     pub fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
             "weighted-round-robin" | "round-robin" | "weightedroundrobin" => {
                 Some(LoadBalancing::WeightedRoundRobin)
             }
             "least-requests" | "leastrequests" => Some(LoadBalancing::LeastRequests),
+            "least-response-time" | "leastresponsetime" => Some(LoadBalancing::LeastResponseTime),
             "power-of-two" | "p2c" | "power-of-two-choices" => {
                 Some(LoadBalancing::PowerOfTwoChoices)
             }
+            "request-hash" | "requesthash" | "hash" => Some(LoadBalancing::RequestHash(
+                HashKey::Variable("URL".to_string()),
+            )),
             _ => None,
         }
     }
@@ -104,6 +121,28 @@ pub struct AffinityConfig {
     pub cookie: String,
 }
 
+/// Passive failure detection from live traffic (ARR's liveTrafficFailureCodes).
+#[derive(Debug, Clone)]
+pub struct LiveTrafficConfig {
+    pub failure_codes: Vec<(u16, u16)>,
+    /// This many failures within `window` take a member out...
+    pub failures: u32,
+    pub window: Duration,
+    /// ...until an active check passes or, without checks, until a probe after `backoff`.
+    pub backoff: Duration,
+}
+
+impl Default for LiveTrafficConfig {
+    fn default() -> Self {
+        LiveTrafficConfig {
+            failure_codes: vec![(500, 599)],
+            failures: 5,
+            window: Duration::from_secs(30),
+            backoff: Duration::from_secs(10),
+        }
+    }
+}
+
 pub struct FarmConfig {
     pub name: String,
     pub members: Vec<MemberConfig>,
@@ -118,6 +157,9 @@ pub struct FarmConfig {
     pub x_forwarded: bool,
     /// TLS client settings for re-encryption to members.
     pub tls: Arc<rustls::ClientConfig>,
+    pub live_traffic: LiveTrafficConfig,
+    /// Cap on NTLM/Negotiate-pinned connections per member; beyond it clients get 503.
+    pub max_pinned_per_member: u32,
 }
 
 pub struct LogConfig {

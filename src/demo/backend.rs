@@ -15,7 +15,17 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
-use std::convert::Infallible;
+/// The `/drop` endpoint's way to make hyper close the connection unanswered.
+#[derive(Debug)]
+struct DroppedOnPurpose;
+
+impl std::fmt::Display for DroppedOnPurpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose (/drop)")
+    }
+}
+
+impl std::error::Error for DroppedOnPurpose {}
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -300,6 +310,12 @@ where
         let stop = stop.clone();
         async move {
             shared.requests.fetch_add(1, Ordering::Relaxed);
+            // `/drop`: read the request, then close the connection without an answer
+            // (a member dying mid-request; retry tests count what it received).
+            if req.uri().path() == "/drop" {
+                let _ = generic::drain(req.into_body()).await;
+                return Err(DroppedOnPurpose);
+            }
             let mut resp = generic::route(req, &shared, &conn, stop).await;
             resp.headers_mut()
                 .insert("x-backend", shared.name_header.clone());
@@ -307,7 +323,7 @@ where
                 resp.headers_mut()
                     .insert("x-ms-server-fqdn", shared.name_header.clone());
             }
-            Ok::<_, Infallible>(resp)
+            Ok::<_, DroppedOnPurpose>(resp)
         }
     });
     let builder = auto::Builder::new(TokioExecutor::new());

@@ -104,6 +104,57 @@ pub fn power_of_two(members: &[Arc<Member>], schedule: &Schedule) -> Option<usiz
     })
 }
 
+/// Lowest moving-average response time; members without a sample yet go first so they get one.
+pub fn least_response_time(members: &[Arc<Member>], schedule: &Schedule) -> Option<usize> {
+    let start = schedule.next(|i| members[i].is_selectable())?;
+    let n = members.len();
+    let mut best = start;
+    let mut best_rt = members[start]
+        .stats
+        .response_time_us
+        .load(Ordering::Relaxed);
+    for k in 1..n {
+        let i = (start + k) % n;
+        if !members[i].is_selectable() {
+            continue;
+        }
+        let rt = members[i].stats.response_time_us.load(Ordering::Relaxed);
+        if rt < best_rt {
+            best = i;
+            best_rt = rt;
+        }
+    }
+    Some(best)
+}
+
+/// Weighted rendezvous hashing: the same key picks the same member on every instance, and
+/// only the keys of a member that goes away move.
+pub fn rendezvous(members: &[Arc<Member>], key: u64) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, m) in members.iter().enumerate() {
+        if !m.is_selectable() {
+            continue;
+        }
+        let h = mix(key ^ m.hash_seed);
+        // Uniform in (0, 1]; score = -w / ln(u) (larger wins).
+        let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let score = -f64::from(m.weight.max(1)) / u.ln().min(-f64::MIN_POSITIVE);
+        if best.is_none_or(|(_, s)| score > s) {
+            best = Some((i, score));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64 finaliser
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d049bb133111eb);
+    x ^ (x >> 31)
+}
+
 fn load(m: &Member) -> u64 {
     // Scaled so a weight-200 member with 2 requests counts as loaded as a weight-100 one with 1.
     m.stats.in_flight.load(Ordering::Relaxed) * 1_000_000 / u64::from(m.weight.max(1))

@@ -1,78 +1,56 @@
-//! Server farms: members, their state and counters, and choosing one for a request.
+//! Server farms: members, their state, choosing one for a request, and the background work
+//! that keeps the member list true (active health checks, DNS refresh).
 
 mod balance;
+mod checker;
+pub mod health;
+mod member;
 
 pub use balance::Schedule;
+pub use checker::spawn_background;
+pub use member::{fnv1a, Member, MemberKey, MemberStats};
 
-use crate::config::{FarmConfig, LoadBalancing, MemberState, UpstreamConfig};
-use crate::upstream::Pool;
-use rustls::pki_types::ServerName;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use crate::config::{
+    AffinityConfig, FarmConfig, HealthConfig, LiveTrafficConfig, LoadBalancing, MemberConfig,
+    UpstreamConfig,
+};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Live counters for one member; read by the status page and metrics.
+/// The members of a farm at one moment, with the schedule built for them. Replaced whole
+/// when DNS changes the member list.
+pub struct MemberSet {
+    pub members: Vec<Arc<Member>>,
+    schedule: Schedule,
+}
+
+impl MemberSet {
+    fn new(members: Vec<Arc<Member>>) -> MemberSet {
+        let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
+        MemberSet {
+            schedule: Schedule::new(&weights),
+            members,
+        }
+    }
+}
+
+/// What a request brings to the choice of a member.
 #[derive(Default)]
-pub struct MemberStats {
-    pub in_flight: AtomicU64,
-    pub requests: AtomicU64,
-    pub failures: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-}
-
-pub struct Member {
-    pub address: String,
-    pub weight: u32,
-    pub http_port: u16,
-    pub https_port: u16,
-    /// SNI / verification name when re-encrypting.
-    pub server_name: Option<ServerName<'static>>,
-    state: AtomicU8,
-    pub stats: MemberStats,
-    pub pool_http: Arc<Pool>,
-    pub pool_https: Arc<Pool>,
-}
-
-impl Member {
-    pub fn state(&self) -> MemberState {
-        match self.state.load(Ordering::Relaxed) {
-            0 => MemberState::Available,
-            1 => MemberState::Draining,
-            _ => MemberState::Unavailable,
-        }
-    }
-
-    pub fn set_state(&self, state: MemberState) {
-        let v = match state {
-            MemberState::Available => 0,
-            MemberState::Draining => 1,
-            MemberState::Unavailable => 2,
-        };
-        self.state.store(v, Ordering::Relaxed);
-        if state != MemberState::Available {
-            self.pool_http.clear();
-            self.pool_https.clear();
-        }
-    }
-
-    /// May take new requests.
-    pub fn is_selectable(&self) -> bool {
-        self.state() == MemberState::Available
-    }
-
-    pub fn pool(&self, tls: bool) -> &Arc<Pool> {
-        if tls {
-            &self.pool_https
-        } else {
-            &self.pool_http
-        }
-    }
+pub struct PickInput<'a> {
+    /// Value of the farm's affinity cookie, if the client sent one.
+    pub affinity: Option<&'a str>,
+    /// Hash of the request key for `request-hash`.
+    pub hash: Option<u64>,
 }
 
 pub struct Farm {
     pub name: String,
-    pub members: Vec<Arc<Member>>,
+    members: ArcSwap<MemberSet>,
+    /// The configured members, expanded by DNS into `members`.
+    configured: Vec<MemberConfig>,
     pub ssl_offload: bool,
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -80,63 +58,195 @@ pub struct Farm {
     pub x_forwarded: bool,
     pub tls: Arc<rustls::ClientConfig>,
     pub load_balancing: LoadBalancing,
-    schedule: Schedule,
+    pub health: Option<HealthConfig>,
+    pub affinity: Option<AffinityConfig>,
+    pub live_traffic: LiveTrafficConfig,
+    pub max_pinned_per_member: u32,
+    pool_max_idle: usize,
+    pool_idle_timeout: Duration,
 }
 
 impl Farm {
-    pub fn new(cfg: &FarmConfig, upstream: &UpstreamConfig) -> Farm {
-        let idle = upstream.pool_idle_timeout.min(cfg.timeout);
-        let members: Vec<Arc<Member>> = cfg
-            .members
-            .iter()
-            .map(|m| {
-                let member = Member {
-                    server_name: crate::upstream::server_name(&m.address),
+    /// Builds the farm; names in `[resolve]` expand to one member per address now, other
+    /// names when the DNS task first runs. `previous` members with the same identity are
+    /// reused, so health and counters survive a reload.
+    pub fn new(
+        cfg: &FarmConfig,
+        upstream: &UpstreamConfig,
+        resolve: &HashMap<String, Vec<IpAddr>>,
+        previous: Option<&Farm>,
+    ) -> Farm {
+        let farm = Farm {
+            name: cfg.name.clone(),
+            members: ArcSwap::from_pointee(MemberSet::new(Vec::new())),
+            configured: cfg
+                .members
+                .iter()
+                .map(|m| MemberConfig {
                     address: m.address.clone(),
                     weight: m.weight,
                     http_port: m.http_port,
                     https_port: m.https_port,
-                    state: AtomicU8::new(0),
-                    stats: MemberStats::default(),
-                    pool_http: Arc::new(Pool::new(upstream.pool_max_idle_per_member, idle)),
-                    pool_https: Arc::new(Pool::new(upstream.pool_max_idle_per_member, idle)),
-                };
-                member.set_state(m.state);
-                Arc::new(member)
-            })
-            .collect();
-        let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
-        Farm {
-            name: cfg.name.clone(),
-            schedule: Schedule::new(&weights),
-            members,
+                    state: m.state,
+                })
+                .collect(),
             ssl_offload: cfg.ssl_offload,
             timeout: cfg.timeout,
             connect_timeout: cfg.connect_timeout,
             preserve_host: cfg.preserve_host,
             x_forwarded: cfg.x_forwarded,
             tls: Arc::clone(&cfg.tls),
-            load_balancing: cfg.load_balancing,
+            load_balancing: cfg.load_balancing.clone(),
+            health: cfg.health.as_ref().map(|h| HealthConfig {
+                url: h.url.clone(),
+                interval: h.interval,
+                timeout: h.timeout,
+                expect: h.expect.clone(),
+                body: h.body.clone(),
+                host: h.host.clone(),
+                fall: h.fall,
+                rise: h.rise,
+            }),
+            affinity: cfg.affinity.as_ref().map(|a| AffinityConfig {
+                cookie: a.cookie.clone(),
+            }),
+            live_traffic: cfg.live_traffic.clone(),
+            max_pinned_per_member: cfg.max_pinned_per_member,
+            pool_max_idle: upstream.pool_max_idle_per_member,
+            pool_idle_timeout: upstream.pool_idle_timeout.min(cfg.timeout),
+        };
+        let old: Vec<Arc<Member>> = previous
+            .map(|p| p.members().members.clone())
+            .unwrap_or_default();
+        let expanded = farm.expand(
+            |host| {
+                if let Some(ips) = resolve.get(host) {
+                    return Some(ips.clone());
+                }
+                if let Ok(ip) = host.parse::<IpAddr>() {
+                    return Some(vec![ip]);
+                }
+                // Not known yet: keep what the previous config resolved, else resolve later.
+                let known: Vec<IpAddr> = old
+                    .iter()
+                    .filter(|m| m.host == host)
+                    .filter_map(|m| m.ip)
+                    .collect();
+                (!known.is_empty()).then_some(known)
+            },
+            &old,
+        );
+        farm.members.store(Arc::new(MemberSet::new(expanded)));
+        farm
+    }
+
+    /// The current members (cheap: one atomic load and reference count).
+    pub fn members(&self) -> Arc<MemberSet> {
+        self.members.load_full()
+    }
+
+    /// One member per address of each configured name; `lookup` returns None for a name
+    /// not resolved yet (it stays one member, resolved at connect time).
+    fn expand(
+        &self,
+        lookup: impl Fn(&str) -> Option<Vec<IpAddr>>,
+        reuse: &[Arc<Member>],
+    ) -> Vec<Arc<Member>> {
+        let mut out: Vec<Arc<Member>> = Vec::new();
+        for mc in &self.configured {
+            let ips: Vec<Option<IpAddr>> = match lookup(&mc.address) {
+                Some(ips) if !ips.is_empty() => ips.into_iter().map(Some).collect(),
+                _ => vec![None],
+            };
+            for ip in ips {
+                let key = MemberKey {
+                    host: mc.address.clone(),
+                    ip,
+                    http_port: mc.http_port,
+                    https_port: mc.https_port,
+                };
+                if out.iter().any(|m| m.key() == key) {
+                    continue;
+                }
+                let member = reuse
+                    .iter()
+                    .find(|m| m.key() == key && m.weight == mc.weight)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(Member::new(
+                            &self.name,
+                            &key,
+                            mc.weight,
+                            mc.state,
+                            self.pool_max_idle,
+                            self.pool_idle_timeout,
+                        ))
+                    });
+                out.push(member);
+            }
         }
+        out
+    }
+
+    /// Replaces the member list if the addresses changed; returns whether it did.
+    pub fn refresh(&self, lookup: impl Fn(&str) -> Option<Vec<IpAddr>>) -> bool {
+        let current = self.members();
+        let next = self.expand(lookup, &current.members);
+        let same = next.len() == current.members.len()
+            && next
+                .iter()
+                .zip(&current.members)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            self.members.store(Arc::new(MemberSet::new(next)));
+        }
+        !same
+    }
+
+    /// The configured host names (for the DNS task).
+    pub fn configured_hosts(&self) -> impl Iterator<Item = &str> {
+        self.configured.iter().map(|m| m.address.as_str())
     }
 
     /// Chooses the member for a new request, or None when no member may take one.
-    pub fn pick(&self) -> Option<usize> {
-        let selectable = |i: usize| self.members[i].is_selectable();
-        match self.load_balancing {
-            LoadBalancing::WeightedRoundRobin => self.schedule.next(selectable),
-            LoadBalancing::LeastRequests => balance::least_requests(&self.members, &self.schedule),
-            LoadBalancing::PowerOfTwoChoices => {
-                balance::power_of_two(&self.members, &self.schedule)
+    pub fn pick(&self, set: &MemberSet, input: &PickInput<'_>) -> Option<usize> {
+        if let (Some(_), Some(cookie)) = (&self.affinity, input.affinity) {
+            if let Some(i) = set
+                .members
+                .iter()
+                .position(|m| m.affinity_key == cookie && m.accepts_affinity())
+            {
+                return Some(i);
             }
+        }
+        let members = &set.members;
+        let selectable = |i: usize| members[i].is_selectable();
+        match &self.load_balancing {
+            LoadBalancing::WeightedRoundRobin => set.schedule.next(selectable),
+            LoadBalancing::LeastRequests => balance::least_requests(members, &set.schedule),
+            LoadBalancing::LeastResponseTime => {
+                balance::least_response_time(members, &set.schedule)
+            }
+            LoadBalancing::PowerOfTwoChoices => balance::power_of_two(members, &set.schedule),
+            LoadBalancing::RequestHash(_) => match input.hash {
+                Some(h) => balance::rendezvous(members, h),
+                None => set.schedule.next(selectable),
+            },
         }
     }
 
-    /// The member to try after `tried` failed to connect: the next selectable one in order.
-    pub fn next_after(&self, first: usize, attempt: usize) -> Option<usize> {
-        let n = self.members.len();
-        (attempt..n)
-            .map(|k| (first + k) % n)
-            .find(|&i| self.members[i].is_selectable())
+    /// Members to try in order: the choice, then every other selectable member once
+    /// (fail-over when a connect fails).
+    pub fn failover_order<'a>(
+        &self,
+        set: &'a MemberSet,
+        first: usize,
+    ) -> impl Iterator<Item = usize> + 'a {
+        let n = set.members.len();
+        std::iter::once(first).chain(
+            (1..n)
+                .map(move |k| (first + k) % n)
+                .filter(move |&i| set.members[i].is_selectable()),
+        )
     }
 }

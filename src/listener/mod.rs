@@ -105,22 +105,12 @@ pub async fn serve(
         tokio::spawn(async move {
             match tls {
                 None => {
-                    let info = ConnInfo {
-                        remote,
-                        local,
-                        https: false,
-                        tls_version: None,
-                    };
+                    let info = ConnInfo::new(remote, local, false, None);
                     serve_conn(tcp, info, proxy, &builder, watcher).await;
                 }
                 Some(tls) => match tls.accept(tcp).await {
                     Ok(acc) => {
-                        let info = ConnInfo {
-                            remote,
-                            local,
-                            https: true,
-                            tls_version: Some(acc.version),
-                        };
+                        let info = ConnInfo::new(remote, local, true, Some(acc.version));
                         serve_conn(acc.stream, info, proxy, &builder, watcher).await;
                     }
                     Err(e) => {

@@ -62,7 +62,7 @@ impl Body for ResponseBody {
                     }
                 }
                 if let Poll::Ready(Some(Err(e))) = &polled {
-                    tracing::warn!(member = %guard.0.address, error = %e, "member response broke off mid-body; client stream truncated");
+                    tracing::warn!(member = %guard.0.label(), error = %e, "member response broke off mid-body; client stream truncated");
                     guard.0.stats.failures.fetch_add(1, Ordering::Relaxed);
                 }
                 polled

@@ -73,3 +73,10 @@ fn escape(s: &str) -> String {
     }
     out
 }
+
+pub fn too_many_pinned(farm: &str) -> Response<ResponseBody> {
+    let mut r = page(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", &format!("Too many authenticated (NTLM/Negotiate) connections to server farm \"{farm}\"; try again shortly."));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}

@@ -54,6 +54,8 @@ pub struct Connector {
 /// Where and how to connect, for one attempt.
 pub struct Target<'a> {
     pub host: &'a str,
+    /// A fixed address (the member stands for one address of its name); None: resolve.
+    pub ip: Option<IpAddr>,
     pub port: u16,
     /// TLS client config and the name to send as SNI and verify; None for clear text.
     pub tls: Option<(&'a Arc<rustls::ClientConfig>, &'a ServerName<'static>)>,
@@ -95,7 +97,10 @@ impl Connector {
 
     /// Opens a new HTTP/1.1 connection, trying each address of the member in turn.
     pub async fn connect(&self, target: &Target<'_>) -> Result<Sender, ConnectError> {
-        let addrs = self.resolve(target.host, target.port).await?;
+        let addrs = match target.ip {
+            Some(ip) => vec![SocketAddr::new(ip, target.port)],
+            None => self.resolve(target.host, target.port).await?,
+        };
         let mut last = None;
         for addr in addrs {
             match self.connect_addr(addr, target).await {

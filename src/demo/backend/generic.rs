@@ -166,7 +166,7 @@ pub(super) async fn route(
 }
 
 /// Reads and counts a request body without keeping it.
-async fn drain(mut body: Incoming) -> u64 {
+pub(super) async fn drain(mut body: Incoming) -> u64 {
     let mut n = 0u64;
     while let Some(frame) = body.frame().await {
         match frame {
@@ -210,6 +210,8 @@ async fn echo(req: Request<Incoming>, shared: &Shared, conn: &ConnInfo) -> Respo
         conn.id
     ));
     json_str(&mut out, &conn.peer.to_string());
+    out.push_str(",\"local_addr\":");
+    json_str(&mut out, &conn.local.ip().to_string());
     out.push_str(",\"headers\":[");
     for (i, (name, value)) in parts.headers.iter().enumerate() {
         if i > 0 {

@@ -1,0 +1,173 @@
+//! One member of a farm: where it is, its administrative state, health and counters.
+
+use super::health::HealthState;
+use crate::config::MemberState;
+use crate::upstream::Pool;
+use rustls::pki_types::ServerName;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Live counters for one member; read by the status page and metrics.
+#[derive(Default)]
+pub struct MemberStats {
+    pub in_flight: AtomicU64,
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Client connections holding a private (NTLM/Negotiate) connection to this member.
+    pub pinned: AtomicU64,
+    /// Moving average of the time to response headers, in microseconds.
+    pub response_time_us: AtomicU64,
+}
+
+impl MemberStats {
+    /// Folds one response time into the moving average (weight 1/5 for the new sample).
+    pub fn record_response_time(&self, micros: u64) {
+        let old = self.response_time_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            micros
+        } else {
+            (old * 4 + micros) / 5
+        };
+        self.response_time_us.store(new.max(1), Ordering::Relaxed);
+    }
+}
+
+/// Identity of a member across DNS refreshes and reloads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberKey {
+    pub host: String,
+    pub ip: Option<IpAddr>,
+    pub http_port: u16,
+    pub https_port: u16,
+}
+
+pub struct Member {
+    /// The configured name: SNI, certificate check, and Host when the farm does not keep it.
+    pub host: String,
+    /// The address this member stands for when its name has several (DNS load balancing);
+    /// None: resolve at connect time.
+    pub ip: Option<IpAddr>,
+    pub weight: u32,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub server_name: Option<ServerName<'static>>,
+    /// Value of the affinity cookie naming this member: the same on every instance.
+    pub affinity_key: String,
+    /// Hash input for rendezvous hashing, derived from the key.
+    pub hash_seed: u64,
+    state: AtomicU8,
+    pub health: HealthState,
+    pub stats: MemberStats,
+    pub pool_http: Arc<Pool>,
+    pub pool_https: Arc<Pool>,
+}
+
+/// FNV-1a: small, stable across processes and versions (affinity must not change on upgrade).
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for b in *p {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+impl Member {
+    pub fn new(
+        farm: &str,
+        key: &MemberKey,
+        weight: u32,
+        state: MemberState,
+        pool_max_idle: usize,
+        pool_idle_timeout: std::time::Duration,
+    ) -> Member {
+        let ip_text = key.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let hash = fnv1a(&[
+            farm.as_bytes(),
+            key.host.as_bytes(),
+            ip_text.as_bytes(),
+            &key.http_port.to_be_bytes(),
+            &key.https_port.to_be_bytes(),
+        ]);
+        let m = Member {
+            host: key.host.clone(),
+            ip: key.ip,
+            weight,
+            http_port: key.http_port,
+            https_port: key.https_port,
+            server_name: crate::upstream::server_name(&key.host),
+            affinity_key: format!("{hash:016x}"),
+            hash_seed: hash,
+            state: AtomicU8::new(0),
+            health: HealthState::default(),
+            stats: MemberStats::default(),
+            pool_http: Arc::new(Pool::new(pool_max_idle, pool_idle_timeout)),
+            pool_https: Arc::new(Pool::new(pool_max_idle, pool_idle_timeout)),
+        };
+        m.set_state(state);
+        m
+    }
+
+    pub fn key(&self) -> MemberKey {
+        MemberKey {
+            host: self.host.clone(),
+            ip: self.ip,
+            http_port: self.http_port,
+            https_port: self.https_port,
+        }
+    }
+
+    /// "fe01.contoso.local" or "pool01.contoso.local (10.0.1.12)" — for logs and the status page.
+    pub fn label(&self) -> String {
+        match self.ip {
+            Some(ip) if self.host != ip.to_string() => format!("{} ({ip})", self.host),
+            _ => self.host.clone(),
+        }
+    }
+
+    pub fn state(&self) -> MemberState {
+        match self.state.load(Ordering::Relaxed) {
+            0 => MemberState::Available,
+            1 => MemberState::Draining,
+            _ => MemberState::Unavailable,
+        }
+    }
+
+    pub fn set_state(&self, state: MemberState) {
+        let v = match state {
+            MemberState::Available => 0,
+            MemberState::Draining => 1,
+            MemberState::Unavailable => 2,
+        };
+        self.state.store(v, Ordering::Relaxed);
+        if state != MemberState::Available {
+            self.pool_http.clear();
+            self.pool_https.clear();
+        }
+    }
+
+    /// May take new requests.
+    pub fn is_selectable(&self) -> bool {
+        self.state() == MemberState::Available && self.health.is_up()
+    }
+
+    /// May take requests from clients with affinity to it (draining keeps those).
+    pub fn accepts_affinity(&self) -> bool {
+        self.state() != MemberState::Unavailable && self.health.is_up()
+    }
+
+    pub fn pool(&self, tls: bool) -> &Arc<Pool> {
+        if tls {
+            &self.pool_https
+        } else {
+            &self.pool_http
+        }
+    }
+}
