@@ -10,6 +10,9 @@ Examples:
   portico demo                                  # demo Front End pool + proxy on loopback, prints curl lines
   portico validate --config /etc/portico/portico.toml
   portico run --config /etc/portico/portico.toml
+  portico check --config /etc/portico/portico.toml --ca contoso-root.pem
+  portico check --webext lyncweb.contoso.com --lyncdiscover lyncdiscover.contoso.com \\
+                --meet meet.contoso.com --resolve lyncweb.contoso.com:443:203.0.113.10
 
 The config file format is described in docs/configuration.md; examples/ holds complete files.";
 
@@ -35,6 +38,10 @@ enum Command {
     },
     /// Start demo Front End / Office Online members and a Portico in front of them, on loopback.
     Demo(portico::demo::DemoOptions),
+    /// Connectivity analyzer: checks TLS, the SfB / Exchange / Office Online web services and
+    /// signs of wrong port bridging or SSL offloading on published names. Exit 0 when every
+    /// required check passed (docs/check.md lists the checks).
+    Check(portico::check::CheckOptions),
     /// Run one demo member alone (benchmarks and manual tests use it as a backend).
     #[command(hide = true)]
     Member {
@@ -98,9 +105,55 @@ fn main() -> ExitCode {
                     .and_then(|rt| rt.block_on(portico::demo::run_member(listen, cert, key, name))),
             )
         }
+        Command::Check(opts) => check(opts),
         Command::Demo(opts) => {
             init_logging(None);
             report(runtime(None).and_then(|rt| rt.block_on(portico::demo::run(opts))))
+        }
+    }
+}
+
+/// `portico check`: progress on stderr, the report on stdout, exit 1 when a check failed and
+/// 2 when nothing could be checked (bad arguments or config).
+fn check(opts: portico::check::CheckOptions) -> ExitCode {
+    use std::io::{IsTerminal, Write};
+    let rt = match runtime(Some(2)) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = move |line: &str| {
+        let mut err = std::io::stderr().lock();
+        if tty {
+            let _ = write!(err, "\r\x1b[2Kchecking {line}");
+        } else {
+            let _ = writeln!(err, "checking {line}");
+        }
+        let _ = err.flush();
+    };
+    let result = rt.block_on(portico::check::run(&opts, &mut progress));
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    match result {
+        Ok(report) => {
+            if opts.json {
+                print!("{}", portico::check::render_json(&report));
+            } else {
+                print!("{}", portico::check::render_text(&report));
+            }
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -89,9 +89,28 @@ impl std::fmt::Debug for BackendOptions {
     }
 }
 
+/// Misconfigurations a member can play, so `portico check` can be tested against each one.
+/// All off by default ([`Backend::start`]); [`Backend::start_with_faults`] turns them on.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Play the pool's *internal* web site (what answers on 443 of a Front End): lyncdiscover
+    /// and autodiscover documents say `AccessLocation="Internal"` and link to the member's own
+    /// internal FQDN (its `name`), and responses carry `X-MS-Server-Fqdn: <name>`. A proxy
+    /// pointed at this port instead of 4443 is "not bridged".
+    pub internal_site: bool,
+    /// Behave like IIS sites that require SSL when a request arrives in clear: the Windows-auth
+    /// and UCWA services answer `403.4 SSL required`, and autodiscover links use the scheme the
+    /// request came in with (`http://`). A proxy that offloads SSL to this port shows it.
+    pub require_ssl: bool,
+    /// Answer lyncdiscover / autodiscover with `406 NotAcceptable` when the `Accept` header
+    /// contains this text (case-insensitive; `""` matches a missing or empty header only).
+    pub not_acceptable: Option<String>,
+}
+
 /// State shared by every connection of one member.
 struct Shared {
     name: String,
+    faults: Faults,
     /// `X-Backend` value, built once.
     name_header: http::HeaderValue,
     role: Role,
@@ -132,6 +151,15 @@ impl Backend {
     /// Binds `addr` (port 0 allowed) and serves until dropped/shutdown. HTTP/1.1 keep-alive
     /// (and HTTP/2 prior knowledge), upgrades enabled.
     pub async fn start(addr: SocketAddr, opts: BackendOptions) -> std::io::Result<Backend> {
+        Self::start_with_faults(addr, opts, Faults::default()).await
+    }
+
+    /// Like [`Backend::start`], playing the given misconfigurations (see [`Faults`]).
+    pub async fn start_with_faults(
+        addr: SocketAddr,
+        opts: BackendOptions,
+        faults: Faults,
+    ) -> std::io::Result<Backend> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let name_header = http::HeaderValue::from_str(&opts.name).map_err(|_| {
@@ -142,6 +170,7 @@ impl Backend {
         })?;
         let shared = Arc::new(Shared {
             name: opts.name,
+            faults,
             name_header,
             role: opts.role,
             connections: AtomicU64::new(0),
@@ -290,6 +319,10 @@ where
             let mut resp = generic::route(req, &shared, &conn, stop).await;
             resp.headers_mut()
                 .insert("x-backend", shared.name_header.clone());
+            if shared.faults.internal_site {
+                resp.headers_mut()
+                    .insert("x-ms-server-fqdn", shared.name_header.clone());
+            }
             Ok::<_, DroppedOnPurpose>(resp)
         }
     });

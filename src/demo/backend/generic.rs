@@ -159,7 +159,7 @@ pub(super) async fn route(
         return ntlm(&req, conn);
     }
     match shared.role {
-        Role::FrontEnd => roles::front_end(&req),
+        Role::FrontEnd => roles::front_end(&req, shared, conn.tls),
         Role::OfficeOnline => roles::office_online(&req),
         Role::Echo => not_found(),
     }

@@ -7,6 +7,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use super::body::Payload;
 use super::codec::{json_str, markup_escape};
 use super::generic::{host_of, not_found, reply, under};
+use super::Shared;
 
 const AUTODISCOVER_JSON: &str = "application/vnd.microsoft.rtc.autodiscover+json; v=1";
 const AUTODISCOVER_XML: &str = "application/vnd.microsoft.rtc.autodiscover+xml; v=1";
@@ -45,16 +46,70 @@ fn html(body: &'static str) -> Response<Payload> {
     reply(StatusCode::OK, "text/html; charset=utf-8", body)
 }
 
+const SSL_REQUIRED_PAGE: &str = "<!DOCTYPE html><html><head><title>403 - Forbidden: Access \
+is denied.</title></head><body><h2>403.4 - SSL required. The page you are trying to access is \
+secured with Secure Sockets Layer (SSL).</h2></body></html>";
+
+/// Where links in the autodiscover documents point, and how the site describes itself.
+struct Site<'a> {
+    /// `https` or `http` (IIS builds links from the scheme the request came in with).
+    scheme: &'a str,
+    /// `Some(fqdn)`: the internal web site, which links to the pool's internal name.
+    internal: Option<&'a str>,
+}
+
 /// An SfB pool member: host-style simple URLs and lyncdiscover first, then paths.
-pub(super) fn front_end<B>(req: &Request<B>) -> Response<Payload> {
+pub(super) fn front_end<B>(req: &Request<B>, shared: &Shared, tls: bool) -> Response<Payload> {
     let host = host_of(req);
     let name = host_name(host);
     let path = req.uri().path();
+    let faults = &shared.faults;
     if starts_with_ci(name, "lyncdiscover.")
         || starts_with_ci(name, "lyncdiscoverinternal.")
         || under(path, "/Autodiscover/AutodiscoverService.svc/root")
     {
-        return autodiscover(req, host, name);
+        if let Some(needle) = &faults.not_acceptable {
+            let accept = req
+                .headers()
+                .get(ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let hit = if needle.is_empty() {
+                accept.trim().is_empty()
+            } else {
+                accept.contains(&needle.to_ascii_lowercase())
+            };
+            if hit {
+                return reply(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "text/html; charset=utf-8",
+                    "<html><body><h1>NotAcceptable</h1></body></html>",
+                );
+            }
+        }
+        let site = Site {
+            scheme: if tls || !faults.require_ssl {
+                "https"
+            } else {
+                "http"
+            },
+            internal: faults.internal_site.then_some(shared.name.as_str()),
+        };
+        return autodiscover(req, host, name, &site);
+    }
+    if faults.require_ssl
+        && !tls
+        && (under(path, "/abs")
+            || under(path, "/GroupExpansion/service.svc")
+            || under(path, "/CertProv/CertProvisioningService.svc")
+            || starts_with_ci(path, "/ucwa"))
+    {
+        return reply(
+            StatusCode::FORBIDDEN,
+            "text/html; charset=utf-8",
+            SSL_REQUIRED_PAGE,
+        );
     }
     if starts_with_ci(name, "meet.") || under(path, "/meet") {
         return html(MEET_PAGE);
@@ -91,12 +146,18 @@ pub(super) fn front_end<B>(req: &Request<B>) -> Response<Payload> {
 }
 
 /// The autodiscover root document, JSON unless `Accept` asks for XML only.
-fn autodiscover<B>(req: &Request<B>, host: &str, name: &str) -> Response<Payload> {
+fn autodiscover<B>(req: &Request<B>, host: &str, name: &str, site: &Site) -> Response<Payload> {
     let domain = name
         .split_once('.')
         .filter(|_| starts_with_ci(name, "lyncdiscover"))
         .map_or(name, |(_, d)| d);
-    let base = format!("https://{host}/Autodiscover");
+    let link_host = site.internal.unwrap_or(host);
+    let base = format!("{}://{link_host}/Autodiscover", site.scheme);
+    let access = if site.internal.is_some() {
+        "Internal"
+    } else {
+        "External"
+    };
     let self_href = format!("{base}/AutodiscoverService.svc/root?originalDomain={domain}");
     let user_href =
         format!("{base}/AutodiscoverService.svc/root/oauth/user?originalDomain={domain}");
@@ -112,7 +173,7 @@ fn autodiscover<B>(req: &Request<B>, host: &str, name: &str) -> Response<Payload
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"utf-8\"?><AutodiscoverResponse \
 xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
-xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" AccessLocation=\"External\"><Root>\
+xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" AccessLocation=\"{access}\"><Root>\
 <Link token=\"Self\" href=\"{}\" /><Link token=\"User\" href=\"{}\" />\
 <Link token=\"Xframe\" href=\"{}\" /></Root></AutodiscoverResponse>",
             markup_escape(&self_href),
@@ -122,7 +183,9 @@ xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" AccessLocation=\"External\"><Root
         return reply(StatusCode::OK, AUTODISCOVER_XML, body);
     }
     let mut body = String::with_capacity(400);
-    body.push_str("{\"_links\":{\"self\":{\"href\":");
+    body.push_str("{\"AccessLocation\":");
+    json_str(&mut body, access);
+    body.push_str(",\"_links\":{\"self\":{\"href\":");
     json_str(&mut body, &self_href);
     body.push_str("},\"user\":{\"href\":");
     json_str(&mut body, &user_href);
