@@ -7,7 +7,9 @@
 pub mod config;
 pub mod demo;
 pub mod farm;
+pub mod import;
 pub mod listener;
+pub mod profiles;
 pub mod proxy;
 pub mod rules;
 pub mod server;

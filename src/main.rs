@@ -10,6 +10,9 @@ Examples:
   portico demo                                  # demo Front End pool + proxy on loopback, prints curl lines
   portico validate --config /etc/portico/portico.toml
   portico run --config /etc/portico/portico.toml
+  portico init sfb --sip-domain contoso.com --webext lyncweb.contoso.com --pool pool01.contoso.local \
+      --members fe01.contoso.local=10.0.1.11 --output portico.toml
+  portico import-iis applicationHost.config > portico.toml
 
 The config file format is described in docs/configuration.md; examples/ holds complete files.";
 
@@ -35,6 +38,13 @@ enum Command {
     },
     /// Start demo Front End / Office Online members and a Portico in front of them, on loopback.
     Demo(portico::demo::DemoOptions),
+    /// Write a complete, commented config for Skype for Business, Exchange or Office Online Server.
+    Init {
+        #[command(subcommand)]
+        profile: portico::profiles::cli::InitCommand,
+    },
+    /// Translate an IIS ARR applicationHost.config into a Portico config (stdout); warnings on stderr.
+    ImportIis(portico::import::ImportArgs),
     /// Run one demo member alone (benchmarks and manual tests use it as a backend).
     #[command(hide = true)]
     Member {
@@ -98,6 +108,18 @@ fn main() -> ExitCode {
                     .and_then(|rt| rt.block_on(portico::demo::run_member(listen, cert, key, name))),
             )
         }
+        Command::Init { profile } => match portico::profiles::cli::run(&profile) {
+            Ok(Some(text)) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Ok(None) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::ImportIis(args) => portico::import::run(&args),
         Command::Demo(opts) => {
             init_logging(None);
             report(runtime(None).and_then(|rt| rt.block_on(portico::demo::run(opts))))
