@@ -25,17 +25,28 @@ pub(super) struct ListenerOut {
 
 impl ListenerOut {
     pub fn http(bind: &str, line: u32) -> Self {
-        ListenerOut { bind: bind.into(), certs: vec![], tls: false, line }
+        ListenerOut {
+            bind: bind.into(),
+            certs: vec![],
+            tls: false,
+            line,
+        }
     }
 
     pub fn https(bind: &str, stem: &str, line: u32) -> Self {
-        let mut l = ListenerOut { bind: bind.into(), certs: vec![], tls: true, line };
+        let mut l = ListenerOut {
+            bind: bind.into(),
+            certs: vec![],
+            tls: true,
+            line,
+        };
         l.add_cert(stem);
         l
     }
 
     pub fn add_cert(&mut self, stem: &str) {
-        self.certs.push((format!("certs/{stem}.pem"), format!("certs/{stem}.key")));
+        self.certs
+            .push((format!("certs/{stem}.pem"), format!("certs/{stem}.key")));
     }
 }
 
@@ -83,10 +94,26 @@ pub(super) struct CondOut {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ActionOut {
     /// `scheme: None` = follow the client.
-    Route { farm: String, scheme: Option<Scheme>, path: String, append_query: bool },
-    Rewrite { url: String, append_query: bool },
-    Redirect { url: String, status: u16, append_query: bool },
-    Respond { status: u16, reason: Option<String>, body: String },
+    Route {
+        farm: String,
+        scheme: Option<Scheme>,
+        path: String,
+        append_query: bool,
+    },
+    Rewrite {
+        url: String,
+        append_query: bool,
+    },
+    Redirect {
+        url: String,
+        status: u16,
+        append_query: bool,
+    },
+    Respond {
+        status: u16,
+        reason: Option<String>,
+        body: String,
+    },
     Abort,
     None,
     /// Cannot be expressed; the rule is written commented out.
@@ -129,17 +156,32 @@ pub(super) fn render(m: &Model, warnings: &[Warning]) -> String {
     let mut doc = Doc::new();
     header(&mut doc, m, warnings);
     for l in &m.listeners {
-        doc.table("[[listener]]", Some(&format!("IIS binding, line {}", l.line)));
+        doc.table(
+            "[[listener]]",
+            Some(&format!("IIS binding, line {}", l.line)),
+        );
         doc.kv("bind", &q(&l.bind), None);
         if l.tls {
-            let certs: Vec<String> = l.certs.iter().map(|(c, k)| inline(&[("cert", q(c)), ("key", q(k))])).collect();
-            doc.kv("tls", &inline(&[("certificates", array(&certs))]), Some("placeholder paths: export from the Windows store"));
+            let certs: Vec<String> = l
+                .certs
+                .iter()
+                .map(|(c, k)| inline(&[("cert", q(c)), ("key", q(k))]))
+                .collect();
+            doc.kv(
+                "tls",
+                &inline(&[("certificates", array(&certs))]),
+                Some("placeholder paths: export from the Windows store"),
+            );
         }
     }
     doc.blank();
     doc.comment("[resolve]: ARR used Windows name resolution and its hosts file. Names only the hosts\nfile knew go here, e.g. \"pool01.contoso.local\" = [\"10.0.1.11\", \"10.0.1.12\"].");
     doc.table("[upstream]", None);
-    doc.kv("ca", &q("certs/internal-ca.pem"), Some("placeholder: the internal root CA the members' certificates chain to"));
+    doc.kv(
+        "ca",
+        &q("certs/internal-ca.pem"),
+        Some("placeholder: the internal root CA the members' certificates chain to"),
+    );
     for f in &m.farms {
         farm(&mut doc, f);
     }
@@ -181,11 +223,27 @@ fn farm(doc: &mut Doc, f: &FarmOut) {
     if let Some(p) = f.https_port {
         doc.kv("https_port", &p.to_string(), None);
     }
-    doc.kv("ssl_offload", "false", Some("each rule's scheme says how members are reached"));
-    doc.kv("timeout", &q(&f.timeout), Some("IIS proxy time-out (per-read idle in Portico)"));
-    doc.kv("preserve_host", if f.preserve_host { "true" } else { "false" }, None);
+    doc.kv(
+        "ssl_offload",
+        "false",
+        Some("each rule's scheme says how members are reached"),
+    );
+    doc.kv(
+        "timeout",
+        &q(&f.timeout),
+        Some("IIS proxy time-out (per-read idle in Portico)"),
+    );
+    doc.kv(
+        "preserve_host",
+        if f.preserve_host { "true" } else { "false" },
+        None,
+    );
     if !f.x_forwarded {
-        doc.kv("x_forwarded", "false", Some("xForwardedForHeaderName was empty"));
+        doc.kv(
+            "x_forwarded",
+            "false",
+            Some("xForwardedForHeaderName was empty"),
+        );
     }
     if let Some(lb) = &f.load_balancing {
         doc.kv("load_balancing", &q(lb), None);
@@ -245,7 +303,12 @@ fn rule(doc: &mut Doc, r: &RuleOut) {
         }
     };
     let action = match &r.action {
-        ActionOut::Route { farm, scheme, path, append_query } => {
+        ActionOut::Route {
+            farm,
+            scheme,
+            path,
+            append_query,
+        } => {
             let mut p = vec![("route", q(farm))];
             match scheme {
                 Some(Scheme::Https) => p.push(("scheme", q("https"))),
@@ -261,12 +324,20 @@ fn rule(doc: &mut Doc, r: &RuleOut) {
             aq(&mut p, *append_query);
             inline(&p)
         }
-        ActionOut::Redirect { url, status, append_query } => {
+        ActionOut::Redirect {
+            url,
+            status,
+            append_query,
+        } => {
             let mut p = vec![("redirect", q(url)), ("status", status.to_string())];
             aq(&mut p, *append_query);
             inline(&p)
         }
-        ActionOut::Respond { status, reason, body } => {
+        ActionOut::Respond {
+            status,
+            reason,
+            body,
+        } => {
             let mut p = vec![("respond", status.to_string())];
             if let Some(r) = reason {
                 p.push(("reason", q(r)));
@@ -295,4 +366,3 @@ fn rule(doc: &mut Doc, r: &RuleOut) {
         }
     }
 }
-

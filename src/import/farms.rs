@@ -43,17 +43,57 @@ impl ProxySettings {
 /// Attributes of `<proxy>` / `<protocol>` that change nothing Portico does, or that Portico
 /// already does differently on purpose: reported only when set away from ARR's default.
 const NOTED_PROXY_ATTRS: &[(&str, &str, &str)] = &[
-    ("httpVersion", "PassThrough", "Portico speaks HTTP/1.1 to members"),
-    ("keepAlive", "true", "Portico always pools member connections"),
-    ("includePortInXForwardedFor", "true", "Portico sends the address without port"),
-    ("arrResponseHeader", "true", "Portico adds no X-Powered-By header"),
-    ("minResponseBuffer", "256", "Portico streams responses without buffering"),
-    ("responseBufferLimit", "4096", "Portico streams responses without buffering"),
-    ("bufferChunkedResponses", "true", "Portico streams responses without buffering"),
-    ("maxResponseHeaderSize", "65536", "not configurable in Portico"),
+    (
+        "httpVersion",
+        "PassThrough",
+        "Portico speaks HTTP/1.1 to members",
+    ),
+    (
+        "keepAlive",
+        "true",
+        "Portico always pools member connections",
+    ),
+    (
+        "includePortInXForwardedFor",
+        "true",
+        "Portico sends the address without port",
+    ),
+    (
+        "arrResponseHeader",
+        "true",
+        "Portico adds no X-Powered-By header",
+    ),
+    (
+        "minResponseBuffer",
+        "256",
+        "Portico streams responses without buffering",
+    ),
+    (
+        "responseBufferLimit",
+        "4096",
+        "Portico streams responses without buffering",
+    ),
+    (
+        "bufferChunkedResponses",
+        "true",
+        "Portico streams responses without buffering",
+    ),
+    (
+        "maxResponseHeaderSize",
+        "65536",
+        "not configurable in Portico",
+    ),
     ("maxForwards", "10", "Portico does not add Max-Forwards"),
-    ("passServerHeader", "Replace", "Portico passes the member's Server header"),
-    ("passConnectionCloseHeader", "false", "Portico handles Connection itself"),
+    (
+        "passServerHeader",
+        "Replace",
+        "Portico passes the member's Server header",
+    ),
+    (
+        "passConnectionCloseHeader",
+        "false",
+        "Portico handles Connection itself",
+    ),
     ("stealthMode", "false", "not configurable in Portico"),
 ];
 
@@ -62,7 +102,13 @@ fn proxy_attrs(ctx: &mut Ctx, n: Node, p: &mut ProxySettings) {
     if let Some(v) = n.attribute("timeout") {
         match parse_timespan(v) {
             Some(d) => p.timeout = duration_text(d),
-            None => ctx.warn(n, format!("timeout {v:?} is not an IIS time span (hh:mm:ss); keeping {}", p.timeout)),
+            None => ctx.warn(
+                n,
+                format!(
+                    "timeout {v:?} is not an IIS time span (hh:mm:ss); keeping {}",
+                    p.timeout
+                ),
+            ),
         }
     }
     if let Some(b) = bool_attr(n, "preserveHostHeader") {
@@ -104,16 +150,34 @@ fn proxy_attrs(ctx: &mut Ctx, n: Node, p: &mut ProxySettings) {
     ] {
         if let Some(v) = n.attribute(attr) {
             if !v.is_empty() {
-                ctx.warn(n, format!("{attr}=\"{v}\" is not carried over (no Portico equivalent)"));
+                ctx.warn(
+                    n,
+                    format!("{attr}=\"{v}\" is not carried over (no Portico equivalent)"),
+                );
             }
         }
     }
-    let mut known: Vec<&str> = vec!["timeout", "preserveHostHeader", "reverseRewriteHostInResponseHeaders", "enabled", "xForwardedForHeaderName"];
+    let mut known: Vec<&str> = vec![
+        "timeout",
+        "preserveHostHeader",
+        "reverseRewriteHostInResponseHeaders",
+        "enabled",
+        "xForwardedForHeaderName",
+    ];
     known.extend(NOTED_PROXY_ATTRS.iter().map(|(a, _, _)| *a));
     known.extend([
-        "xForwardedByHeaderName", "xForwardedByHeader", "sslHeaderName", "clientCertHeaderName",
-        "logGuidName", "logCacheHitName", "proxy", "proxyBypass", "clientCertFileName",
-        "clientCertPassword", "clientCertHash", "alternateHostName",
+        "xForwardedByHeaderName",
+        "xForwardedByHeader",
+        "sslHeaderName",
+        "clientCertHeaderName",
+        "logGuidName",
+        "logCacheHitName",
+        "proxy",
+        "proxyBypass",
+        "clientCertFileName",
+        "clientCertPassword",
+        "clientCertHash",
+        "alternateHostName",
     ]);
     ctx.check_attrs(n, &known);
     for c in elements(n) {
@@ -125,7 +189,16 @@ fn proxy_attrs(ctx: &mut Ctx, n: Node, p: &mut ProxySettings) {
 }
 
 fn cache(ctx: &mut Ctx, c: Node) {
-    ctx.check_attrs(c, &["enabled", "validationInterval", "queryStringHandling", "requestConsolidationEnabled", "requestConsolidationTimeout"]);
+    ctx.check_attrs(
+        c,
+        &[
+            "enabled",
+            "validationInterval",
+            "queryStringHandling",
+            "requestConsolidationEnabled",
+            "requestConsolidationTimeout",
+        ],
+    );
     // ARR's memory cache is on unless switched off; Portico has none.
     if bool_attr(c, "enabled") != Some(false) {
         ctx.warn(c, "ARR memory cache is enabled here; Portico does not cache, responses always come from the members");
@@ -164,24 +237,61 @@ pub(super) fn web_farms(ctx: &mut Ctx, n: Node, model: &mut Model) {
 pub(super) fn farm_name(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    if s.is_empty() { "farm".into() } else { s }
+    if s.is_empty() {
+        "farm".into()
+    } else {
+        s
+    }
 }
 
-const WFF_ATTRS: &[&str] = &["adminUserName", "adminPassword", "primaryServer", "minimumServers", "loadBalancerProvider", "serverAutoStart"];
+const WFF_ATTRS: &[&str] = &[
+    "adminUserName",
+    "adminPassword",
+    "primaryServer",
+    "minimumServers",
+    "loadBalancerProvider",
+    "serverAutoStart",
+];
 
 fn web_farm(ctx: &mut Ctx, f: Node) -> Option<FarmOut> {
     let Some(iis_name) = f.attribute("name") else {
-        ctx.warn(f, "webFarm without a name cannot be routed to; not imported");
+        ctx.warn(
+            f,
+            "webFarm without a name cannot be routed to; not imported",
+        );
         return None;
     };
-    let mut known = vec!["name", "enabled", "passConnectionCloseHeader", "passServerHeader"];
+    let mut known = vec![
+        "name",
+        "enabled",
+        "passConnectionCloseHeader",
+        "passServerHeader",
+    ];
     known.extend(WFF_ATTRS);
     ctx.check_attrs(f, &known);
-    let wff: Vec<&str> = WFF_ATTRS.iter().copied().filter(|a| f.attribute(*a).is_some() && *a != "serverAutoStart" && *a != "loadBalancerProvider").collect();
+    let wff: Vec<&str> = WFF_ATTRS
+        .iter()
+        .copied()
+        .filter(|a| {
+            f.attribute(*a).is_some() && *a != "serverAutoStart" && *a != "loadBalancerProvider"
+        })
+        .collect();
     if !wff.is_empty() {
-        ctx.warn(f, format!("Web Farm Framework provisioning ({}) is not carried over", wff.join(", ")));
+        ctx.warn(
+            f,
+            format!(
+                "Web Farm Framework provisioning ({}) is not carried over",
+                wff.join(", ")
+            ),
+        );
     }
     let name = farm_name(iis_name);
     let mut farm = FarmOut {
@@ -219,19 +329,28 @@ fn web_farm(ctx: &mut Ctx, f: Node) -> Option<FarmOut> {
                         "loadBalancing" => load_balancing(ctx, a, &mut farm),
                         "healthCheck" => health(ctx, a, &mut farm),
                         "affinity" => affinity(ctx, a, &mut farm),
-                        "publicKeys" => ctx.warn(a, "publicKeys is not carried over (no Portico equivalent)"),
+                        "publicKeys" => {
+                            ctx.warn(a, "publicKeys is not carried over (no Portico equivalent)")
+                        }
                         _ => ctx.unknown(a, "<webFarm><applicationRequestRouting>"),
                     }
                 }
             }
-            "platformProvision" | "applicationProvision" | "autoRepair" | "defaultProxy" | "deploymentProvider" => {
+            "platformProvision"
+            | "applicationProvision"
+            | "autoRepair"
+            | "defaultProxy"
+            | "deploymentProvider" => {
                 ctx.warn(c, "Web Farm Framework provisioning is not carried over");
             }
             _ => ctx.unknown(c, "<webFarm>"),
         }
     }
     if !saw_protocol {
-        farm.comment.push("no <protocol>: ARR's farm defaults (30 s timeout, Host kept); its memory cache was on".into());
+        farm.comment.push(
+            "no <protocol>: ARR's farm defaults (30 s timeout, Host kept); its memory cache was on"
+                .into(),
+        );
     }
     farm.timeout = p.timeout;
     farm.preserve_host = p.preserve_host;
@@ -242,7 +361,11 @@ fn web_farm(ctx: &mut Ctx, f: Node) -> Option<FarmOut> {
     }
     // Ports shared by every member go on the farm.
     let first = (farm.members[0].http_port, farm.members[0].https_port);
-    if farm.members.iter().all(|m| (m.http_port, m.https_port) == first) {
+    if farm
+        .members
+        .iter()
+        .all(|m| (m.http_port, m.https_port) == first)
+    {
         farm.http_port = Some(first.0);
         farm.https_port = Some(first.1);
         for m in &mut farm.members {
@@ -271,13 +394,28 @@ fn server(ctx: &mut Ctx, s: Node, farm_enabled: bool) -> Option<MemberOut> {
             ctx.unknown(c, "<server>");
             continue;
         }
-        ctx.check_attrs(c, &["weight", "httpPort", "httpsPort", "hostName", "healthCheckAlternateHostName", "healthCheckAlternatePort"]);
+        ctx.check_attrs(
+            c,
+            &[
+                "weight",
+                "httpPort",
+                "httpsPort",
+                "hostName",
+                "healthCheckAlternateHostName",
+                "healthCheckAlternatePort",
+            ],
+        );
         let port = |ctx: &mut Ctx, attr: &str, default: u16| match c.attribute(attr) {
             None => default,
-            Some(v) => v.trim().parse::<u16>().ok().filter(|p| *p != 0).unwrap_or_else(|| {
-                ctx.warn(c, format!("{attr}=\"{v}\" is not a port; using {default}"));
-                default
-            }),
+            Some(v) => v
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .unwrap_or_else(|| {
+                    ctx.warn(c, format!("{attr}=\"{v}\" is not a port; using {default}"));
+                    default
+                }),
         };
         m.http_port = port(ctx, "httpPort", 80);
         m.https_port = port(ctx, "httpsPort", 443);
@@ -292,9 +430,16 @@ fn server(ctx: &mut Ctx, s: Node, farm_enabled: bool) -> Option<MemberOut> {
                 Err(_) => ctx.warn(c, format!("weight=\"{w}\" is not a number; using 100")),
             }
         }
-        for attr in ["hostName", "healthCheckAlternateHostName", "healthCheckAlternatePort"] {
+        for attr in [
+            "hostName",
+            "healthCheckAlternateHostName",
+            "healthCheckAlternatePort",
+        ] {
             if let Some(v) = c.attribute(attr).filter(|v| !v.is_empty() && *v != "0") {
-                ctx.warn(c, format!("{attr}=\"{v}\" is not carried over (no Portico equivalent)"));
+                ctx.warn(
+                    c,
+                    format!("{attr}=\"{v}\" is not carried over (no Portico equivalent)"),
+                );
             }
         }
     }
@@ -305,7 +450,16 @@ fn server(ctx: &mut Ctx, s: Node, farm_enabled: bool) -> Option<MemberOut> {
 }
 
 fn load_balancing(ctx: &mut Ctx, a: Node, farm: &mut FarmOut) {
-    ctx.check_attrs(a, &["algorithm", "hashServerVariable", "queryStringNames", "leastResponseTimePeriod", "randomizeLBTies"]);
+    ctx.check_attrs(
+        a,
+        &[
+            "algorithm",
+            "hashServerVariable",
+            "queryStringNames",
+            "leastResponseTimePeriod",
+            "randomizeLBTies",
+        ],
+    );
     let algorithm = a.attribute("algorithm").unwrap_or("WeightedRoundRobin");
     let lb = match algorithm.to_ascii_lowercase().as_str() {
         "weightedroundrobin" | "0" => None,
@@ -319,7 +473,10 @@ fn load_balancing(ctx: &mut Ctx, a: Node, farm: &mut FarmOut) {
             None
         }
         "requesthash" | "4" => {
-            let variant = match (a.attribute("hashServerVariable"), a.attribute("queryStringNames")) {
+            let variant = match (
+                a.attribute("hashServerVariable"),
+                a.attribute("queryStringNames"),
+            ) {
                 (Some(v), Some(q)) if !q.is_empty() => format!("query string hash of {q} ({v})"),
                 (Some(v), _) if !v.is_empty() => format!("server variable hash of {v}"),
                 _ => "request (URL) hash".to_string(),
@@ -328,7 +485,10 @@ fn load_balancing(ctx: &mut Ctx, a: Node, farm: &mut FarmOut) {
             None
         }
         other => {
-            ctx.warn(a, format!("unknown algorithm {other:?}; using weighted-round-robin"));
+            ctx.warn(
+                a,
+                format!("unknown algorithm {other:?}; using weighted-round-robin"),
+            );
             None
         }
     };
@@ -339,8 +499,27 @@ fn load_balancing(ctx: &mut Ctx, a: Node, farm: &mut FarmOut) {
 }
 
 fn health(ctx: &mut Ctx, h: Node, farm: &mut FarmOut) {
-    ctx.check_attrs(h, &["url", "interval", "timeout", "retries", "statusCodeMatch", "responseMatch", "liveTrafficFailureCodes", "maxLiveTrafficFailures", "liveTrafficFailurePeriod", "minServers"]);
-    for attr in ["liveTrafficFailureCodes", "maxLiveTrafficFailures", "liveTrafficFailurePeriod", "minServers"] {
+    ctx.check_attrs(
+        h,
+        &[
+            "url",
+            "interval",
+            "timeout",
+            "retries",
+            "statusCodeMatch",
+            "responseMatch",
+            "liveTrafficFailureCodes",
+            "maxLiveTrafficFailures",
+            "liveTrafficFailurePeriod",
+            "minServers",
+        ],
+    );
+    for attr in [
+        "liveTrafficFailureCodes",
+        "maxLiveTrafficFailures",
+        "liveTrafficFailurePeriod",
+        "minServers",
+    ] {
         if let Some(v) = h.attribute(attr) {
             ctx.warn(h, format!("{attr}=\"{v}\" is not carried over: Portico's passive failure detection is not configurable per farm"));
         }
@@ -357,7 +536,10 @@ fn health(ctx: &mut Ctx, h: Node, farm: &mut FarmOut) {
         },
         None if url.starts_with('/') => (None, url),
         None => {
-            ctx.warn(h, format!("health check url {url:?} is not a URL; not carried over"));
+            ctx.warn(
+                h,
+                format!("health check url {url:?} is not a URL; not carried over"),
+            );
             return;
         }
     };
@@ -366,10 +548,18 @@ fn health(ctx: &mut Ctx, h: Node, farm: &mut FarmOut) {
         let v = h.attribute(attr).unwrap_or("00:00:30");
         match parse_timespan(v) {
             Some(d) => pairs.push((key, duration_text(d))),
-            None => ctx.warn(h, format!("{attr}=\"{v}\" is not an IIS time span; Portico's default applies")),
+            None => ctx.warn(
+                h,
+                format!("{attr}=\"{v}\" is not an IIS time span; Portico's default applies"),
+            ),
         }
     }
-    pairs.push(("expect", h.attribute("statusCodeMatch").unwrap_or("200-399").to_string()));
+    pairs.push((
+        "expect",
+        h.attribute("statusCodeMatch")
+            .unwrap_or("200-399")
+            .to_string(),
+    ));
     if let Some(body) = h.attribute("responseMatch").filter(|b| !b.is_empty()) {
         pairs.push(("body", body.to_string()));
     }
@@ -380,22 +570,45 @@ fn health(ctx: &mut Ctx, h: Node, farm: &mut FarmOut) {
     if let Some(r) = h.attribute("retries") {
         match r.trim().parse::<u32>() {
             Ok(n) => pairs.push(("fall", n.max(1).to_string())),
-            Err(_) => ctx.warn(h, format!("retries=\"{r}\" is not a number; Portico's default applies")),
+            Err(_) => ctx.warn(
+                h,
+                format!("retries=\"{r}\" is not a number; Portico's default applies"),
+            ),
         }
     }
     farm.health = Some(pairs);
 }
 
 fn affinity(ctx: &mut Ctx, a: Node, farm: &mut FarmOut) {
-    let known = ["useCookie", "cookieName", "useHostName", "hostAffinityProvider", "timeout", "ignoreSubDomain", "ignoreSubDomainClientAffinity", "ignoreSubDomainFragmentDepth", "hostCountersEnabled", "useServerProvider", "useExternalCache", "serverProviderImage"];
+    let known = [
+        "useCookie",
+        "cookieName",
+        "useHostName",
+        "hostAffinityProvider",
+        "timeout",
+        "ignoreSubDomain",
+        "ignoreSubDomainClientAffinity",
+        "ignoreSubDomainFragmentDepth",
+        "hostCountersEnabled",
+        "useServerProvider",
+        "useExternalCache",
+        "serverProviderImage",
+    ];
     ctx.check_attrs(a, &known);
     if bool_attr(a, "useCookie") == Some(true) {
-        farm.affinity = Some(a.attribute("cookieName").unwrap_or("ARRAffinity").to_string());
+        farm.affinity = Some(
+            a.attribute("cookieName")
+                .unwrap_or("ARRAffinity")
+                .to_string(),
+        );
     }
     if bool_attr(a, "useHostName") == Some(true) {
         ctx.warn(a, "host name affinity (useHostName) is not carried over: Portico offers cookie affinity only");
     }
     for c in elements(a) {
-        ctx.warn(c, "host affinity entries are not carried over: Portico offers cookie affinity only");
+        ctx.warn(
+            c,
+            "host affinity entries are not carried over: Portico offers cookie affinity only",
+        );
     }
 }

@@ -7,7 +7,9 @@ use super::emit::{ActionOut, CondOut, FarmOut, MemberOut, Model, RuleOut};
 use super::farms::{farm_name, ProxySettings};
 use super::walk::{bool_attr, elements, Ctx};
 use super::Warning;
-use crate::rules::{ActionSpec, ConditionSpec, LogicalGrouping, PatternSyntax, RuleSet, RuleSpec, Scheme};
+use crate::rules::{
+    ActionSpec, ConditionSpec, LogicalGrouping, PatternSyntax, RuleSet, RuleSpec, Scheme,
+};
 use roxmltree::Node;
 use std::collections::HashSet;
 
@@ -70,7 +72,10 @@ impl<'m> Converter<'m> {
                         ctx.warn(r, "<clear/> removed inherited rules in IIS; Portico keeps the earlier rules, check the order");
                     }
                 }
-                "remove" => ctx.warn(r, "<remove> of an inherited rule is not carried over; delete that rule by hand"),
+                "remove" => ctx.warn(
+                    r,
+                    "<remove> of an inherited rule is not carried over; delete that rule by hand",
+                ),
                 _ => ctx.unknown(r, "<rules>"),
             }
         }
@@ -87,16 +92,38 @@ impl<'m> Converter<'m> {
     }
 
     fn rule(&mut self, ctx: &mut Ctx, r: Node) {
-        ctx.check_attrs(r, &["name", "enabled", "patternSyntax", "stopProcessing", "responseCacheDirective"]);
+        ctx.check_attrs(
+            r,
+            &[
+                "name",
+                "enabled",
+                "patternSyntax",
+                "stopProcessing",
+                "responseCacheDirective",
+            ],
+        );
         let iis_name = r.attribute("name").unwrap_or("rule");
         if bool_attr(r, "enabled") == Some(false) {
             ctx.warn(r, "disabled rule (enabled=\"false\") is not imported");
             return;
         }
-        if let Some(d) = r.attribute("responseCacheDirective").filter(|d| !d.eq_ignore_ascii_case("Auto")) {
-            ctx.warn(r, format!("responseCacheDirective=\"{d}\" is not carried over: Portico does not cache"));
+        if let Some(d) = r
+            .attribute("responseCacheDirective")
+            .filter(|d| !d.eq_ignore_ascii_case("Auto"))
+        {
+            ctx.warn(
+                r,
+                format!(
+                    "responseCacheDirective=\"{d}\" is not carried over: Portico does not cache"
+                ),
+            );
         }
-        let syntax = match r.attribute("patternSyntax").unwrap_or("ECMAScript").to_ascii_lowercase().as_str() {
+        let syntax = match r
+            .attribute("patternSyntax")
+            .unwrap_or("ECMAScript")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "ecmascript" => PatternSyntax::Regex,
             "wildcard" => PatternSyntax::Wildcard,
             "exactmatch" => PatternSyntax::Exact,
@@ -123,7 +150,9 @@ impl<'m> Converter<'m> {
             commented_out: None,
         };
         if out.name != iis_name {
-            out.comment.push(format!("IIS name: {iis_name} (renamed: rule names must be unique)"));
+            out.comment.push(format!(
+                "IIS name: {iis_name} (renamed: rule names must be unique)"
+            ));
         }
         let mut saw_match = false;
         let mut saw_action = false;
@@ -142,11 +171,18 @@ impl<'m> Converter<'m> {
                         let var = s.attribute("name").unwrap_or("?");
                         let value = s.attribute("value").unwrap_or("");
                         let why = match var.to_ascii_uppercase().as_str() {
-                            "HTTP_X_FORWARDED_PROTO" | "HTTP_X_FORWARDED_HOST" | "HTTP_X_FORWARDED_FOR" => "Portico sets X-Forwarded-For/-Proto/-Host itself",
+                            "HTTP_X_FORWARDED_PROTO"
+                            | "HTTP_X_FORWARDED_HOST"
+                            | "HTTP_X_FORWARDED_FOR" => {
+                                "Portico sets X-Forwarded-For/-Proto/-Host itself"
+                            }
                             "ARR_CACHE_CONTROL_OVERRIDE" => "Portico does not cache",
                             _ => "Portico rules cannot set server variables or request headers",
                         };
-                        ctx.warn(s, format!("server variable {var} = \"{value}\" is not set: {why}"));
+                        ctx.warn(
+                            s,
+                            format!("server variable {var} = \"{value}\" is not set: {why}"),
+                        );
                     }
                 }
                 "action" => {
@@ -157,11 +193,15 @@ impl<'m> Converter<'m> {
             }
         }
         if !saw_match {
-            ctx.warn(r, "rule without <match> (IIS requires one); written commented out");
+            ctx.warn(
+                r,
+                "rule without <match> (IIS requires one); written commented out",
+            );
             out.commented_out = Some("no <match> element".into());
         }
         if !saw_action {
-            out.comment.push("no <action>: IIS's default action type is None".into());
+            out.comment
+                .push("no <action>: IIS's default action type is None".into());
         }
         if let ActionOut::Unroutable(why) = &out.action {
             out.commented_out = Some(why.clone());
@@ -171,12 +211,17 @@ impl<'m> Converter<'m> {
 
     fn conditions(&mut self, ctx: &mut Ctx, c: Node, syntax: PatternSyntax, out: &mut RuleOut) {
         ctx.check_attrs(c, &["logicalGrouping", "trackAllCaptures"]);
-        out.match_any = c.attribute("logicalGrouping").is_some_and(|g| g.eq_ignore_ascii_case("MatchAny"));
+        out.match_any = c
+            .attribute("logicalGrouping")
+            .is_some_and(|g| g.eq_ignore_ascii_case("MatchAny"));
         out.track_all = bool_attr(c, "trackAllCaptures") == Some(true);
         for a in elements(c) {
             match a.tag_name().name() {
                 "add" => {
-                    ctx.check_attrs(a, &["input", "matchType", "pattern", "ignoreCase", "negate"]);
+                    ctx.check_attrs(
+                        a,
+                        &["input", "matchType", "pattern", "ignoreCase", "negate"],
+                    );
                     let match_type = a.attribute("matchType").unwrap_or("Pattern");
                     if !match_type.eq_ignore_ascii_case("Pattern") {
                         let msg = format!("matchType=\"{match_type}\" tests the IIS file system; a proxy has none, so the rule is written commented out");
@@ -199,13 +244,34 @@ impl<'m> Converter<'m> {
     }
 
     fn action(&mut self, ctx: &mut Ctx, a: Node, comment: &mut Vec<String>) -> ActionOut {
-        ctx.check_attrs(a, &["type", "url", "appendQueryString", "logRewrittenUrl", "redirectType", "statusCode", "subStatusCode", "statusReason", "statusDescription"]);
+        ctx.check_attrs(
+            a,
+            &[
+                "type",
+                "url",
+                "appendQueryString",
+                "logRewrittenUrl",
+                "redirectType",
+                "statusCode",
+                "subStatusCode",
+                "statusReason",
+                "statusDescription",
+            ],
+        );
         let append_query = bool_attr(a, "appendQueryString") != Some(false);
         if bool_attr(a, "logRewrittenUrl") == Some(true) {
-            ctx.warn(a, "logRewrittenUrl is not carried over (Portico's access log names the rule)");
+            ctx.warn(
+                a,
+                "logRewrittenUrl is not carried over (Portico's access log names the rule)",
+            );
         }
         let url = a.attribute("url").unwrap_or("");
-        match a.attribute("type").unwrap_or("None").to_ascii_lowercase().as_str() {
+        match a
+            .attribute("type")
+            .unwrap_or("None")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "rewrite" => {
                 let lower = url.to_ascii_lowercase();
                 let (scheme, rest) = if let Some(r) = lower.strip_prefix("https://") {
@@ -213,50 +279,91 @@ impl<'m> Converter<'m> {
                 } else if let Some(r) = lower.strip_prefix("http://") {
                     (Scheme::Http, &url[url.len() - r.len()..])
                 } else {
-                    let path = if url.starts_with('/') { url.to_string() } else { format!("/{url}") };
-                    return ActionOut::Rewrite { url: path, append_query };
+                    let path = if url.starts_with('/') {
+                        url.to_string()
+                    } else {
+                        format!("/{url}")
+                    };
+                    return ActionOut::Rewrite {
+                        url: path,
+                        append_query,
+                    };
                 };
                 self.routes += 1;
                 self.route(ctx, a, scheme, rest, append_query, comment)
             }
             "redirect" => {
-                let status = match a.attribute("redirectType").unwrap_or("Permanent").to_ascii_lowercase().as_str() {
+                let status = match a
+                    .attribute("redirectType")
+                    .unwrap_or("Permanent")
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
                     "permanent" => 301,
                     "found" => 302,
                     "seeother" => 303,
                     "temporary" => 307,
                     other => {
-                        ctx.warn(a, format!("unknown redirectType {other:?}; using 301 (Permanent)"));
+                        ctx.warn(
+                            a,
+                            format!("unknown redirectType {other:?}; using 301 (Permanent)"),
+                        );
                         301
                     }
                 };
-                ActionOut::Redirect { url: url.to_string(), status, append_query }
+                ActionOut::Redirect {
+                    url: url.to_string(),
+                    status,
+                    append_query,
+                }
             }
             "customresponse" => {
-                let status = a.attribute("statusCode").and_then(|s| s.trim().parse::<u16>().ok()).unwrap_or_else(|| {
-                    ctx.warn(a, "CustomResponse without a valid statusCode; using 403");
-                    403
-                });
+                let status = a
+                    .attribute("statusCode")
+                    .and_then(|s| s.trim().parse::<u16>().ok())
+                    .unwrap_or_else(|| {
+                        ctx.warn(a, "CustomResponse without a valid statusCode; using 403");
+                        403
+                    });
                 if let Some(s) = a.attribute("subStatusCode").filter(|s| s.trim() != "0") {
-                    ctx.warn(a, format!("subStatusCode=\"{s}\" is not carried over (HTTP has no sub-status)"));
+                    ctx.warn(
+                        a,
+                        format!(
+                            "subStatusCode=\"{s}\" is not carried over (HTTP has no sub-status)"
+                        ),
+                    );
                 }
                 ActionOut::Respond {
                     status,
-                    reason: a.attribute("statusReason").filter(|s| !s.is_empty()).map(str::to_string),
+                    reason: a
+                        .attribute("statusReason")
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
                     body: a.attribute("statusDescription").unwrap_or("").to_string(),
                 }
             }
             "abortrequest" => ActionOut::Abort,
             "none" => ActionOut::None,
             other => {
-                ctx.warn(a, format!("unknown action type {other:?}; written as none = true"));
+                ctx.warn(
+                    a,
+                    format!("unknown action type {other:?}; written as none = true"),
+                );
                 ActionOut::None
             }
         }
     }
 
     /// `rest` is what follows `scheme://`: `FARM/{R:0}`, `host:8080/x?y`.
-    fn route(&mut self, ctx: &mut Ctx, a: Node, scheme: Scheme, rest: &str, append_query: bool, comment: &mut Vec<String>) -> ActionOut {
+    fn route(
+        &mut self,
+        ctx: &mut Ctx,
+        a: Node,
+        scheme: Scheme,
+        rest: &str,
+        append_query: bool,
+        comment: &mut Vec<String>,
+    ) -> ActionOut {
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(split);
         let path = match tail {
@@ -276,11 +383,21 @@ impl<'m> Converter<'m> {
             },
             _ => (authority, None),
         };
-        if let Some(farm) = self.model.farms.iter().find(|f| f.iis_name.eq_ignore_ascii_case(host)) {
+        if let Some(farm) = self
+            .model
+            .farms
+            .iter()
+            .find(|f| f.iis_name.eq_ignore_ascii_case(host))
+        {
             if port.is_some() {
                 ctx.warn(a, format!("port in {authority:?} is ignored: a farm is reached on its members' httpPort/httpsPort"));
             }
-            return ActionOut::Route { farm: farm.name.clone(), scheme: Some(scheme), path, append_query };
+            return ActionOut::Route {
+                farm: farm.name.clone(),
+                scheme: Some(scheme),
+                path,
+                append_query,
+            };
         }
         // A plain proxy URL: a one-member farm with the server-level <proxy> settings.
         let name = farm_name(&format!("proxy-{}", authority.replace(':', "-")));
@@ -306,8 +423,20 @@ impl<'m> Converter<'m> {
                 affinity: None,
             });
         }
-        comment.push(format!("IIS rewrote to the URL {}://{rest}", if scheme == Scheme::Https { "https" } else { "http" }));
-        ActionOut::Route { farm: name, scheme: Some(scheme), path, append_query }
+        comment.push(format!(
+            "IIS rewrote to the URL {}://{rest}",
+            if scheme == Scheme::Https {
+                "https"
+            } else {
+                "http"
+            }
+        ));
+        ActionOut::Route {
+            farm: name,
+            scheme: Some(scheme),
+            path,
+            append_query,
+        }
     }
 }
 
@@ -335,7 +464,12 @@ pub(super) fn condition_regex(syntax: PatternSyntax, pattern: &str) -> String {
 
 /// Whether a condition is ARR's `{HTTPS}` = on test.
 fn is_https_on(c: &CondOut) -> bool {
-    let p = c.iis_pattern.trim().trim_start_matches('^').trim_end_matches('$').to_ascii_lowercase();
+    let p = c
+        .iis_pattern
+        .trim()
+        .trim_start_matches('^')
+        .trim_end_matches('$')
+        .to_ascii_lowercase();
     c.input.trim().eq_ignore_ascii_case("{HTTPS}") && p == "on" && !c.negate
 }
 
@@ -354,13 +488,33 @@ pub(super) fn merge_https_pairs(rules: &mut Vec<RuleOut>) {
         let mergeable = match (https_idx, &a.action, &b.action) {
             (
                 Some(idx),
-                ActionOut::Route { farm: fa, scheme: Some(Scheme::Https), path: pa, append_query: qa },
-                ActionOut::Route { farm: fb, scheme: Some(Scheme::Http), path: pb, append_query: qb },
+                ActionOut::Route {
+                    farm: fa,
+                    scheme: Some(Scheme::Https),
+                    path: pa,
+                    append_query: qa,
+                },
+                ActionOut::Route {
+                    farm: fb,
+                    scheme: Some(Scheme::Http),
+                    path: pb,
+                    append_query: qb,
+                },
             ) => {
-                fa == fb && pa == pb && qa == qb && a.stop && b.stop && !a.match_any && !b.match_any
-                    && a.pattern == b.pattern && a.syntax == b.syntax && a.negate == b.negate
-                    && a.ignore_case == b.ignore_case && a.commented_out.is_none()
-                    && b.commented_out.is_none() && same_rest(idx)
+                fa == fb
+                    && pa == pb
+                    && qa == qb
+                    && a.stop
+                    && b.stop
+                    && !a.match_any
+                    && !b.match_any
+                    && a.pattern == b.pattern
+                    && a.syntax == b.syntax
+                    && a.negate == b.negate
+                    && a.ignore_case == b.ignore_case
+                    && a.commented_out.is_none()
+                    && b.commented_out.is_none()
+                    && same_rest(idx)
             }
             _ => false,
         };
@@ -396,27 +550,73 @@ pub(super) fn validate(model: &mut Model, warnings: &mut Vec<Warning>) {
             pattern: r.pattern.clone(),
             ignore_case: r.ignore_case,
             negate: r.negate,
-            conditions: r.conditions.iter().map(|c| ConditionSpec {
-                input: c.input.clone(),
-                pattern: c.pattern.clone(),
-                negate: c.negate,
-                ignore_case: c.ignore_case,
-            }).collect(),
-            logical_grouping: if r.match_any { LogicalGrouping::MatchAny } else { LogicalGrouping::MatchAll },
+            conditions: r
+                .conditions
+                .iter()
+                .map(|c| ConditionSpec {
+                    input: c.input.clone(),
+                    pattern: c.pattern.clone(),
+                    negate: c.negate,
+                    ignore_case: c.ignore_case,
+                })
+                .collect(),
+            logical_grouping: if r.match_any {
+                LogicalGrouping::MatchAny
+            } else {
+                LogicalGrouping::MatchAll
+            },
             track_all_captures: r.track_all,
             action: match &r.action {
-                ActionOut::Route { farm, scheme, path, append_query } => ActionSpec::Route { farm: farm.clone(), scheme: *scheme, path: Some(path.clone()), append_query: *append_query },
-                ActionOut::Rewrite { url, append_query } => ActionSpec::Rewrite { url: url.clone(), append_query: *append_query },
-                ActionOut::Redirect { url, status, append_query } => ActionSpec::Redirect { url: url.clone(), status: *status, append_query: *append_query },
-                ActionOut::Respond { status, reason, body } => ActionSpec::Respond { status: *status, reason: reason.clone(), body: body.clone(), content_type: "text/plain; charset=utf-8".into() },
+                ActionOut::Route {
+                    farm,
+                    scheme,
+                    path,
+                    append_query,
+                } => ActionSpec::Route {
+                    farm: farm.clone(),
+                    scheme: *scheme,
+                    path: Some(path.clone()),
+                    append_query: *append_query,
+                },
+                ActionOut::Rewrite { url, append_query } => ActionSpec::Rewrite {
+                    url: url.clone(),
+                    append_query: *append_query,
+                },
+                ActionOut::Redirect {
+                    url,
+                    status,
+                    append_query,
+                } => ActionSpec::Redirect {
+                    url: url.clone(),
+                    status: *status,
+                    append_query: *append_query,
+                },
+                ActionOut::Respond {
+                    status,
+                    reason,
+                    body,
+                } => ActionSpec::Respond {
+                    status: *status,
+                    reason: reason.clone(),
+                    body: body.clone(),
+                    content_type: "text/plain; charset=utf-8".into(),
+                },
                 ActionOut::Abort => ActionSpec::Abort,
                 ActionOut::None | ActionOut::Unroutable(_) => ActionSpec::None,
             },
             stop: r.stop,
         };
         if let Err((_, e)) = RuleSet::compile(vec![spec], &names) {
-            let msg = format!("Portico cannot run this rule as written ({}); it is written commented out", e.message);
-            warnings.push(Warning { file: r.file.clone(), line: r.line, element: format!("rule name=\"{}\"", r.name), message: msg });
+            let msg = format!(
+                "Portico cannot run this rule as written ({}); it is written commented out",
+                e.message
+            );
+            warnings.push(Warning {
+                file: r.file.clone(),
+                line: r.line,
+                element: format!("rule name=\"{}\"", r.name),
+                message: msg,
+            });
             r.commented_out = Some(e.message);
         }
     }

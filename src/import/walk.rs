@@ -59,7 +59,10 @@ impl Ctx<'_, '_> {
 
     /// Warns about one child element nobody handles.
     pub fn unknown(&mut self, n: Node, what: &str) {
-        self.warn(n, format!("unknown element inside {what}; not carried over"));
+        self.warn(
+            n,
+            format!("unknown element inside {what}; not carried over"),
+        );
     }
 }
 
@@ -69,11 +72,12 @@ pub(super) fn elements<'a, 'input>(n: Node<'a, 'input>) -> impl Iterator<Item = 
 
 /// `"true"`/`"false"` as IIS writes them (case-insensitive); other text → `None`.
 pub(super) fn bool_attr(n: Node, name: &str) -> Option<bool> {
-    n.attribute(name).and_then(|v| match v.trim().to_ascii_lowercase().as_str() {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    })
+    n.attribute(name)
+        .and_then(|v| match v.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        })
 }
 
 fn parse<'input>(src: &Source<'input>) -> Result<Document<'input>, ImportError> {
@@ -98,7 +102,10 @@ fn parse<'input>(src: &Source<'input>) -> Result<Document<'input>, ImportError> 
 }
 
 /// Translates `app_host` (and `web_config`'s rules, which run after the global rules).
-pub fn import(app_host: Source<'_>, web_config: Option<Source<'_>>) -> Result<Imported, ImportError> {
+pub fn import(
+    app_host: Source<'_>,
+    web_config: Option<Source<'_>>,
+) -> Result<Imported, ImportError> {
     let doc = parse(&app_host)?;
     let web_doc = web_config.as_ref().map(parse).transpose()?;
     let mut warnings = Vec::new();
@@ -127,7 +134,13 @@ pub fn import(app_host: Source<'_>, web_config: Option<Source<'_>>) -> Result<Im
                     let path = top.attribute("path").unwrap_or("").to_string();
                     for c in elements(top) {
                         if c.tag_name().name() == "system.webServer" {
-                            web_server(&mut ctx, c, &mut proxy, &mut rewrite_sections, Some(path.clone()));
+                            web_server(
+                                &mut ctx,
+                                c,
+                                &mut proxy,
+                                &mut rewrite_sections,
+                                Some(path.clone()),
+                            );
                         } else {
                             ctx.warn(c, format!("section under <location path=\"{path}\"> is not about proxying; not imported"));
                         }
@@ -144,7 +157,9 @@ pub fn import(app_host: Source<'_>, web_config: Option<Source<'_>>) -> Result<Im
                 doc.root_element(),
                 "no <site> bindings found: writing listeners on 0.0.0.0:443 and 0.0.0.0:80",
             );
-            model.listeners.push(ListenerOut::https("0.0.0.0:443", "default", 0));
+            model
+                .listeners
+                .push(ListenerOut::https("0.0.0.0:443", "default", 0));
             model.listeners.push(ListenerOut::http("0.0.0.0:80", 0));
         }
         let mut converter = rules::Converter::new(&mut model, &proxy);
@@ -168,9 +183,7 @@ pub fn import(app_host: Source<'_>, web_config: Option<Source<'_>>) -> Result<Im
         let mut sections = Vec::new();
         for top in elements(wdoc.root_element()) {
             match top.tag_name().name() {
-                "system.webServer" => {
-                    web_server(&mut ctx, top, &mut proxy, &mut sections, None)
-                }
+                "system.webServer" => web_server(&mut ctx, top, &mut proxy, &mut sections, None),
                 _ => ctx.warn(top, "section is not about proxying; not imported"),
             }
         }
@@ -195,9 +208,14 @@ fn application_host(ctx: &mut Ctx, n: Node, model: &mut Model) {
             ctx.warn(c, "IIS hosting setting, not about proxying; not imported");
             continue;
         }
-        let sites: Vec<Node> = elements(c).filter(|s| s.tag_name().name() == "site").collect();
+        let sites: Vec<Node> = elements(c)
+            .filter(|s| s.tag_name().name() == "site")
+            .collect();
         for s in elements(c).filter(|s| s.tag_name().name() != "site") {
-            if !matches!(s.tag_name().name(), "siteDefaults" | "applicationDefaults" | "virtualDirectoryDefaults") {
+            if !matches!(
+                s.tag_name().name(),
+                "siteDefaults" | "applicationDefaults" | "virtualDirectoryDefaults"
+            ) {
                 ctx.unknown(s, "<sites>");
             }
         }
@@ -236,7 +254,10 @@ fn binding(ctx: &mut Ctx, b: Node, site: &str, model: &mut Model) {
         ip => ip.to_string(),
     };
     let Ok(port) = port.parse::<u16>() else {
-        ctx.warn(b, format!("bindingInformation {info:?} is not IP:port:host; not imported"));
+        ctx.warn(
+            b,
+            format!("bindingInformation {info:?} is not IP:port:host; not imported"),
+        );
         return;
     };
     let bind = format!("{ip}:{port}");

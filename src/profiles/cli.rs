@@ -2,8 +2,8 @@
 
 use super::prompt::Prompter;
 use super::{
-    check_fqdn, parse_members, render, CertPair, Deployment, InitError, MemberSpec, Network,
-    Pool, Service, SimpleUrls,
+    check_fqdn, parse_members, render, CertPair, Deployment, InitError, MemberSpec, Network, Pool,
+    Service, SimpleUrls,
 };
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::IpAddr;
@@ -151,7 +151,11 @@ pub fn run(cmd: &InitCommand) -> Result<Option<String>, InitError> {
     let interactive = !common.no_prompt && std::io::stdin().is_terminal();
     let stdin = std::io::stdin();
     let mut prompter = Prompter::new(stdin.lock(), std::io::stderr());
-    let ask = if interactive { Some(&mut prompter) } else { None };
+    let ask = if interactive {
+        Some(&mut prompter)
+    } else {
+        None
+    };
     let deployment = build(cmd, ask)?;
     let text = render(&deployment);
     match &common.output {
@@ -200,7 +204,12 @@ pub fn build<R: BufRead, W: Write>(
                     example: "--namespace mail.contoso.com --namespace autodiscover.contoso.com",
                 });
             }
-            let members = members_or_ask(a.members.as_deref(), ask.as_deref_mut(), "Exchange servers", "--members")?;
+            let members = members_or_ask(
+                a.members.as_deref(),
+                ask.as_deref_mut(),
+                "Exchange servers",
+                "--members",
+            )?;
             let network = network(&a.common, ask, &names[0])?;
             Ok(Deployment {
                 profile: "exchange",
@@ -214,7 +223,13 @@ pub fn build<R: BufRead, W: Write>(
         }
         InitCommand::Oos(a) => {
             let given: Vec<String> = a.fqdn.iter().cloned().collect();
-            let names = names_or_ask(&given, ask.as_deref_mut(), "Office Online Server FQDN", &[], "--fqdn")?;
+            let names = names_or_ask(
+                &given,
+                ask.as_deref_mut(),
+                "Office Online Server FQDN",
+                &[],
+                "--fqdn",
+            )?;
             if names.is_empty() {
                 return Err(InitError::Missing {
                     what: "the Office Online Server FQDN",
@@ -222,7 +237,12 @@ pub fn build<R: BufRead, W: Write>(
                     example: "--fqdn owas.contoso.com",
                 });
             }
-            let members = members_or_ask(a.members.as_deref(), ask.as_deref_mut(), "Office Online Server members", "--members")?;
+            let members = members_or_ask(
+                a.members.as_deref(),
+                ask.as_deref_mut(),
+                "Office Online Server members",
+                "--members",
+            )?;
             let network = network(&a.common, ask, &names[0])?;
             Ok(Deployment {
                 profile: "oos",
@@ -296,7 +316,13 @@ fn sfb<R: BufRead, W: Write>(
     a: &SfbArgs,
     mut ask: Option<&mut Prompter<R, W>>,
 ) -> Result<Deployment, InitError> {
-    let domains = names_or_ask(&a.sip_domains, ask.as_deref_mut(), "SIP domain(s), comma-separated", &[], "--sip-domain")?;
+    let domains = names_or_ask(
+        &a.sip_domains,
+        ask.as_deref_mut(),
+        "SIP domain(s), comma-separated",
+        &[],
+        "--sip-domain",
+    )?;
     if domains.is_empty() {
         return Err(InitError::Missing {
             what: "the SIP domain",
@@ -316,12 +342,34 @@ fn sfb<R: BufRead, W: Write>(
         };
         loop {
             let n = pools.len() + 1;
-            let default = if n == 1 { format!("lyncweb.{d0}") } else { String::new() };
-            let webext = p.ask_valid(&format!("Pool {n}: external web services FQDN"), &default, |x| check_fqdn("--webext", x))?;
-            let fqdn = p.ask_valid(&format!("Pool {n}: internal pool FQDN"), "", |x| check_fqdn("--pool", x))?;
-            let members = members_or_ask(None, Some(&mut *p), &format!("Pool {n}: members"), "--members")?;
-            pools.push(Pool { webext, fqdn, members });
-            let more = p.ask("Another pool (a Director or second Front End pool)? y/N", "n")?;
+            let default = if n == 1 {
+                format!("lyncweb.{d0}")
+            } else {
+                String::new()
+            };
+            let webext = p.ask_valid(
+                &format!("Pool {n}: external web services FQDN"),
+                &default,
+                |x| check_fqdn("--webext", x),
+            )?;
+            let fqdn = p.ask_valid(&format!("Pool {n}: internal pool FQDN"), "", |x| {
+                check_fqdn("--pool", x)
+            })?;
+            let members = members_or_ask(
+                None,
+                Some(&mut *p),
+                &format!("Pool {n}: members"),
+                "--members",
+            )?;
+            pools.push(Pool {
+                webext,
+                fqdn,
+                members,
+            });
+            let more = p.ask(
+                "Another pool (a Director or second Front End pool)? y/N",
+                "n",
+            )?;
             if !more.eq_ignore_ascii_case("y") && !more.eq_ignore_ascii_case("yes") {
                 break;
             }
@@ -356,11 +404,30 @@ fn sfb<R: BufRead, W: Write>(
             });
         }
     }
-    let per_domain = |prefix: &str| -> Vec<String> { domains.iter().map(|d| format!("{prefix}.{d}")).collect() };
+    let per_domain =
+        |prefix: &str| -> Vec<String> { domains.iter().map(|d| format!("{prefix}.{d}")).collect() };
     let simple_urls = SimpleUrls {
-        meet: names_or_ask(&a.meet, ask.as_deref_mut(), "Meet simple URL host(s)", &per_domain("meet"), "--meet")?,
-        dialin: names_or_ask(&a.dialin, ask.as_deref_mut(), "Dial-in simple URL host", &[format!("dialin.{d0}")], "--dialin")?,
-        lyncdiscover: names_or_ask(&a.lyncdiscover, ask.as_deref_mut(), "Mobile autodiscover host(s)", &per_domain("lyncdiscover"), "--lyncdiscover")?,
+        meet: names_or_ask(
+            &a.meet,
+            ask.as_deref_mut(),
+            "Meet simple URL host(s)",
+            &per_domain("meet"),
+            "--meet",
+        )?,
+        dialin: names_or_ask(
+            &a.dialin,
+            ask.as_deref_mut(),
+            "Dial-in simple URL host",
+            &[format!("dialin.{d0}")],
+            "--dialin",
+        )?,
+        lyncdiscover: names_or_ask(
+            &a.lyncdiscover,
+            ask.as_deref_mut(),
+            "Mobile autodiscover host(s)",
+            &per_domain("lyncdiscover"),
+            "--lyncdiscover",
+        )?,
     };
     let oos = match (&a.oos, ask.as_deref_mut()) {
         (Some(f), _) => Some(Service {
@@ -376,7 +443,12 @@ fn sfb<R: BufRead, W: Write>(
                 None
             } else {
                 let names = vec![check_fqdn("--oos", &f)?];
-                let members = members_or_ask(None, Some(&mut *p), "Office Online Server members", "--oos-members")?;
+                let members = members_or_ask(
+                    None,
+                    Some(&mut *p),
+                    "Office Online Server members",
+                    "--oos-members",
+                )?;
                 Some(Service { names, members })
             }
         }
@@ -396,7 +468,12 @@ fn sfb<R: BufRead, W: Write>(
                 None
             } else {
                 let names = fqdns("--exchange", &names)?;
-                let members = members_or_ask(None, Some(&mut *p), "Exchange servers", "--exchange-members")?;
+                let members = members_or_ask(
+                    None,
+                    Some(&mut *p),
+                    "Exchange servers",
+                    "--exchange-members",
+                )?;
                 Some(Service { names, members })
             }
         }
@@ -423,14 +500,21 @@ fn network<R: BufRead, W: Write>(
         return Err(InitError::Invalid {
             flag: "--key",
             value: c.key.join(","),
-            reason: format!("give one --key per --cert ({} --cert, {} --key), in the same order", c.cert.len(), c.key.len()),
+            reason: format!(
+                "give one --key per --cert ({} --cert, {} --key), in the same order",
+                c.cert.len(),
+                c.key.len()
+            ),
         });
     }
     let mut certificates: Vec<CertPair> = c
         .cert
         .iter()
         .zip(&c.key)
-        .map(|(cert, key)| CertPair { cert: cert.clone(), key: key.clone() })
+        .map(|(cert, key)| CertPair {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
         .collect();
     let mut listen = c.listen;
     let mut source_address = c.source_address;
@@ -438,12 +522,18 @@ fn network<R: BufRead, W: Write>(
     let stem = format!("certs/{stem_from}");
     if let Some(p) = ask {
         if certificates.is_empty() {
-            let cert = p.ask("Certificate file (PEM chain) covering every published name", &format!("{stem}.pem"))?;
+            let cert = p.ask(
+                "Certificate file (PEM chain) covering every published name",
+                &format!("{stem}.pem"),
+            )?;
             let key = p.ask("Its private key file", &format!("{stem}.key"))?;
             certificates.push(CertPair { cert, key });
         }
         if ca.is_none() {
-            let answer = p.ask("Internal CA file (PEM) of the members' certificates (empty: public roots)", "")?;
+            let answer = p.ask(
+                "Internal CA file (PEM) of the members' certificates (empty: public roots)",
+                "",
+            )?;
             ca = (!answer.is_empty()).then_some(answer);
         }
         let ip = |flag: &'static str| {
@@ -456,10 +546,14 @@ fn network<R: BufRead, W: Write>(
             }
         };
         if listen.is_none() {
-            listen = Some(p.ask_valid("External address to listen on", "0.0.0.0", ip("--listen"))?);
+            listen =
+                Some(p.ask_valid("External address to listen on", "0.0.0.0", ip("--listen"))?);
         }
         if source_address.is_none() {
-            let answer = p.ask("Internal address connections to members leave from (empty: any)", "")?;
+            let answer = p.ask(
+                "Internal address connections to members leave from (empty: any)",
+                "",
+            )?;
             if !answer.is_empty() {
                 source_address = Some(ip("--source-address")(&answer)?);
             }
@@ -519,6 +613,10 @@ mod tests {
             ..Default::default()
         };
         let err = build(&InitCommand::Sfb(args), no_ask()).unwrap_err();
-        assert!(err.to_string().contains("one internal pool FQDN per --webext"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("one internal pool FQDN per --webext"),
+            "{err}"
+        );
     }
 }

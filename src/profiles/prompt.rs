@@ -38,7 +38,11 @@ impl<R: BufRead, W: Write> Prompter<R, W> {
     }
 
     /// A comma-separated answer.
-    pub fn ask_list(&mut self, question: &str, default: &[String]) -> Result<Vec<String>, InitError> {
+    pub fn ask_list(
+        &mut self,
+        question: &str,
+        default: &[String],
+    ) -> Result<Vec<String>, InitError> {
         let answer = self.ask(question, &default.join(","))?;
         Ok(answer
             .split(',')
@@ -89,7 +93,10 @@ mod tests {
             vec!["meet.contoso.com", "meet.fabrikam.com"]
         );
         // End of input keeps the default.
-        assert_eq!(p.ask("Dial-in", "dialin.contoso.com").unwrap(), "dialin.contoso.com");
+        assert_eq!(
+            p.ask("Dial-in", "dialin.contoso.com").unwrap(),
+            "dialin.contoso.com"
+        );
         let shown = String::from_utf8(out).unwrap();
         assert!(shown.contains("SIP domain [contoso.com]: "), "{shown}");
     }

@@ -205,14 +205,15 @@ fn listeners(doc: &mut Doc, d: &Deployment, published: &[String]) {
     };
     doc.table("[[listener]]", Some("external NIC, HTTPS"));
     doc.kv("bind", &q(&format!("{ip}:{}", n.https_port)), None);
-    doc.line("tls.min_version = \"1.2\"", Some("current iOS clients require TLS 1.2"));
+    doc.line("[listener.tls]", None);
+    doc.kv("min_version", &q("1.2"), Some("current iOS clients require TLS 1.2"));
     let mut http1: Vec<String> = d.pools.iter().map(|p| p.webext.clone()).collect();
     if let Some(e) = &d.exchange {
         http1.extend(e.names.iter().cloned());
     }
     if !http1.is_empty() {
         doc.line(
-            &format!("tls.http1_only = {}", str_array(&http1)),
+            &format!("http1_only = {}", str_array(&http1)),
             Some("Windows auth (NTLM/Negotiate) flows here: IIS refuses it over HTTP/2"),
         );
     }
@@ -220,7 +221,7 @@ fn listeners(doc: &mut Doc, d: &Deployment, published: &[String]) {
         "The certificate(s) must cover every published name (SAN entries; SNI picks among several):\n{}",
         published.join(", ")
     ));
-    doc.line("tls.certificates = [", None);
+    doc.line("certificates = [", None);
     for c in &n.certificates {
         doc.line(
             &format!("  {},", inline(&[("cert", q(&c.cert)), ("key", q(&c.key))])),
@@ -252,14 +253,26 @@ fn farm(doc: &mut Doc, f: &FarmOut) {
         .collect();
     doc.kv("members", &super::toml_out::array(&members), None);
     if f.bridged {
-        doc.kv("https_port", "4443", Some("port bridging: 443 -> 4443 (the pool's external web site)"));
+        doc.kv(
+            "https_port",
+            "4443",
+            Some("port bridging: 443 -> 4443 (the pool's external web site)"),
+        );
         doc.kv("http_port", "8080", Some("and 80 -> 8080"));
     } else {
         doc.kv("https_port", "443", Some("not bridged"));
         doc.kv("http_port", "80", None);
     }
-    doc.kv("ssl_offload", "false", Some("re-encrypt: SSL offloading is not supported"));
-    doc.kv("preserve_host", "true", Some("pass the client's Host header unchanged"));
+    doc.kv(
+        "ssl_offload",
+        "false",
+        Some("re-encrypt: SSL offloading is not supported"),
+    );
+    doc.kv(
+        "preserve_host",
+        "true",
+        Some("pass the client's Host header unchanged"),
+    );
     doc.kv("timeout", &q(f.timeout), Some(f.timeout_comment));
     doc.kv(
         "health",
@@ -289,7 +302,10 @@ fn rule(doc: &mut Doc, name: &str, comment: &str, hosts: &[String], farm: &str) 
         "conditions",
         &format!(
             "[ {} ]",
-            inline(&[("input", q("{HTTP_HOST}")), ("pattern", q(&host_pattern(hosts)))])
+            inline(&[
+                ("input", q("{HTTP_HOST}")),
+                ("pattern", q(&host_pattern(hosts)))
+            ])
         ),
         None,
     );
@@ -318,15 +334,31 @@ fn rules(doc: &mut Doc, d: &Deployment, pool_farms: &[String]) {
         for (name, hosts, what) in [
             ("meet", &s.meet, "Meeting simple URL(s), one per SIP domain"),
             ("dialin", &s.dialin, "Dial-in simple URL"),
-            ("lyncdiscover", &s.lyncdiscover, "Mobile sign-in (autodiscover), one per SIP domain"),
+            (
+                "lyncdiscover",
+                &s.lyncdiscover,
+                "Mobile sign-in (autodiscover), one per SIP domain",
+            ),
         ] {
             if !hosts.is_empty() {
-                rule(doc, name, &format!("{what}: served by pool {}", d.pools[0].fqdn), hosts, first);
+                rule(
+                    doc,
+                    name,
+                    &format!("{what}: served by pool {}", d.pools[0].fqdn),
+                    hosts,
+                    first,
+                );
             }
         }
     }
     if let Some(o) = &d.oos {
-        rule(doc, "oos", "Office Online Server (/hosting/discovery, /wv/, /we/, /x/, /p/, /m/)", &o.names, "oos");
+        rule(
+            doc,
+            "oos",
+            "Office Online Server (/hosting/discovery, /wv/, /we/, /x/, /p/, /m/)",
+            &o.names,
+            "oos",
+        );
     }
     if let Some(e) = &d.exchange {
         rule(doc, "exchange", "Exchange: /owa, /ecp, /EWS, /Microsoft-Server-ActiveSync, /mapi, /rpc, /Autodiscover, /oab", &e.names, "exchange");

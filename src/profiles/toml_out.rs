@@ -144,7 +144,12 @@ mod tests {
 
     #[test]
     fn strings_round_trip_through_toml() {
-        for s in ["plain", r"^meet\.contoso\.com(:\d+)?$", "it's \"quoted\" \\ x", "tab\there"] {
+        for s in [
+            "plain",
+            r"^meet\.contoso\.com(:\d+)?$",
+            "it's \"quoted\" \\ x",
+            "tab\there",
+        ] {
             let doc = format!("v = {}\n", q(s));
             let parsed: toml::Table = toml::from_str(&doc).unwrap();
             assert_eq!(parsed["v"].as_str(), Some(s), "{doc}");
