@@ -206,7 +206,11 @@ fn listeners(doc: &mut Doc, d: &Deployment, published: &[String]) {
     doc.table("[[listener]]", Some("external NIC, HTTPS"));
     doc.kv("bind", &q(&format!("{ip}:{}", n.https_port)), None);
     doc.line("[listener.tls]", None);
-    doc.kv("min_version", &q("1.2"), Some("current iOS clients require TLS 1.2"));
+    doc.kv(
+        "min_version",
+        &q("1.2"),
+        Some("current iOS clients require TLS 1.2"),
+    );
     let mut http1: Vec<String> = d.pools.iter().map(|p| p.webext.clone()).collect();
     if let Some(e) = &d.exchange {
         http1.extend(e.names.iter().cloned());
