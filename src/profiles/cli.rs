@@ -15,7 +15,7 @@ pub enum InitCommand {
     /// Skype for Business / Lync: pools (bridged 443->4443, 80->8080), meet, dialin,
     /// lyncdiscover, optionally Office Online Server and Exchange on the same listener.
     #[command(after_help = SFB_EXAMPLE)]
-    Sfb(SfbArgs),
+    Sfb(Box<SfbArgs>),
     /// Exchange Server alone (OWA, EWS, ActiveSync, MAPI/RPC over HTTP, Autodiscover).
     #[command(after_help = EXCHANGE_EXAMPLE)]
     Exchange(ExchangeArgs),
@@ -585,7 +585,7 @@ mod tests {
 
     #[test]
     fn missing_sip_domain_names_the_flag_when_not_interactive() {
-        let err = build(&InitCommand::Sfb(SfbArgs::default()), no_ask()).unwrap_err();
+        let err = build(&InitCommand::Sfb(Box::default()), no_ask()).unwrap_err();
         assert!(err.to_string().contains("--sip-domain"), "{err}");
     }
 
@@ -594,7 +594,7 @@ mod tests {
         let answers = "contoso.com\n\npool01.contoso.local\nfe01.contoso.local=10.0.1.11\nn\n\n\n\nowas.contoso.com\nowas01.contoso.local=10.0.1.21\n\n\n\n\n\n";
         let mut out = Vec::new();
         let mut p = Prompter::new(answers.as_bytes(), &mut out);
-        let d = build(&InitCommand::Sfb(SfbArgs::default()), Some(&mut p)).unwrap();
+        let d = build(&InitCommand::Sfb(Box::default()), Some(&mut p)).unwrap();
         assert_eq!(d.pools[0].webext, "lyncweb.contoso.com");
         assert_eq!(d.pools[0].fqdn, "pool01.contoso.local");
         assert_eq!(d.simple_urls.meet, vec!["meet.contoso.com"]);
@@ -612,7 +612,7 @@ mod tests {
             pool: vec!["pool01.contoso.local".into()],
             ..Default::default()
         };
-        let err = build(&InitCommand::Sfb(args), no_ask()).unwrap_err();
+        let err = build(&InitCommand::Sfb(Box::new(args)), no_ask()).unwrap_err();
         assert!(
             err.to_string()
                 .contains("one internal pool FQDN per --webext"),
