@@ -6,6 +6,7 @@ which gives a proxy's CPU cost per request regardless of what else the machine d
 import os
 import sys
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from longpoll import children_of  # noqa: E402
 

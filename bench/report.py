@@ -90,6 +90,13 @@ def main():
                 r["cpu_s"] = c1 - c0
             except (OSError, ValueError):
                 r["cpu_s"] = None
+            try:
+                o0, o1 = map(int, open(path[:-4] + ".opens").read().split())
+                r["opens"] = o1 - o0
+            except (OSError, ValueError):
+                r["opens"] = None
+            m = re.search(r"(\d+) threads and (\d+) connections", open(path).read())
+            r["conns"] = int(m.group(2)) if m else 0
             runs.append(r)
         key = "mibps" if name == "download" else "rps"
         best = dict(max(runs, key=lambda r: r[key] or 0))
@@ -100,6 +107,11 @@ def main():
         if None not in cpu and reqs:
             best["cpu_us_per_req"] = sum(cpu) / reqs * 1e6
             best["cpu_s_per_gib"] = sum(cpu) / (reqs * 16 / 1024)  # download: 16 MiB each
+        opens = [r["opens"] for r in runs]
+        if name == "keepalive" and None not in opens and reqs:
+            # connects beyond wrk's own: new connections from the proxy to the member
+            member = sum(max(0, r["opens"] - r["conns"]) for r in runs)
+            best["member_conns_per_1k"] = member / reqs * 1000
         return best
 
     for p in PROXIES:
@@ -148,6 +160,7 @@ def main():
     row("HTTPS keep-alive `/status/200`, 64 conns: requests/s", "keepalive", "rps", 0)
     row("HTTPS keep-alive `/status/200`, 64 conns: p99 latency (ms)", "keepalive", "p99_ms", 2, True)
     row("HTTPS keep-alive: proxy CPU per request (µs)", "keepalive", "cpu_us_per_req", 1, True)
+    row("HTTPS keep-alive: new proxy→member connections per 1,000 requests", "keepalive", "member_conns_per_1k", 2, True)
     row("New TLS connection per request (`Connection: close`): requests/s", "handshake", "rps", 0)
     row("New TLS connection per request: proxy CPU per request (µs)", "handshake", "cpu_us_per_req", 0, True)
     row("16 MiB download `/download?bytes=16777216`, 4 conns: MiB/s", "download", "mibps", 1)

@@ -16,18 +16,20 @@ WORKERS=2
 DURATION="${DURATION:-10}"          # seconds per wrk run
 ROUNDS="${ROUNDS:-2}"               # runs of each wrk scenario per proxy
 HELD="${HELD:-5000}"                # long polls held at once
-MEMBER_PORT=14443
-PORTICO_PORT=18443
-NGINX_PORT=19443
+MEMBER_PORT="${MEMBER_PORT:-14443}"
+PORTICO_PORT="${PORTICO_PORT:-18443}"
+NGINX_PORT="${NGINX_PORT:-19443}"
 HOST=app.contoso.com
 MEMBER_HOST=fe01.contoso.local
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\nBENCHMARK FAILED: %s\n' "$*" >&2; exit 1; }
 
+NOTES=()
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 if awk '{exit !($1 > 0.5)}' /proc/loadavg; then
     printf '\n!!!!! the machine is busy before the run (load average %s): numbers will be noisy.\n' "$LOAD_BEFORE" >&2
+    NOTES+=(--note "WARNING: the machine was busy when the run started (load average $LOAD_BEFORE on $(nproc) cores): requests/s and MiB/s are noisy; the CPU-per-request rows are the steadier comparison")
 fi
 [ "$(id -u)" = 0 ] || die "run as root (installs packages, edits /etc/hosts for $HOST)"
 
@@ -147,19 +149,7 @@ name = "everything"
 action = { route = "fe" }
 stop = true
 EOF
-NOTES=()
-if ! "$PORTICO" validate --config "$TMP/portico.toml" > "$RUN/validate.log" 2>&1; then
-    cat "$RUN/validate.log" >&2
-    # Known Portico bug at the time of writing: `[upstream] ca` (string or list) fails to
-    # parse ("did not match any variant of untagged enum OneOrMany"). Measure anyway with
-    # verification off on Portico's side only, and say so in the results.
-    grep -q OneOrMany "$RUN/validate.log" || die "portico rejects the bench config"
-    sed -i -e '/^\[upstream\]/d' -e '/^ca = /d' -e 's/^ssl_offload = false$/ssl_offload = false\ninsecure_skip_verify = true/' "$TMP/portico.toml"
-    "$PORTICO" validate --config "$TMP/portico.toml" >&2 || die "portico rejects the bench config"
-    msg="PORTICO BUG WORKED AROUND: \`[upstream] ca = ...\` does not parse (\"data did not match any variant of untagged enum OneOrMany\"), so Portico ran with \`insecure_skip_verify = true\` to the member while nginx verified it (member connections are pooled, so this mostly affects the long-poll run, which opens ${HELD} new member connections)"
-    printf '\n!!!!! %s\n\n' "$msg" >&2
-    NOTES+=(--note "$msg")
-fi
+"$PORTICO" validate --config "$TMP/portico.toml" >&2 || die "portico rejects the bench config"
 say "portico on 127.0.0.1:$PORTICO_PORT (workers = $WORKERS)"
 "$PORTICO" run --config "$TMP/portico.toml" > "$RUN/portico.log" 2>&1 &
 PORTICO_PID=$!
@@ -248,6 +238,10 @@ for i in $(seq 1 100); do
     sleep 0.1
 done
 [ $ok = 1 ] || die "member or proxies not listening after 10 s"
+sleep 0.5
+for pid in "${PIDS[@]}"; do   # a port taken by someone else would look like a listening proxy
+    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$RUN"/*.log "$NG/logs/error.log" >&2 2>/dev/null; die "a process exited at start (port taken?)"; }
+done
 
 say "warm-up and sanity checks"
 for px in portico nginx; do
@@ -262,8 +256,8 @@ for px in portico nginx; do
     case "$echo" in *"$HOST"*) ;; *) die "$px: the member did not see Host $HOST";; esac
 done
 
-# What the handshake scenario measures depends on whether the proxy lets the client
-# resume its TLS session (wrk offers the previous session on each new connection).
+# What the handshake scenario measures depends on whether a returning client can resume
+# its TLS session with the proxy: record it with openssl s_client.
 RESUME=()
 for px in portico nginx; do
     port="$(port_of $px)"
@@ -284,15 +278,18 @@ echo "TLS session resumption offered to a returning client: ${RESUME[*]}" >&2
 # Each wrk scenario runs ROUNDS times, alternating which proxy goes first (P N, N P, ...),
 # so slow drift in what else the machine does hits both alike. The table shows each
 # proxy's best round; the proxy's CPU time per request is summed over all rounds.
+# TCP connects made on this machine so far (wrk's to the proxy + the proxy's to the member).
+active_opens() { awk '/^Tcp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
 run_wrk() {  # proxy, name, round, wrk args..., path
     local px="$1" name="$2" round="$3"; shift 3
     local args=("$@"); local path="${args[-1]}"; unset 'args[-1]'
     local url="https://$HOST:$(port_of "$px")$path" out="$RUN/$px-$name-r$round"
     say "$px: $name (round $round): wrk ${args[*]} $url"
-    local c0 c1; c0="$("$PY" "$BENCH_DIR/cpu.py" "$(pid_of "$px")")"
+    local c0 c1 o0 o1; c0="$("$PY" "$BENCH_DIR/cpu.py" "$(pid_of "$px")")"; o0="$(active_opens)"
     wrk "${args[@]}" "$url" > "$out.txt" 2>&1 || true
-    c1="$("$PY" "$BENCH_DIR/cpu.py" "$(pid_of "$px")")"
+    c1="$("$PY" "$BENCH_DIR/cpu.py" "$(pid_of "$px")")"; o1="$(active_opens)"
     echo "$c0 $c1" > "$out.cpu"
+    echo "$o0 $o1" > "$out.opens"
     sed 's/^/    /' "$out.txt" >&2
     echo "    proxy CPU: $(awk '{printf "%.2f", $2 - $1}' "$out.cpu") s; load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     kill -0 "$(pid_of "$px")" 2>/dev/null || { tail -n 30 "$RUN/$px.log" >&2; die "$px died during $name"; }
@@ -363,7 +360,7 @@ say "results"
     --meta "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //') (Debian package), worker_processes $WORKERS, proxy_buffering on (default)" \
     --meta "Client: $(wrk -v 2>&1 | head -n1 | awk '{print "wrk", $2}'), $ROUNDS round(s) of $DURATION s per scenario and proxy, best round shown; TLS to the proxy with an RSA-2048 certificate, SNI and Host $HOST" \
     --meta "Backend: one \`portico member\` (HTTPS, HTTP/1.1 keep-alive) on 127.0.0.1:$MEMBER_PORT; both proxies re-encrypt to it, verify it against the internal CA and keep up to 64 idle connections to it" \
-    --meta "TLS session resumption (openssl s_client -sess_in; wrk offers the previous session on each new connection): ${RESUME[*]}" \
+    --meta "TLS session resumption for openssl s_client -sess_in: ${RESUME[*]}" \
     --meta "Load average (1/5/15 min) before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)" \
     --meta "Command: bench/run.sh (DURATION=$DURATION ROUNDS=$ROUNDS HELD=$HELD)" \
     "${NOTES[@]}"

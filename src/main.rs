@@ -13,6 +13,9 @@ Examples:
   portico check --config /etc/portico/portico.toml --ca contoso-root.pem
   portico check --webext lyncweb.contoso.com --lyncdiscover lyncdiscover.contoso.com \\
                 --meet meet.contoso.com --resolve lyncweb.contoso.com:443:203.0.113.10
+  portico init sfb --sip-domain contoso.com --webext lyncweb.contoso.com --pool pool01.contoso.local \\
+      --members fe01.contoso.local=10.0.1.11 --output portico.toml
+  portico import-iis applicationHost.config > portico.toml
 
 The config file format is described in docs/configuration.md; examples/ holds complete files.";
 
@@ -42,6 +45,13 @@ enum Command {
     /// signs of wrong port bridging or SSL offloading on published names. Exit 0 when every
     /// required check passed (docs/check.md lists the checks).
     Check(portico::check::CheckOptions),
+    /// Write a complete, commented config for Skype for Business, Exchange or Office Online Server.
+    Init {
+        #[command(subcommand)]
+        profile: portico::profiles::cli::InitCommand,
+    },
+    /// Translate an IIS ARR applicationHost.config into a Portico config (stdout); warnings on stderr.
+    ImportIis(portico::import::ImportArgs),
     /// Run one demo member alone (benchmarks and manual tests use it as a backend).
     #[command(hide = true)]
     Member {
@@ -106,6 +116,18 @@ fn main() -> ExitCode {
             )
         }
         Command::Check(opts) => check(opts),
+        Command::Init { profile } => match portico::profiles::cli::run(&profile) {
+            Ok(Some(text)) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Ok(None) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::ImportIis(args) => portico::import::run(&args),
         Command::Demo(opts) => {
             init_logging(None);
             report(runtime(None).and_then(|rt| rt.block_on(portico::demo::run(opts))))

@@ -49,7 +49,11 @@ impl ResponseBody {
 
     /// A member's body; `checkin` goes back to its pool once the body is read to the end.
     pub fn upstream(body: Incoming, guard: InFlight, checkin: Option<(Arc<Pool>, Sender)>) -> Self {
-        let mut b = ResponseBody::Upstream { body, guard, checkin };
+        let mut b = ResponseBody::Upstream {
+            body,
+            guard,
+            checkin,
+        };
         b.checkin_if_done();
         b
     }

@@ -1,0 +1,210 @@
+//! Config generators for Skype for Business / Lync, Exchange and Office Online Server
+//! (`portico init sfb|exchange|oos`).
+//!
+//! A [`Deployment`] holds the few facts an administrator knows (published names, pool FQDNs,
+//! member addresses, certificate files); [`render`] turns it into a complete, commented config
+//! that follows Microsoft's published reverse-proxy requirements (port bridging 443->4443 and
+//! 80->8080 for pools, re-encryption, Host kept, long idle timeouts, HTTP/1.1 where Windows
+//! authentication flows). `cli` parses the flags and `prompt` asks for what is missing.
+
+pub mod cli;
+pub mod prompt;
+mod render;
+pub mod toml_out;
+
+pub use render::render;
+
+use std::net::IpAddr;
+
+/// Something `init` cannot work with; the message says which flag and what to give.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("missing {what}: give {flag} (e.g. {example}), or run in a terminal to be asked")]
+    Missing {
+        what: &'static str,
+        flag: &'static str,
+        example: &'static str,
+    },
+    #[error("{flag} {value:?}: {reason}")]
+    Invalid {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read the answer: {0}")]
+    Prompt(std::io::Error),
+}
+
+/// One farm member: a host name, and the address `[resolve]` maps it to (none = DNS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub name: String,
+    pub address: Option<IpAddr>,
+}
+
+/// Parses `fe01.contoso.local=10.0.1.11,fe02.contoso.local=10.0.1.12`; an entry may be a bare
+/// host name (resolved by DNS) or a bare IP address (then `pool` names it, see [`Pool`]).
+pub fn parse_members(flag: &'static str, text: &str) -> Result<Vec<MemberSpec>, InitError> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let invalid = |reason: &str| InitError::Invalid {
+            flag,
+            value: part.to_string(),
+            reason: reason.to_string(),
+        };
+        let (name, address) = match part.split_once('=') {
+            Some((n, a)) => {
+                let ip = a.trim().parse::<IpAddr>().map_err(|_| {
+                    invalid("after '=' comes the member's IP address, e.g. fe01.contoso.local=10.0.1.11")
+                })?;
+                (n.trim().to_string(), Some(ip))
+            }
+            None => match part.parse::<IpAddr>() {
+                Ok(ip) => (String::new(), Some(ip)),
+                Err(_) => (part.to_string(), None),
+            },
+        };
+        if !name.is_empty() && !valid_fqdn(&name) {
+            return Err(invalid("not a host name (letters, digits, '-', '.')"));
+        }
+        out.push(MemberSpec { name, address });
+    }
+    Ok(out)
+}
+
+/// A host name as published or as used inside: letters, digits, `-` and `.`, a dot inside.
+pub fn valid_fqdn(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+}
+
+/// Checks a published or internal name given on the command line.
+pub fn check_fqdn(flag: &'static str, name: &str) -> Result<String, InitError> {
+    let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    if valid_fqdn(&n) {
+        Ok(n)
+    } else {
+        Err(InitError::Invalid {
+            flag,
+            value: name.to_string(),
+            reason: "not a host name (letters, digits, '-', '.')".into(),
+        })
+    }
+}
+
+/// A Front End or Director pool: its external web services FQDN, its internal FQDN, members.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// External web services FQDN (`lyncweb.contoso.com`, `webext.contoso.com`).
+    pub webext: String,
+    /// Internal pool FQDN (`pool01.contoso.local`); members given as bare IPs are reached by it.
+    pub fqdn: String,
+    pub members: Vec<MemberSpec>,
+}
+
+/// A service published on 443/80 without bridging (Office Online Server, Exchange).
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Published names (`owas.contoso.com`; `mail.contoso.com`, `autodiscover.contoso.com`).
+    pub names: Vec<String>,
+    /// Members; empty = the first published name, resolved by (split) DNS.
+    pub members: Vec<MemberSpec>,
+}
+
+/// The simple URLs and mobile names of a SfB deployment.
+#[derive(Debug, Clone, Default)]
+pub struct SimpleUrls {
+    pub meet: Vec<String>,
+    pub dialin: Vec<String>,
+    pub lyncdiscover: Vec<String>,
+}
+
+/// A certificate and its key, as the listener will read them.
+#[derive(Debug, Clone)]
+pub struct CertPair {
+    pub cert: String,
+    pub key: String,
+}
+
+/// Where Portico listens and how it reaches the members.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// External address (`203.0.113.10`, `0.0.0.0`).
+    pub listen: IpAddr,
+    pub https_port: u16,
+    pub http_port: u16,
+    /// Internal NIC address connections to members leave from.
+    pub source_address: Option<IpAddr>,
+    /// The internal CA that issued the members' certificates.
+    pub ca: Option<String>,
+    pub certificates: Vec<CertPair>,
+}
+
+/// Everything `render` needs.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// What was asked for, for the header comment (`sfb`, `exchange`, `oos`).
+    pub profile: &'static str,
+    pub sip_domains: Vec<String>,
+    pub pools: Vec<Pool>,
+    pub simple_urls: SimpleUrls,
+    pub oos: Option<Service>,
+    pub exchange: Option<Service>,
+    pub network: Network,
+}
+
+impl Deployment {
+    /// Every name clients reach through Portico, in the order the rules list them.
+    pub fn published_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |n: &String| {
+            if !out.contains(n) {
+                out.push(n.clone());
+            }
+        };
+        self.pools.iter().for_each(|p| push(&p.webext));
+        let s = &self.simple_urls;
+        s.meet
+            .iter()
+            .chain(&s.dialin)
+            .chain(&s.lyncdiscover)
+            .for_each(&mut push);
+        if let Some(o) = &self.oos {
+            o.names.iter().for_each(&mut push);
+        }
+        if let Some(e) = &self.exchange {
+            e.names.iter().for_each(&mut push);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse_with_and_without_addresses() {
+        let m = parse_members(
+            "--members",
+            "fe01.contoso.local=10.0.1.11, fe02.contoso.local ,10.0.1.13",
+        )
+        .unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].address, Some("10.0.1.11".parse().unwrap()));
+        assert_eq!(m[1].address, None);
+        assert_eq!(m[2].name, "");
+        let err = parse_members("--members", "fe01=notanip").unwrap_err();
+        assert!(err.to_string().contains("--members"), "{err}");
+    }
+}
