@@ -99,7 +99,7 @@ fn main() -> ExitCode {
             init_logging(loaded.log.level.as_deref());
             let workers = loaded.workers;
             report(runtime(workers).and_then(|rt| {
-                rt.block_on(portico::server::run_until_signal(loaded))
+                rt.block_on(portico::server::run_until_signal(loaded, config))
                     .context("portico could not start")
             }))
         }

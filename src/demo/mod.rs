@@ -130,9 +130,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     std::fs::write(&config_path, demo_config(opts.https_port, opts.http_port))
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let running = crate::server::start(config).await.map_err(|e| {
-        anyhow::anyhow!("{e}\n(choose other ports with --https-port / --http-port)")
-    })?;
+    let running = crate::server::start_from(config, Some(config_path.clone()))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("{e}\n(choose other ports with --https-port / --http-port)")
+        })?;
     print_instructions(&dir, &config_path, opts.https_port, opts.http_port);
     tokio::signal::ctrl_c().await.ok();
     running.shutdown(std::time::Duration::from_secs(5)).await;

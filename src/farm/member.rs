@@ -23,6 +23,19 @@ pub struct MemberStats {
 }
 
 impl MemberStats {
+    /// Zeroes the totals (the status page's "reset counters"); live gauges stay.
+    pub fn reset(&self) {
+        for c in [
+            &self.requests,
+            &self.failures,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.response_time_us,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Folds one response time into the moving average (weight 1/5 for the new sample).
     pub fn record_response_time(&self, micros: u64) {
         let old = self.response_time_us.load(Ordering::Relaxed);

@@ -3,6 +3,7 @@
 use crate::config::ListenerConfig;
 use crate::proxy::{self, ConnInfo, Proxy};
 use crate::tls::ListenerTls;
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -71,16 +72,31 @@ fn builder(s: &ListenerSettings) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Accepts until `shutdown` flips, then stops accepting; connections are handed to
-/// `graceful` so shutdown can wait for them.
+/// A listener's settings with the HTTP builder made from them; swapped whole on reload so
+/// new connections get new certificates and limits while open ones keep theirs.
+pub struct ListenerRuntime {
+    pub settings: ListenerSettings,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl ListenerRuntime {
+    pub fn new(settings: ListenerSettings) -> Arc<ListenerRuntime> {
+        Arc::new(ListenerRuntime {
+            builder: builder(&settings),
+            settings,
+        })
+    }
+}
+
+/// Accepts until `stop` flips (shutdown, or the listener left the config), then stops
+/// accepting; open connections are watched by `graceful` so shutdown can wait for them.
 pub async fn serve(
     listener: TcpListener,
-    settings: ListenerSettings,
+    runtime: Arc<ArcSwap<ListenerRuntime>>,
     proxy: Arc<Proxy>,
-    mut shutdown: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
 ) {
-    let builder = Arc::new(builder(&settings));
     let local = listener.local_addr().ok();
     loop {
         let (tcp, remote) = tokio::select! {
@@ -88,33 +104,31 @@ pub async fn serve(
                 Ok(pair) => pair,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(listener = %settings.name, error = %e, "accept failed");
+                    tracing::warn!(listener = %runtime.load().settings.name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
-            _ = shutdown.changed() => break,
+            _ = stop.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok().or(local).unwrap_or(remote);
         let proxy = Arc::clone(&proxy);
-        let builder = Arc::clone(&builder);
-        let tls = settings.tls.clone();
+        let rt = runtime.load_full();
         let watcher = graceful.watcher();
-        let name = settings.name.clone();
         tokio::spawn(async move {
-            match tls {
+            match &rt.settings.tls {
                 None => {
                     let info = ConnInfo::new(remote, local, false, None);
-                    serve_conn(tcp, info, proxy, &builder, watcher).await;
+                    serve_conn(tcp, info, proxy, &rt.builder, watcher).await;
                 }
                 Some(tls) => match tls.accept(tcp).await {
                     Ok(acc) => {
                         let info = ConnInfo::new(remote, local, true, Some(acc.version));
-                        serve_conn(acc.stream, info, proxy, &builder, watcher).await;
+                        serve_conn(acc.stream, info, proxy, &rt.builder, watcher).await;
                     }
                     Err(e) => {
-                        tracing::debug!(listener = %name, %remote, error = %e, "TLS handshake failed");
+                        tracing::debug!(listener = %rt.settings.name, %remote, error = %e, "TLS handshake failed");
                     }
                 },
             }
