@@ -4,6 +4,7 @@
 //! `proxy::handle` → `rules` (which farm) → `farm` (which member) → `upstream` (pooled or new
 //! connection) → back through `proxy`. `config` builds the immutable model all of them read.
 
+pub mod access_log;
 pub mod admin;
 pub mod check;
 pub mod config;

@@ -16,6 +16,11 @@ use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} (listener {name:?}): {source}")]
     Bind {
         name: String,
@@ -123,6 +128,7 @@ impl Control {
                 fresh.push((sock, l.bind, ListenerSettings::from(l)));
             }
         }
+        configure_access_log(&self.proxy, &cfg).map_err(|e| e.to_string())?;
         let old = self.proxy.current.load_full();
         let snapshot = Snapshot::new(cfg, Some(&old));
         snapshot.start_background();
@@ -226,6 +232,44 @@ impl Control {
     }
 }
 
+/// Opens (or keeps, when unchanged) the access log the config asks for.
+fn configure_access_log(proxy: &Proxy, cfg: &Config) -> Result<(), StartError> {
+    use crate::access_log::{AccessLog, Format, Target};
+    let format = match cfg.log.access_format.as_deref() {
+        Some("json") => Format::Json,
+        _ => Format::W3c,
+    };
+    let target = match cfg.log.access_log.as_deref() {
+        None | Some("off") => None,
+        Some("stdout") => Some(Target::Stdout),
+        Some(path) => Some(Target::File(PathBuf::from(path))),
+    };
+    let current = proxy.access_log.load_full();
+    let unchanged = match (&current, &target) {
+        (Some(c), Some(t)) => c.target == *t && c.format == format,
+        (None, None) => true,
+        _ => false,
+    };
+    if unchanged {
+        return Ok(());
+    }
+    let next = match target {
+        None => None,
+        Some(t) => {
+            let path = match &t {
+                Target::Stdout => "stdout".to_string(),
+                Target::File(p) => p.display().to_string(),
+            };
+            Some(
+                AccessLog::open(t, format)
+                    .map_err(|source| StartError::AccessLog { path, source })?,
+            )
+        }
+    };
+    proxy.access_log.store(next);
+    Ok(())
+}
+
 /// Binds all listeners (all or nothing) and starts serving `config`.
 pub async fn start(config: Config) -> Result<Arc<Control>, StartError> {
     start_from(config, None).await
@@ -250,10 +294,11 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> Result<Arc<Con
         })?),
         None => None,
     };
-    let snapshot = Snapshot::new(config, None);
-    snapshot.start_background();
+    let proxy = Proxy::new(Snapshot::new(config, None));
+    configure_access_log(&proxy, &proxy.current.load().config)?;
+    proxy.current.load().start_background();
     let control = Arc::new(Control {
-        proxy: Arc::new(Proxy::new(snapshot)),
+        proxy: Arc::new(proxy),
         config_path: path,
         started_at: SystemTime::now(),
         ready: AtomicBool::new(false),
@@ -282,8 +327,15 @@ pub async fn run_until_signal(config: Config, path: PathBuf) -> Result<(), Start
     let control = start_from(config, Some(path)).await?;
     let mut hup = signal(SignalKind::hangup()).ok();
     let mut term = signal(SignalKind::terminate()).ok();
+    let mut usr1 = signal(SignalKind::user_defined1()).ok();
     loop {
         tokio::select! {
+            _ = async { match usr1.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
+                if let Some(log) = control.proxy.access_log.load_full() {
+                    tracing::info!("SIGUSR1: reopening the access log");
+                    log.reopen();
+                }
+            }
             _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
                 tracing::info!("SIGHUP: reloading the config");
                 let _ = control.reload().await;

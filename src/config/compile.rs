@@ -917,7 +917,14 @@ impl Compiler<'_> {
         }
         LogConfig {
             level: l.level.as_ref().map(|v| v.get_ref().to_ascii_lowercase()),
-            access_log: l.access_log.as_ref().map(|v| v.get_ref().clone()),
+            access_log: l.access_log.as_ref().map(|v| {
+                let t = v.get_ref();
+                if t == "stdout" || t == "off" {
+                    t.clone()
+                } else {
+                    self.path(t).to_string_lossy().into_owned()
+                }
+            }),
             access_format: l
                 .access_format
                 .as_ref()

@@ -1,5 +1,6 @@
 //! The body Portico sends to clients: a member's response streamed, or a page of its own.
 
+use crate::access_log::AccessRecord;
 use crate::farm::Member;
 use crate::upstream::{Pool, Sender};
 use bytes::Bytes;
@@ -27,7 +28,7 @@ impl Drop for InFlight {
     }
 }
 
-pub enum ResponseBody {
+enum Kind {
     Upstream {
         body: Incoming,
         guard: InFlight,
@@ -38,34 +39,50 @@ pub enum ResponseBody {
     Full(Option<Bytes>),
 }
 
+pub struct ResponseBody {
+    kind: Kind,
+    /// The access-log line, written when the last part of the exchange lets go of it.
+    record: Option<Arc<AccessRecord>>,
+}
+
 impl ResponseBody {
     pub fn full(b: impl Into<Bytes>) -> Self {
-        ResponseBody::Full(Some(b.into()))
+        ResponseBody {
+            kind: Kind::Full(Some(b.into())),
+            record: None,
+        }
     }
 
     pub fn empty() -> Self {
-        ResponseBody::Full(None)
+        ResponseBody {
+            kind: Kind::Full(None),
+            record: None,
+        }
     }
 
     /// A member's body; `checkin` goes back to its pool once the body is read to the end.
     pub fn upstream(body: Incoming, guard: InFlight, checkin: Option<(Arc<Pool>, Sender)>) -> Self {
-        let mut b = ResponseBody::Upstream {
-            body,
-            guard,
-            checkin,
+        let mut b = ResponseBody {
+            kind: Kind::Upstream {
+                body,
+                guard,
+                checkin,
+            },
+            record: None,
         };
-        b.checkin_if_done();
-        b
-    }
-
-    fn checkin_if_done(&mut self) {
-        if let ResponseBody::Upstream { body, checkin, .. } = self {
+        if let Kind::Upstream { body, checkin, .. } = &mut b.kind {
             if body.is_end_stream() {
                 if let Some((pool, sender)) = checkin.take() {
                     pool.put(sender);
                 }
             }
         }
+        b
+    }
+
+    pub fn with_record(mut self, record: Option<Arc<AccessRecord>>) -> Self {
+        self.record = record;
+        self
     }
 }
 
@@ -77,8 +94,9 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ResponseBody::Upstream {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Upstream {
                 body,
                 guard,
                 checkin,
@@ -104,30 +122,36 @@ impl Body for ResponseBody {
                             pool.put(sender);
                         }
                     }
-                    _ => {}
-                }
-                if let Poll::Ready(Some(Err(e))) = &polled {
-                    tracing::warn!(member = %guard.0.label(), error = %e, "member response broke off mid-body; client stream truncated");
-                    guard.0.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    Poll::Ready(Some(Err(e))) => {
+                        tracing::warn!(member = %guard.0.label(), error = %e, "member response broke off mid-body; client stream truncated");
+                        guard.0.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Poll::Pending => {}
                 }
                 polled
             }
-            ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        };
+        if let (Some(r), Poll::Ready(Some(Ok(frame)))) = (&this.record, &polled) {
+            if let Some(data) = frame.data_ref() {
+                r.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Upstream { body, .. } => body.is_end_stream(),
-            ResponseBody::Full(b) => b.is_none(),
+        match &self.kind {
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Full(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Upstream { body, .. } => body.size_hint(),
-            ResponseBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            ResponseBody::Full(None) => SizeHint::with_exact(0),
+        match &self.kind {
+            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
         }
     }
 }

@@ -7,6 +7,7 @@ use super::headers;
 use super::pages;
 use super::pin::{self, PinnedConnection};
 use super::{ConnInfo, ProxyError, Snapshot};
+use crate::access_log::AccessRecord;
 use crate::config::HashKey;
 use crate::farm::{fnv1a, Farm, Member, PickInput};
 use crate::upstream::{self, RequestBody, Sender, Target};
@@ -31,6 +32,7 @@ pub(super) async fn forward(
     snap: &Snapshot,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
+    record: Option<&Arc<AccessRecord>>,
     route: Route<'_>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let Route {
@@ -98,7 +100,7 @@ pub(super) async fn forward(
             Some(&host),
         );
     }
-    let mut req = Request::from_parts(parts, RequestBody::Client(body));
+    let mut req = Request::from_parts(parts, RequestBody::client(body, record.cloned()));
 
     let ctx = Exchange {
         farm,
@@ -106,7 +108,7 @@ pub(super) async fn forward(
         h2,
         authenticates,
         tls,
-        host: &host,
+        record,
     };
 
     // A client connection that authenticated keeps its member connection.
@@ -310,7 +312,7 @@ fn request_hash(
 fn set_host(
     req: &mut Request<RequestBody>,
     farm: &Farm,
-    member: &Member,
+    member: &Arc<Member>,
     host: &HeaderValue,
     tls: bool,
 ) {
@@ -331,6 +333,7 @@ fn set_host(
         HeaderValue::from_str(&text).unwrap_or_else(|_| host.clone())
     };
     req.headers_mut().insert(header::HOST, value);
+    req.body_mut().set_member(member);
 }
 
 /// One request's facts needed after the member answered.
@@ -340,8 +343,7 @@ struct Exchange<'a> {
     h2: bool,
     authenticates: bool,
     tls: bool,
-    #[allow(dead_code)]
-    host: &'a HeaderValue,
+    record: Option<&'a Arc<AccessRecord>>,
 }
 
 impl Exchange<'_> {
@@ -357,6 +359,9 @@ impl Exchange<'_> {
 
     fn failed(&self, member: &Member, err: hyper::Error) -> Response<ResponseBody> {
         self.count_failure(member);
+        if let Some(r) = self.record {
+            r.set_member(member.label());
+        }
         if upstream::is_idle_timeout(&err) {
             tracing::warn!(farm = %self.farm.name, member = %member.label(), timeout_secs = self.farm.timeout.as_secs(), "member timed out");
             pages::gateway_timeout(&self.farm.name, self.farm.timeout.as_secs())
@@ -380,6 +385,9 @@ impl Exchange<'_> {
         had_cookie: bool,
     ) -> Response<ResponseBody> {
         let farm = self.farm;
+        if let Some(r) = self.record {
+            r.set_member(member.label());
+        }
         member
             .stats
             .record_response_time(started.elapsed().as_micros() as u64);

@@ -9,11 +9,12 @@ mod pin;
 
 pub use body::{InFlight, ResponseBody};
 
+use crate::access_log::{AccessLog, AccessRecord};
 use crate::config::Config;
 use crate::farm::Farm;
 use crate::rules::{Outcome, RequestView, Scheme};
 use crate::upstream::Connector;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
@@ -83,12 +84,15 @@ impl Snapshot {
 /// The shared proxy state: the current snapshot.
 pub struct Proxy {
     pub current: ArcSwap<Snapshot>,
+    /// Where request lines go; None when the access log is off.
+    pub access_log: ArcSwapOption<AccessLog>,
 }
 
 impl Proxy {
     pub fn new(snapshot: Snapshot) -> Proxy {
         Proxy {
             current: ArcSwap::from_pointee(snapshot),
+            access_log: ArcSwapOption::empty(),
         }
     }
 }
@@ -152,6 +156,40 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let record = proxy.access_log.load_full().map(|log| {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        Arc::new(AccessRecord::new(
+            log,
+            conn.remote,
+            host,
+            req.method().as_str(),
+            pq,
+            conn.tls_version,
+        ))
+    });
+    let result = route_request(&proxy, &conn, req, record.as_ref()).await;
+    match (result, record) {
+        (Ok(resp), Some(record)) => {
+            record.set_status(resp.status().as_u16());
+            let (parts, body) = resp.into_parts();
+            Ok(Response::from_parts(parts, body.with_record(Some(record))))
+        }
+        (result, _) => result,
+    }
+}
+
+async fn route_request(
+    proxy: &Proxy,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    record: Option<&Arc<AccessRecord>>,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let snap = proxy.current.load_full();
     let host_value = match req.headers().get(header::HOST) {
         Some(h) => Some(h.clone()),
@@ -186,6 +224,10 @@ pub async fn handle(
             rule,
         } => {
             let farm = Arc::clone(&snap.farms[farm]);
+            if let Some(r) = record {
+                r.set_rule(rule);
+                r.set_farm(&farm.name);
+            }
             let path_and_query = match path_and_query {
                 None => None,
                 Some(p) => match PathAndQuery::try_from(p) {
@@ -203,8 +245,9 @@ pub async fn handle(
             };
             forward::forward(
                 &snap,
-                &conn,
+                conn,
                 req,
+                record,
                 forward::Route {
                     farm: &farm,
                     host: host_value,
@@ -215,8 +258,13 @@ pub async fn handle(
             .await
         }
         Outcome::Redirect {
-            status, location, ..
+            status,
+            location,
+            rule,
         } => {
+            if let Some(r) = record {
+                r.set_rule(rule);
+            }
             let mut r = Response::new(ResponseBody::empty());
             *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
             match HeaderValue::from_str(&location) {
@@ -233,8 +281,12 @@ pub async fn handle(
             status,
             body,
             content_type,
+            rule,
             ..
         } => {
+            if let Some(r) = record {
+                r.set_rule(rule);
+            }
             let mut r = Response::new(ResponseBody::full(body));
             *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             if let Ok(ct) = HeaderValue::from_str(content_type) {

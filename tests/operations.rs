@@ -1,0 +1,286 @@
+//! Operations: reload under load, graceful shutdown, access log.
+
+mod common;
+
+use common::*;
+use portico::demo::backend::Role;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HTTP: u16 = 8081;
+
+fn config(proxy_ip: IpAddr, a: IpAddr, b: IpAddr, with_new_route: bool, extra: &str) -> String {
+    let new_route = if with_new_route {
+        "[[rule]]\nname = \"new\"\nconditions = [ { input = \"{HTTP_HOST}\", pattern = \"^new\\\\.\" } ]\naction = { route = \"b\", scheme = \"https\" }\nstop = true\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"{extra}
+[[listener]]
+bind = "{proxy_ip}:{HTTP}"
+
+[resolve]
+"a.contoso.local" = ["{a}"]
+"b.contoso.local" = ["{b}"]
+
+[upstream]
+ca = "internal-ca.pem"
+
+[[farm]]
+name = "a"
+members = [ {{ address = "a.contoso.local" }} ]
+https_port = 4443
+timeout = "960s"
+
+[[farm]]
+name = "b"
+members = [ {{ address = "b.contoso.local" }} ]
+https_port = 4443
+
+{new_route}
+[[rule]]
+name = "app"
+conditions = [ {{ input = "{{HTTP_HOST}}", pattern = "^app\\." }} ]
+action = {{ route = "a", scheme = "https" }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_reloads_under_load_lose_nothing_and_new_routes_take_effect() {
+    let lab = Lab::new();
+    let proxy_ip = unique_loopback();
+    let (a, b) = (unique_loopback(), unique_loopback());
+    let _ma = lab
+        .tls_member(SocketAddr::new(a, 4443), "a.contoso.local", Role::FrontEnd)
+        .await;
+    let _mb = lab
+        .tls_member(SocketAddr::new(b, 4443), "b.contoso.local", Role::FrontEnd)
+        .await;
+    let path = lab.write_config(&config(proxy_ip, a, b, false, ""));
+    let p = Portico::start(&path, SocketAddr::new(proxy_ip, HTTP));
+    let addr = SocketAddr::new(proxy_ip, HTTP);
+
+    // A long poll that starts before the reloads and must finish after them.
+    let poll = tokio::spawn(async move {
+        let mut c = H1::connect(addr).await.unwrap();
+        c.get("app.contoso.com", "/long-poll?secs=6", &[]).await
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let mut loops = Vec::new();
+    for _ in 0..3 {
+        let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
+        loops.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut c = H1::connect(addr).await.unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match c.get("app.contoso.com", "/echo", &[]).await {
+                    Ok(r) if r.status == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => failures.push(format!("status {}", r.status)),
+                    Err(e) => {
+                        failures.push(e);
+                        c = H1::connect(addr).await.unwrap();
+                    }
+                }
+            }
+            failures
+        }));
+    }
+    let reloaded = |n: usize| {
+        let log = p.log_text();
+        log.matches("config reloaded").count() + log.matches("reload rejected").count() >= n
+    };
+    for i in 0..10 {
+        let text = match i {
+            4 => "this is [not valid toml".to_string(),
+            _ => config(proxy_ip, a, b, i % 2 == 1 || i == 9, ""),
+        };
+        std::fs::write(&path, text).unwrap();
+        p.signal("HUP");
+        let t = Instant::now();
+        while !reloaded(i + 1) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "reload {i} never finished: {}",
+                p.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        let failures = l.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "failed requests during reloads: {failures:?}"
+        );
+    }
+    assert!(ok.load(Ordering::Relaxed) > 50, "the load loop barely ran");
+    assert_eq!(
+        p.log_text().matches("reload rejected").count(),
+        1,
+        "{}",
+        p.log_text()
+    );
+    let poll = poll.await.unwrap().expect("long poll survived the reloads");
+    assert_eq!(poll.status, 200);
+    assert_eq!(poll.body, "done");
+    // The last good config added the `new` route.
+    let mut c = H1::connect(addr).await.unwrap();
+    let r = c.get("new.contoso.com", "/echo", &[]).await.unwrap();
+    assert_eq!(
+        r.header("x-backend"),
+        Some("b.contoso.local"),
+        "{r:?}\n{}",
+        p.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections() {
+    let lab = Lab::new();
+    let proxy_ip = unique_loopback();
+    let (a, b) = (unique_loopback(), unique_loopback());
+    let _ma = lab
+        .tls_member(SocketAddr::new(a, 4443), "a.contoso.local", Role::FrontEnd)
+        .await;
+    let path = lab.write_config(&config(proxy_ip, a, b, false, ""));
+    let mut p = Portico::start(&path, SocketAddr::new(proxy_ip, HTTP));
+    let addr = SocketAddr::new(proxy_ip, HTTP);
+    let inflight = tokio::spawn(async move {
+        let mut c = H1::connect(addr).await.unwrap();
+        c.get("app.contoso.com", "/long-poll?secs=2", &[]).await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    p.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+        "still accepting after SIGTERM"
+    );
+    let r = inflight
+        .await
+        .unwrap()
+        .expect("request in flight completed");
+    assert_eq!(r.status, 200);
+    let t = Instant::now();
+    loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_carry_the_fields_and_reopen_on_sigusr1() {
+    for format in ["json", "w3c"] {
+        let lab = Lab::new();
+        let proxy_ip = unique_loopback();
+        let (a, b) = (unique_loopback(), unique_loopback());
+        let _ma = lab
+            .tls_member(SocketAddr::new(a, 4443), "a.contoso.local", Role::FrontEnd)
+            .await;
+        let extra = format!("[log]\naccess_log = \"access.log\"\naccess_format = \"{format}\"\n");
+        let path = lab.write_config(&config(proxy_ip, a, b, false, &extra));
+        let p = Portico::start(&path, SocketAddr::new(proxy_ip, HTTP));
+        let addr = SocketAddr::new(proxy_ip, HTTP);
+        let mut c = H1::connect(addr).await.unwrap();
+        c.send(
+            "POST",
+            "app.contoso.com",
+            "/echo/x?q=1",
+            &[],
+            bytes::Bytes::from_static(b"12345"),
+        )
+        .await
+        .unwrap();
+        c.get("nowhere.contoso.com", "/", &[]).await.unwrap();
+        let log_path = lab.path("access.log");
+        let lines = wait_lines(&log_path, 2).await;
+        if format == "json" {
+            let l = &lines[0];
+            for (k, v) in [
+                ("method", "POST"),
+                ("path", "/echo/x"),
+                ("query", "q=1"),
+                ("status", "200"),
+                ("bytes_in", "5"),
+                ("farm", "a"),
+                ("rule", "app"),
+                ("host", "app.contoso.com"),
+            ] {
+                assert_eq!(json_field(l, k).as_deref(), Some(v), "{k} in {l}");
+            }
+            assert!(
+                json_field(l, "member")
+                    .unwrap()
+                    .starts_with("a.contoso.local"),
+                "{l}"
+            );
+            assert!(json_field(l, "bytes_out").unwrap().parse::<u64>().unwrap() > 100);
+            assert!(json_field(l, "time").unwrap().ends_with('Z'));
+            assert!(json_field(l, "client").unwrap().starts_with("127."), "{l}");
+            assert_eq!(
+                json_field(l, "tls").as_deref(),
+                Some(""),
+                "plain listener: {l}"
+            );
+            assert_eq!(json_field(&lines[1], "status").as_deref(), Some("404"));
+        } else {
+            let all = std::fs::read_to_string(&log_path).unwrap();
+            let fields: Vec<&str> = all
+                .lines()
+                .find(|l| l.starts_with("#Fields:"))
+                .unwrap()
+                .split_whitespace()
+                .skip(1)
+                .collect();
+            let l: Vec<&str> = lines[0].split_whitespace().collect();
+            assert_eq!(l.len(), fields.len(), "{:?} vs {fields:?}", lines[0]);
+            let get = |name: &str| l[fields.iter().position(|f| *f == name).unwrap()];
+            assert_eq!(get("cs-method"), "POST");
+            assert_eq!(get("cs-uri-stem"), "/echo/x");
+            assert_eq!(get("sc-status"), "200");
+            assert_eq!(get("cs-bytes"), "5");
+            assert_eq!(get("x-farm"), "a");
+        }
+        // logrotate: move the file away, SIGUSR1, the next line goes to a new file.
+        std::fs::rename(&log_path, lab.path("access.log.1")).unwrap();
+        p.signal("USR1");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.get("app.contoso.com", "/echo", &[]).await.unwrap();
+        let fresh = wait_lines(&log_path, 1).await;
+        assert_eq!(fresh.len(), 1, "{fresh:?}");
+    }
+}
+
+async fn wait_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "access log has {} lines: {text}",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
