@@ -325,6 +325,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> Result<Arc<Con
 pub async fn run_until_signal(config: Config, path: PathBuf) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
     let control = start_from(config, Some(path)).await?;
+    crate::notify::notify("READY=1");
     let mut hup = signal(SignalKind::hangup()).ok();
     let mut term = signal(SignalKind::terminate()).ok();
     let mut usr1 = signal(SignalKind::user_defined1()).ok();
@@ -338,13 +339,16 @@ pub async fn run_until_signal(config: Config, path: PathBuf) -> Result<(), Start
             }
             _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
                 tracing::info!("SIGHUP: reloading the config");
+                crate::notify::notify("RELOADING=1");
                 let _ = control.reload().await;
+                crate::notify::notify("READY=1");
             }
             _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
     tracing::info!("stopping: no new connections; finishing requests in flight");
+    crate::notify::notify("STOPPING=1");
     control.shutdown(Duration::from_secs(30)).await;
     tracing::info!("stopped");
     Ok(())
