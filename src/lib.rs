@@ -12,6 +12,7 @@ pub mod demo;
 pub mod farm;
 pub mod import;
 pub mod listener;
+pub mod memory;
 pub mod notify;
 pub mod profiles;
 pub mod proxy;

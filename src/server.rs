@@ -325,6 +325,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> Result<Arc<Con
 pub async fn run_until_signal(config: Config, path: PathBuf) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
     let control = start_from(config, Some(path)).await?;
+    crate::memory::spawn_trimmer(Duration::from_secs(5));
     crate::notify::notify("READY=1");
     let mut hup = signal(SignalKind::hangup()).ok();
     let mut term = signal(SignalKind::terminate()).ok();

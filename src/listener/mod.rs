@@ -122,7 +122,8 @@ pub async fn serve(
                     let info = ConnInfo::new(remote, local, false, None);
                     serve_conn(tcp, info, proxy, &rt.builder, watcher).await;
                 }
-                Some(tls) => match tls.accept(tcp).await {
+                // Boxed: the handshake state is large and is not needed once it is done.
+                Some(tls) => match Box::pin(tls.accept(tcp)).await {
                     Ok(acc) => {
                         let info = ConnInfo::new(remote, local, true, Some(acc.version));
                         serve_conn(acc.stream, info, proxy, &rt.builder, watcher).await;

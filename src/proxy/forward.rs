@@ -206,7 +206,8 @@ pub(super) async fn forward(
             connect_timeout: farm.connect_timeout,
             idle_timeout: farm.timeout,
         };
-        match snap.connector.connect(&target).await {
+        // Boxed: the TLS handshake state is large and must not stay in every held request.
+        match Box::pin(snap.connector.connect(&target)).await {
             Ok(mut sender) => {
                 pool.note_created();
                 let started = Instant::now();
