@@ -168,7 +168,10 @@ fn reload(config: &std::path::Path) -> ExitCode {
     match result {
         Ok(done) => {
             let running = done.config_file.as_deref().map(std::path::Path::new);
-            let same = match (running.and_then(|p| p.canonicalize().ok()), config.canonicalize()) {
+            let same = match (
+                running.and_then(|p| p.canonicalize().ok()),
+                config.canonicalize(),
+            ) {
                 (Some(a), Ok(b)) => a == b,
                 _ => true,
             };

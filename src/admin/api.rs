@@ -150,13 +150,36 @@ fn balancing_name(lb: &LoadBalancing) -> &'static str {
     }
 }
 
-/// The member's name in the API: `host`, or `host@ip` when it stands for one address of
-/// its host.
-pub fn member_id(m: &Member) -> String {
-    match m.ip {
-        Some(ip) if m.host != ip.to_string() => format!("{}@{ip}", m.host),
-        _ => m.host.clone(),
-    }
+/// The members' names in the API, in order: the configured host (`fe01.contoso.local`);
+/// `host@ip` for a host that stands for several members (DNS load balancing); and
+/// `host@ip:https_port` should the same host and address still appear twice.
+pub fn member_ids(members: &[Arc<Member>]) -> Vec<String> {
+    let count = |ids: &[String], id: &str| ids.iter().filter(|i| *i == id).count();
+    let hosts: Vec<String> = members.iter().map(|m| m.host.clone()).collect();
+    let with_ip: Vec<String> = members
+        .iter()
+        .zip(&hosts)
+        .map(|(m, h)| {
+            if count(&hosts, h) < 2 {
+                return h.clone();
+            }
+            match m.ip {
+                Some(ip) => format!("{h}@{ip}"),
+                None => format!("{h}@unresolved"),
+            }
+        })
+        .collect();
+    members
+        .iter()
+        .zip(&with_ip)
+        .map(|(m, id)| {
+            if count(&with_ip, id) < 2 {
+                id.clone()
+            } else {
+                format!("{id}:{}", m.https_port)
+            }
+        })
+        .collect()
 }
 
 /// Everything the status page shows, from the running snapshot.
@@ -207,20 +230,23 @@ fn farm_status(f: &Farm) -> FarmStatus {
         load_balancing: balancing_name(&f.load_balancing),
         health_check: f.health.as_ref().map(|h| h.url.clone()),
         affinity_cookie: f.affinity.as_ref().map(|a| a.cookie.clone()),
-        members: f
-            .members()
-            .members
-            .iter()
-            .map(|m| member_status(m))
-            .collect(),
+        members: {
+            let set = f.members();
+            let ids = member_ids(&set.members);
+            set.members
+                .iter()
+                .zip(ids)
+                .map(|(m, id)| member_status(m, id))
+                .collect()
+        },
     }
 }
 
-fn member_status(m: &Member) -> MemberStatus {
+fn member_status(m: &Member, id: String) -> MemberStatus {
     let s = &m.stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     MemberStatus {
-        id: member_id(m),
+        id,
         host: m.host.clone(),
         ip: m.ip.map(|ip| ip.to_string()),
         weight: m.weight,
@@ -320,12 +346,11 @@ fn set_state(control: &Control, farm: &str, member: &str, body: &[u8]) -> (Statu
         );
     };
     let set = f.members();
-    let m = match find_member(&set.members, member) {
-        Ok(m) => m,
+    let (m, id) = match find_member(&set.members, member) {
+        Ok(found) => found,
         Err(e) => return (StatusCode::NOT_FOUND, Outcome::err(e)),
     };
     m.set_state(state);
-    let id = member_id(m);
     tracing::info!(farm = %f.name, member = %id, state = state_name(state), "admin: member state set");
     (
         StatusCode::OK,
@@ -339,25 +364,25 @@ fn set_state(control: &Control, farm: &str, member: &str, body: &[u8]) -> (Statu
 }
 
 /// The member whose id is `name`, or the only member whose host is `name`.
-fn find_member<'a>(members: &'a [Arc<Member>], name: &str) -> Result<&'a Arc<Member>, String> {
-    if let Some(m) = members.iter().find(|m| member_id(m) == name) {
-        return Ok(m);
+fn find_member<'a>(
+    members: &'a [Arc<Member>],
+    name: &str,
+) -> Result<(&'a Arc<Member>, String), String> {
+    let ids = member_ids(members);
+    if let Some(i) = ids.iter().position(|id| id == name) {
+        return Ok((&members[i], ids[i].clone()));
     }
-    let by_host: Vec<&Arc<Member>> = members
-        .iter()
-        .filter(|m| m.host.eq_ignore_ascii_case(name))
+    let by_host: Vec<usize> = (0..members.len())
+        .filter(|&i| members[i].host.eq_ignore_ascii_case(name))
         .collect();
     match by_host.as_slice() {
-        [m] => Ok(m),
-        [] => Err(format!(
-            "no member {name:?} (members: {})",
-            members.iter().map(|m| member_id(m)).collect::<Vec<_>>().join(", ")
-        )),
+        [i] => Ok((&members[*i], ids[*i].clone())),
+        [] => Err(format!("no member {name:?} (members: {})", ids.join(", "))),
         many => Err(format!(
             "{name:?} names {} members; use one of: {}",
             many.len(),
             many.iter()
-                .map(|m| member_id(m))
+                .map(|&i| ids[i].as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         )),

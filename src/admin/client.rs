@@ -57,13 +57,10 @@ pub async fn request_reload(admin: &AdminConfig) -> Result<Reloaded, ReloadError
     };
     let addr = connect_addr(admin.bind);
     let unreachable = |reason: String| ReloadError::Unreachable { addr, reason };
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .map_err(|_| unreachable("connect timed out".into()))?
-    .map_err(|e| unreachable(e.to_string()))?;
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| unreachable("connect timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
             .await

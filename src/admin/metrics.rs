@@ -4,7 +4,7 @@
 //! fresh registry from them: nothing is counted twice and a member that left with a reload
 //! simply disappears. Member series carry `farm` and `member` (the API id) labels.
 
-use super::api::{member_id, state_name, unix};
+use super::api::{member_ids, state_name, unix};
 use crate::config::MemberState;
 use crate::server::Control;
 use prometheus_client::encoding::text::encode;
@@ -48,13 +48,13 @@ impl MemberFamilies {
             self.failures.clone(),
         );
         r.register(
-            "portico_member_received_bytes",
-            "Bytes received from the member (response bodies)",
+            "portico_member_request_bytes",
+            "Request body bytes forwarded to the member",
             self.bytes_in.clone(),
         );
         r.register(
-            "portico_member_sent_bytes",
-            "Bytes sent to the member (request bodies)",
+            "portico_member_response_bytes",
+            "Response body bytes from the member passed on to clients",
             self.bytes_out.clone(),
         );
         r.register(
@@ -105,16 +105,20 @@ pub fn render(control: &Control) -> String {
     let mut registry = Registry::default();
     let fam = MemberFamilies::default();
     for farm in &snap.farms {
-        for m in &farm.members().members {
-            let labels: Labels = vec![
-                ("farm".into(), farm.name.clone()),
-                ("member".into(), member_id(m)),
-            ];
+        let set = farm.members();
+        for (m, id) in set.members.iter().zip(member_ids(&set.members)) {
+            let labels: Labels = vec![("farm".into(), farm.name.clone()), ("member".into(), id)];
             let s = &m.stats;
             let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-            fam.requests.get_or_create(&labels).inc_by(load(&s.requests));
-            fam.failures.get_or_create(&labels).inc_by(load(&s.failures));
-            fam.bytes_in.get_or_create(&labels).inc_by(load(&s.bytes_in));
+            fam.requests
+                .get_or_create(&labels)
+                .inc_by(load(&s.requests));
+            fam.failures
+                .get_or_create(&labels)
+                .inc_by(load(&s.failures));
+            fam.bytes_in
+                .get_or_create(&labels)
+                .inc_by(load(&s.bytes_in));
             fam.bytes_out
                 .get_or_create(&labels)
                 .inc_by(load(&s.bytes_out));
@@ -134,13 +138,9 @@ pub fn render(control: &Control) -> String {
             ] {
                 let mut l = labels.clone();
                 l.push(("state".into(), state_name(st).into()));
-                fam.state
-                    .get_or_create(&l)
-                    .set(i64::from(m.state() == st));
+                fam.state.get_or_create(&l).set(i64::from(m.state() == st));
             }
-            fam.weight
-                .get_or_create(&labels)
-                .set(i64::from(m.weight));
+            fam.weight.get_or_create(&labels).set(i64::from(m.weight));
             fam.pinned
                 .get_or_create(&labels)
                 .set(gauge_value(load(&s.pinned)));

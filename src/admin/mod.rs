@@ -85,7 +85,10 @@ async fn handle(control: &Control, local: SocketAddr, req: http::Request<Incomin
             if let Err((status, message)) = auth::authorize(control, local, req.headers()) {
                 return json(status, &api::Outcome::err(message));
             }
-            let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+            let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+            {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
                     return json(
