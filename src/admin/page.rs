@@ -50,10 +50,10 @@ pub fn render(st: &Status) -> String {
     h.push_str("<title>Portico status</title>\n<style>");
     h.push_str(STYLE);
     h.push_str("</style></head><body>\n");
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<header><h1>Portico</h1><span class=\"muted\">version {} · pid {}</span>\
-         <span id=\"conn\" class=\"muted\"></span></header>\n",
+         <span id=\"conn\" class=\"muted\"></span></header>",
         esc(st.version),
         st.pid
     );
@@ -75,7 +75,7 @@ pub fn render(st: &Status) -> String {
     for f in &st.farms {
         render_farm(&mut h, f);
     }
-    h.push_str("</div>\n<section><h2>Certificates</h2><table id=\"certs\"><thead><tr>\
+    h.push_str("</div>\n<section class=\"certs\"><h2>Certificates</h2><table id=\"certs\"><thead><tr>\
                 <th>Listener</th><th>Names</th><th>File</th><th>Days to expiry</th></tr></thead><tbody>");
     for c in &st.certificates {
         let class = if c.days_to_expiry < 14 {
@@ -166,7 +166,7 @@ fn render_member(h: &mut String, farm: &str, m: &MemberStatus) {
     let _ = write!(
         h,
         "<tr data-member=\"{id}\"><td>{id}</td><td class=\"st-{state}\">{state}</td>\
-         <td class=\"{health}\">{health}</td><td>{}</td><td>–</td><td>{}</td><td>{}</td><td>{}</td>\
+         <td class=\"{health}\">{health}</td><td class=\"check\">{}</td><td>–</td><td>{}</td><td>{}</td><td>{}</td>\
          <td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
         esc(&check),
         m.in_flight,
@@ -207,6 +207,8 @@ th:first-child,td:first-child{text-align:left}
 pre.err{white-space:pre-wrap;background:#fff0f0;padding:.5em;margin:.3em 0}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 1em}dt{font-weight:bold}dd{margin:0}
 button{margin-left:3px}
+td.check{white-space:normal;text-align:left;max-width:26em;font-size:12px}.failed{color:#b00020}
+.farm,.certs{overflow-x:auto}
 ";
 
 /// Refreshes the tables in place (so a button under the pointer stays the same element)
@@ -250,7 +252,7 @@ const SCRIPT: &str = r#"
       [m.id, ''],
       [m.state, 'st-' + m.state],
       [m.health.up ? 'up' : 'down', m.health.up ? 'up' : 'down'],
-      [c ? (c.ok ? 'ok ' : 'failed ') + c.detail + ' (' + ago(c.at) + ')' : '–', c && !c.ok ? 'bad' : ''],
+      [c ? (c.ok ? 'ok ' : 'failed ') + c.detail + ' (' + ago(c.at) + ')' : '–', c && !c.ok ? 'check failed' : 'check'],
       [rate === null ? '–' : rate.toFixed(1), ''],
       [m.in_flight, ''], [m.requests, ''], [m.failures, m.failures ? 'warn' : ''],
       [m.response_time_ms.toFixed(1), ''], [bytes(m.bytes_in), ''], [bytes(m.bytes_out), ''],
@@ -327,6 +329,11 @@ const SCRIPT: &str = r#"
     }
     var tb = document.querySelector('#certs tbody');
     tb.textContent = '';
+    if (!st.certificates.length) {
+      var none = el('td', 'no TLS listener', 'muted');
+      none.colSpan = 4;
+      tb.appendChild(el('tr')).appendChild(none);
+    }
     st.certificates.forEach(function (c) {
       var tr = el('tr');
       [c.listener, c.names.join(', '), c.file].forEach(function (v) { tr.appendChild(el('td', v)); });
