@@ -10,6 +10,7 @@ Examples:
   portico demo                                  # demo Front End pool + proxy on loopback, prints curl lines
   portico validate --config /etc/portico/portico.toml
   portico run --config /etc/portico/portico.toml
+  portico reload --config /etc/portico/portico.toml    # validate, then ask the running instance to reload
   portico check --config /etc/portico/portico.toml --ca contoso-root.pem
   portico check --webext lyncweb.contoso.com --lyncdiscover lyncdiscover.contoso.com \\
                 --meet meet.contoso.com --resolve lyncweb.contoso.com:443:203.0.113.10
@@ -36,6 +37,12 @@ enum Command {
     },
     /// Check a config file (certificates, rules, farms) without serving it. Exit 0 when valid.
     Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file, then ask the running Portico (through its [admin] listener) to
+    /// reload it. Exit 0 only if the running instance accepted the new config.
+    Reload {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -103,6 +110,7 @@ fn main() -> ExitCode {
                     .context("portico could not start")
             }))
         }
+        Command::Reload { config } => reload(&config),
         Command::Member {
             listen,
             cert,
@@ -131,6 +139,60 @@ fn main() -> ExitCode {
         Command::Demo(opts) => {
             init_logging(None);
             report(runtime(None).and_then(|rt| rt.block_on(portico::demo::run(opts))))
+        }
+    }
+}
+
+/// `portico reload`: the file must validate here first, so a typo is reported with its line
+/// before the running instance is bothered; then `/api/reload` on the admin listener.
+fn reload(config: &std::path::Path) -> ExitCode {
+    let loaded = match portico::config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("not reloaded: the running instance keeps its config");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(admin) = &loaded.admin else {
+        eprintln!(
+            "{}: no [admin] table, so there is no admin listener to ask; reload with `kill -HUP <pid>` (or `systemctl reload portico`) instead",
+            config.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let result = runtime(Some(1)).and_then(|rt| {
+        rt.block_on(portico::admin::client::request_reload(admin))
+            .map_err(anyhow::Error::from)
+    });
+    match result {
+        Ok(done) => {
+            let running = done.config_file.as_deref().map(std::path::Path::new);
+            let same = match (
+                running.and_then(|p| p.canonicalize().ok()),
+                config.canonicalize(),
+            ) {
+                (Some(a), Ok(b)) => a == b,
+                _ => true,
+            };
+            println!(
+                "{}: {} by the instance on {}",
+                config.display(),
+                done.message,
+                portico::admin::client::connect_addr(admin.bind)
+            );
+            if !same {
+                eprintln!(
+                    "note: that instance reads {}, not {}",
+                    running.map(|p| p.display().to_string()).unwrap_or_default(),
+                    config.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

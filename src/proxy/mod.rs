@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub config: Config,
     pub farms: Vec<Arc<Farm>>,
     pub connector: Arc<Connector>,
+    /// When this config was built (start or reload), for the status page.
+    pub loaded_at: std::time::SystemTime,
     /// Dropping the snapshot drops this, which stops its health-check and DNS tasks.
     stop: tokio::sync::watch::Sender<()>,
 }
@@ -59,6 +61,7 @@ impl Snapshot {
             config,
             farms,
             connector,
+            loaded_at: std::time::SystemTime::now(),
             stop,
         }
     }

@@ -1,0 +1,390 @@
+//! The JSON API: `/api/status` (what the status page shows) and the actions (POST).
+//!
+//! A member is named in URLs by its `id`: the configured host (`fe01.contoso.local`), or
+//! `host@ip` when the host stands for one of several addresses (`pool01.contoso.local@10.0.1.12`,
+//! DNS load balancing / `[resolve]` with several addresses). A plain host is also accepted
+//! when it names exactly one member of the farm.
+
+use crate::config::{LoadBalancing, MemberState};
+use crate::farm::{Farm, Member};
+use crate::server::Control;
+use http::StatusCode;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `/api/status`.
+#[derive(Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub pid: u32,
+    pub ready: bool,
+    /// Unix seconds.
+    pub started_at: f64,
+    pub config: ConfigStatus,
+    pub last_reload: Option<ReloadInfo>,
+    pub farms: Vec<FarmStatus>,
+    pub certificates: Vec<CertificateStatus>,
+}
+
+#[derive(Serialize)]
+pub struct ConfigStatus {
+    pub file: Option<String>,
+    /// When the running config was read (start or last successful reload), Unix seconds.
+    pub loaded_at: f64,
+}
+
+#[derive(Serialize)]
+pub struct ReloadInfo {
+    pub at: f64,
+    pub ok: bool,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+pub struct FarmStatus {
+    pub name: String,
+    pub load_balancing: &'static str,
+    pub health_check: Option<String>,
+    pub affinity_cookie: Option<String>,
+    pub members: Vec<MemberStatus>,
+}
+
+#[derive(Serialize)]
+pub struct MemberStatus {
+    /// What the API takes in `/api/farms/{farm}/members/{id}/state`.
+    pub id: String,
+    pub host: String,
+    pub ip: Option<String>,
+    pub weight: u32,
+    pub http_port: u16,
+    pub https_port: u16,
+    /// `available`, `draining` or `unavailable` (set by the config or an admin).
+    pub state: &'static str,
+    pub health: HealthStatus,
+    pub in_flight: u64,
+    pub requests: u64,
+    pub failures: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub pinned: u64,
+    /// Moving average of the time to response headers.
+    pub response_time_ms: f64,
+    pub pool_idle: usize,
+}
+
+#[derive(Serialize)]
+pub struct HealthStatus {
+    /// May take requests as far as health goes (active checks and live traffic agree).
+    pub up: bool,
+    pub active_up: bool,
+    pub passively_down: bool,
+    pub last_check: Option<CheckInfo>,
+}
+
+#[derive(Serialize)]
+pub struct CheckInfo {
+    pub ok: bool,
+    pub detail: String,
+    pub at: f64,
+}
+
+#[derive(Serialize)]
+pub struct CertificateStatus {
+    pub listener: String,
+    pub file: String,
+    pub names: Vec<String>,
+    pub not_after: f64,
+    pub days_to_expiry: i64,
+}
+
+/// The answer to every action.
+#[derive(Serialize)]
+pub struct Outcome {
+    pub ok: bool,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+}
+
+impl Outcome {
+    pub fn ok(message: String) -> Outcome {
+        Outcome {
+            ok: true,
+            message,
+            config_file: None,
+        }
+    }
+
+    pub fn err(message: String) -> Outcome {
+        Outcome {
+            ok: false,
+            message,
+            config_file: None,
+        }
+    }
+}
+
+pub fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+pub fn state_name(s: MemberState) -> &'static str {
+    match s {
+        MemberState::Available => "available",
+        MemberState::Draining => "draining",
+        MemberState::Unavailable => "unavailable",
+    }
+}
+
+fn balancing_name(lb: &LoadBalancing) -> &'static str {
+    match lb {
+        LoadBalancing::WeightedRoundRobin => "weighted-round-robin",
+        LoadBalancing::LeastRequests => "least-requests",
+        LoadBalancing::LeastResponseTime => "least-response-time",
+        LoadBalancing::PowerOfTwoChoices => "power-of-two",
+        LoadBalancing::RequestHash(_) => "request-hash",
+    }
+}
+
+/// The members' names in the API, in order: the configured host (`fe01.contoso.local`);
+/// `host@ip` for a host that stands for several members (DNS load balancing); and
+/// `host@ip:https_port` should the same host and address still appear twice.
+pub fn member_ids(members: &[Arc<Member>]) -> Vec<String> {
+    let count = |ids: &[String], id: &str| ids.iter().filter(|i| *i == id).count();
+    let hosts: Vec<String> = members.iter().map(|m| m.host.clone()).collect();
+    let with_ip: Vec<String> = members
+        .iter()
+        .zip(&hosts)
+        .map(|(m, h)| {
+            if count(&hosts, h) < 2 {
+                return h.clone();
+            }
+            match m.ip {
+                Some(ip) => format!("{h}@{ip}"),
+                None => format!("{h}@unresolved"),
+            }
+        })
+        .collect();
+    members
+        .iter()
+        .zip(&with_ip)
+        .map(|(m, id)| {
+            if count(&with_ip, id) < 2 {
+                id.clone()
+            } else {
+                format!("{id}:{}", m.https_port)
+            }
+        })
+        .collect()
+}
+
+/// Everything the status page shows, from the running snapshot.
+pub fn status(control: &Control) -> Status {
+    let snap = control.proxy.current.load_full();
+    let now = SystemTime::now();
+    let farms = snap.farms.iter().map(|f| farm_status(f)).collect();
+    let certificates = snap
+        .config
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref().map(|t| (l, t)))
+        .flat_map(|(l, t)| {
+            t.certificates().iter().map(move |c| CertificateStatus {
+                listener: l.name.clone(),
+                file: c.cert_path.display().to_string(),
+                names: c.names.clone(),
+                not_after: unix(c.not_after),
+                days_to_expiry: c.days_to_expiry(now),
+            })
+        })
+        .collect();
+    Status {
+        version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        ready: control.is_ready(),
+        started_at: unix(control.started_at),
+        config: ConfigStatus {
+            file: control
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            loaded_at: unix(snap.loaded_at),
+        },
+        last_reload: control.last_reload().map(|r| ReloadInfo {
+            at: unix(r.at),
+            ok: r.ok,
+            message: r.message,
+        }),
+        farms,
+        certificates,
+    }
+}
+
+fn farm_status(f: &Farm) -> FarmStatus {
+    FarmStatus {
+        name: f.name.clone(),
+        load_balancing: balancing_name(&f.load_balancing),
+        health_check: f.health.as_ref().map(|h| h.url.clone()),
+        affinity_cookie: f.affinity.as_ref().map(|a| a.cookie.clone()),
+        members: {
+            let set = f.members();
+            let ids = member_ids(&set.members);
+            set.members
+                .iter()
+                .zip(ids)
+                .map(|(m, id)| member_status(m, id))
+                .collect()
+        },
+    }
+}
+
+fn member_status(m: &Member, id: String) -> MemberStatus {
+    let s = &m.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    MemberStatus {
+        id,
+        host: m.host.clone(),
+        ip: m.ip.map(|ip| ip.to_string()),
+        weight: m.weight,
+        http_port: m.http_port,
+        https_port: m.https_port,
+        state: state_name(m.state()),
+        health: HealthStatus {
+            up: m.health.is_up(),
+            active_up: m.health.active_up(),
+            passively_down: m.health.passively_down(),
+            last_check: m.health.last_check().map(|c| CheckInfo {
+                ok: c.ok,
+                detail: c.detail,
+                at: unix(c.at),
+            }),
+        },
+        in_flight: load(&s.in_flight),
+        requests: load(&s.requests),
+        failures: load(&s.failures),
+        bytes_in: load(&s.bytes_in),
+        bytes_out: load(&s.bytes_out),
+        pinned: load(&s.pinned),
+        response_time_ms: load(&s.response_time_us) as f64 / 1000.0,
+        pool_idle: m.pool_http.stats().idle + m.pool_https.stats().idle,
+    }
+}
+
+/// Runs a POST under `/api/` (already authorized).
+pub async fn action(control: &Control, path: &str, body: &[u8]) -> (StatusCode, Outcome) {
+    let segments: Vec<String> = path
+        .trim_start_matches("/api/")
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match segs.as_slice() {
+        ["reset"] => {
+            let snap = control.proxy.current.load_full();
+            let mut n = 0;
+            for f in &snap.farms {
+                for m in &f.members().members {
+                    m.stats.reset();
+                    n += 1;
+                }
+            }
+            tracing::info!(members = n, "admin: counters reset");
+            (
+                StatusCode::OK,
+                Outcome::ok(format!("counters of {n} member(s) reset")),
+            )
+        }
+        ["reload"] => {
+            let file = control
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string());
+            let (status, mut outcome) = match control.reload().await {
+                Ok(()) => (StatusCode::OK, Outcome::ok("reloaded".into())),
+                Err(e) if file.is_none() => (StatusCode::CONFLICT, Outcome::err(e)),
+                Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, Outcome::err(e)),
+            };
+            outcome.config_file = file;
+            (status, outcome)
+        }
+        ["farms", farm, "members", member, "state"] => set_state(control, farm, member, body),
+        _ => (
+            StatusCode::NOT_FOUND,
+            Outcome::err(format!("no action at {path}")),
+        ),
+    }
+}
+
+fn set_state(control: &Control, farm: &str, member: &str, body: &[u8]) -> (StatusCode, Outcome) {
+    let wanted = String::from_utf8_lossy(body).trim().to_ascii_lowercase();
+    let state = match wanted.as_str() {
+        "available" => MemberState::Available,
+        "draining" | "drain" => MemberState::Draining,
+        "unavailable" => MemberState::Unavailable,
+        other => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Outcome::err(format!(
+                    "{other:?} is not a state (expected available, draining or unavailable)"
+                )),
+            )
+        }
+    };
+    let snap = control.proxy.current.load_full();
+    let Some(f) = snap.farms.iter().find(|f| f.name == farm) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Outcome::err(format!("no farm named {farm:?}")),
+        );
+    };
+    let set = f.members();
+    let (m, id) = match find_member(&set.members, member) {
+        Ok(found) => found,
+        Err(e) => return (StatusCode::NOT_FOUND, Outcome::err(e)),
+    };
+    m.set_state(state);
+    tracing::info!(farm = %f.name, member = %id, state = state_name(state), "admin: member state set");
+    (
+        StatusCode::OK,
+        Outcome::ok(format!(
+            "{} in farm {} is now {}",
+            id,
+            f.name,
+            state_name(state)
+        )),
+    )
+}
+
+/// The member whose id is `name`, or the only member whose host is `name`.
+fn find_member<'a>(
+    members: &'a [Arc<Member>],
+    name: &str,
+) -> Result<(&'a Arc<Member>, String), String> {
+    let ids = member_ids(members);
+    if let Some(i) = ids.iter().position(|id| id == name) {
+        return Ok((&members[i], ids[i].clone()));
+    }
+    let by_host: Vec<usize> = (0..members.len())
+        .filter(|&i| members[i].host.eq_ignore_ascii_case(name))
+        .collect();
+    match by_host.as_slice() {
+        [i] => Ok((&members[*i], ids[*i].clone())),
+        [] => Err(format!("no member {name:?} (members: {})", ids.join(", "))),
+        many => Err(format!(
+            "{name:?} names {} members; use one of: {}",
+            many.len(),
+            many.iter()
+                .map(|&i| ids[i].as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
