@@ -766,11 +766,25 @@ impl Compiler<'_> {
                     &format!("{key}.header_read_timeout"),
                     Duration::from_secs(30),
                 ),
-                keepalive_timeout: self.duration(
-                    &l.keepalive_timeout,
-                    &format!("{key}.keepalive_timeout"),
-                    Duration::from_secs(120),
-                ),
+                max_connections: l
+                    .max_connections
+                    .as_ref()
+                    .map_or(20_000, |v| (*v.get_ref()).max(1)),
+                max_connections_per_client: l
+                    .max_connections_per_client
+                    .as_ref()
+                    .map_or(1_000, |v| (*v.get_ref()).max(1)),
+                trusted_proxies: l
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|r| match Cidr::parse(r.get_ref()) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            self.d.at(r.span(), format!("{key}.trusted_proxies"), e);
+                            None
+                        }
+                    })
+                    .collect(),
                 max_header_bytes: l
                     .max_header_bytes
                     .as_ref()

@@ -35,7 +35,10 @@ pub struct Listener {
     pub tls: Option<S<ListenerTls>>,
     pub proxy_protocol: Option<S<ProxyProtocol>>,
     pub header_read_timeout: Option<S<String>>,
-    pub keepalive_timeout: Option<S<String>>,
+    pub max_connections: Option<S<usize>>,
+    pub max_connections_per_client: Option<S<usize>>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<S<String>>,
     pub max_header_bytes: Option<S<usize>>,
     pub h2_max_concurrent_streams: Option<S<u32>>,
 }

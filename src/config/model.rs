@@ -29,8 +29,13 @@ pub struct ListenerConfig {
     pub tls: Option<Arc<ListenerTls>>,
     /// Source ranges allowed to send a PROXY protocol header; empty = PROXY protocol off.
     pub proxy_protocol_from: Vec<Cidr>,
+    /// Time to receive a request head; also closes idle keep-alive connections (hyper
+    /// measures both with one timer).
     pub header_read_timeout: Duration,
-    pub keepalive_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Peers whose X-Forwarded-For is kept (appended to); everyone else's is replaced.
+    pub trusted_proxies: Vec<Cidr>,
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
 }

@@ -1,6 +1,6 @@
 //! Client-facing sockets: accept, TLS (SNI + ALPN), then HTTP/1.1 or h2 into `proxy::handle`.
 
-use crate::config::ListenerConfig;
+use crate::config::{Cidr, ListenerConfig};
 use crate::proxy::{self, ConnInfo, Proxy};
 use crate::tls::ListenerTls;
 use arc_swap::ArcSwap;
@@ -8,8 +8,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -21,9 +24,12 @@ pub struct ListenerSettings {
     pub name: String,
     pub tls: Option<Arc<ListenerTls>>,
     pub header_read_timeout: Duration,
-    pub keepalive_timeout: Duration,
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub trusted_proxies: Vec<Cidr>,
+    pub proxy_protocol_from: Vec<Cidr>,
 }
 
 impl From<&ListenerConfig> for ListenerSettings {
@@ -32,9 +38,12 @@ impl From<&ListenerConfig> for ListenerSettings {
             name: l.name.clone(),
             tls: l.tls.clone(),
             header_read_timeout: l.header_read_timeout,
-            keepalive_timeout: l.keepalive_timeout,
             max_header_bytes: l.max_header_bytes,
             h2_max_concurrent_streams: l.h2_max_concurrent_streams,
+            max_connections: l.max_connections,
+            max_connections_per_client: l.max_connections_per_client,
+            trusted_proxies: l.trusted_proxies.clone(),
+            proxy_protocol_from: l.proxy_protocol_from.clone(),
         }
     }
 }
@@ -72,6 +81,71 @@ fn builder(s: &ListenerSettings) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Open connections of one listener, in total and per client address. Lives as long as the
+/// listener (not the config), so a reload does not forget who is connected.
+#[derive(Default)]
+pub struct ConnectionCounts {
+    total: std::sync::atomic::AtomicUsize,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection; gives its place back when dropped.
+pub struct Admitted {
+    counts: Arc<ConnectionCounts>,
+    client: IpAddr,
+}
+
+impl ConnectionCounts {
+    /// Admits a connection from `client` unless a limit is reached.
+    pub fn admit(
+        self: &Arc<Self>,
+        client: IpAddr,
+        max_total: usize,
+        max_per_client: usize,
+    ) -> Result<Admitted, &'static str> {
+        use std::sync::atomic::Ordering;
+        if self.total.fetch_add(1, Ordering::Relaxed) >= max_total {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err("listener connection limit reached");
+        }
+        let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let n = per.entry(client).or_insert(0);
+        if *n >= max_per_client {
+            drop(per);
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err("per-client connection limit reached");
+        }
+        *n += 1;
+        Ok(Admitted {
+            counts: Arc::clone(self),
+            client,
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.counts
+            .total
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let mut per = self
+            .counts
+            .per_client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// A listener's settings with the HTTP builder made from them; swapped whole on reload so
 /// new connections get new certificates and limits while open ones keep theirs.
 pub struct ListenerRuntime {
@@ -98,6 +172,7 @@ pub async fn serve(
     graceful: Arc<GracefulShutdown>,
 ) {
     let local = listener.local_addr().ok();
+    let counts = Arc::new(ConnectionCounts::default());
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -111,21 +186,39 @@ pub async fn serve(
             },
             _ = stop.changed() => break,
         };
+        let rt = runtime.load_full();
+        let admitted = match counts.admit(
+            remote.ip(),
+            rt.settings.max_connections,
+            rt.settings.max_connections_per_client,
+        ) {
+            Ok(a) => a,
+            Err(why) => {
+                tracing::warn!(listener = %rt.settings.name, %remote, why, "connection refused");
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok().or(local).unwrap_or(remote);
         let proxy = Arc::clone(&proxy);
-        let rt = runtime.load_full();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _admitted = admitted;
+            let trusted = rt
+                .settings
+                .trusted_proxies
+                .iter()
+                .any(|c| c.contains(remote.ip()));
             match &rt.settings.tls {
                 None => {
-                    let info = ConnInfo::new(remote, local, false, None);
+                    let info = ConnInfo::new(remote, local, false, None).trusting(trusted);
                     serve_conn(tcp, info, proxy, &rt.builder, watcher).await;
                 }
                 // Boxed: the handshake state is large and is not needed once it is done.
                 Some(tls) => match Box::pin(tls.accept(tcp)).await {
                     Ok(acc) => {
-                        let info = ConnInfo::new(remote, local, true, Some(acc.version));
+                        let info =
+                            ConnInfo::new(remote, local, true, Some(acc.version)).trusting(trusted);
                         serve_conn(acc.stream, info, proxy, &rt.builder, watcher).await;
                     }
                     Err(e) => {

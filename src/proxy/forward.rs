@@ -98,6 +98,7 @@ pub(super) async fn forward(
             conn.remote.ip(),
             conn.https,
             Some(&host),
+            conn.trusted_peer,
         );
     }
     let mut req = Request::from_parts(parts, RequestBody::client(body, record.cloned()));
@@ -119,8 +120,8 @@ pub(super) async fn forward(
             if p.sender.ready().await.is_ok() {
                 let guard = InFlight::new(Arc::clone(&p.member));
                 let started = Instant::now();
-                match p.sender.try_send_request(req).await {
-                    Ok(resp) => {
+                match send(&mut p.sender, req, farm.timeout).await {
+                    Sent::Resp(resp) => {
                         let member = Arc::clone(&p.member);
                         conn.put_pin(p);
                         return Ok(ctx.finish(
@@ -133,10 +134,9 @@ pub(super) async fn forward(
                             true,
                         ));
                     }
-                    Err(mut e) => match e.take_message() {
-                        Some(back) => req = back,
-                        None => return Ok(ctx.failed(&p.member, e.into_error())),
-                    },
+                    Sent::Back(back) => req = back,
+                    Sent::Failed(e) => return Ok(ctx.failed(&p.member, e)),
+                    Sent::HeadTimeout => return Ok(ctx.head_timeout(&p.member)),
                 }
             } else {
                 tracing::debug!(farm = %farm.name, member = %p.member.label(), "pinned member connection closed; the client must authenticate again");
@@ -166,8 +166,8 @@ pub(super) async fn forward(
             }
             let copy = replayable_copy(&r);
             let started = Instant::now();
-            match sender.try_send_request(r).await {
-                Ok(resp) => {
+            match send(&mut sender, r, farm.timeout).await {
+                Sent::Resp(resp) => {
                     return Ok(ctx.finish(
                         member,
                         Some(sender),
@@ -178,15 +178,16 @@ pub(super) async fn forward(
                         had_cookie,
                     ))
                 }
-                Err(mut e) => match (e.take_message(), copy) {
-                    (Some(back), _) => r = back,
-                    (None, Some(copy)) => {
+                Sent::Back(back) => r = back,
+                Sent::Failed(e) => match copy {
+                    Some(copy) => {
                         tracing::debug!(farm = %farm.name, member = %member.label(), "pooled connection died under an idempotent request; retrying once on a new one");
                         r = copy;
                         break;
                     }
-                    (None, None) => return Ok(ctx.failed(member, e.into_error())),
+                    None => return Ok(ctx.failed(member, e)),
                 },
+                Sent::HeadTimeout => return Ok(ctx.head_timeout(member)),
             }
         }
         let port = if tls {
@@ -211,8 +212,8 @@ pub(super) async fn forward(
             Ok(mut sender) => {
                 pool.note_created();
                 let started = Instant::now();
-                match sender.try_send_request(r).await {
-                    Ok(resp) => {
+                match send(&mut sender, r, farm.timeout).await {
+                    Sent::Resp(resp) => {
                         return Ok(ctx.finish(
                             member,
                             Some(sender),
@@ -223,14 +224,13 @@ pub(super) async fn forward(
                             had_cookie,
                         ))
                     }
-                    Err(mut e) => match e.take_message() {
-                        // Never written: safe to offer it to the next member.
-                        Some(back) => {
-                            ctx.count_failure(member);
-                            req = Some(back);
-                        }
-                        None => return Ok(ctx.failed(member, e.into_error())),
-                    },
+                    // Never written: safe to offer it to the next member.
+                    Sent::Back(back) => {
+                        ctx.count_failure(member);
+                        req = Some(back);
+                    }
+                    Sent::Failed(e) => return Ok(ctx.failed(member, e)),
+                    Sent::HeadTimeout => return Ok(ctx.head_timeout(member)),
                 }
             }
             Err(e) => {
@@ -241,6 +241,42 @@ pub(super) async fn forward(
         }
     }
     Ok(pages::bad_gateway(&farm.name))
+}
+
+/// What became of a request handed to a member connection.
+enum Sent {
+    Resp(Response<Incoming>),
+    /// Not written: the connection was not usable; the request comes back whole.
+    Back(Request<RequestBody>),
+    Failed(hyper::Error),
+    HeadTimeout,
+}
+
+/// Sends and waits for the response head. The per-read idle timeout cannot stop a member that
+/// trickles header bytes; so a bodyless request's head must also arrive within `timeout` in
+/// all. (With a body the member may rightly answer only after a long upload.)
+async fn send(
+    sender: &mut Sender,
+    req: Request<RequestBody>,
+    timeout: std::time::Duration,
+) -> Sent {
+    let bodyless = req.body().is_end_stream();
+    let fut = sender.try_send_request(req);
+    let result = if bodyless {
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => return Sent::HeadTimeout,
+        }
+    } else {
+        fut.await
+    };
+    match result {
+        Ok(resp) => Sent::Resp(resp),
+        Err(mut e) => match e.take_message() {
+            Some(back) => Sent::Back(back),
+            None => Sent::Failed(e.into_error()),
+        },
+    }
 }
 
 /// A copy to replay when the original may have been lost on a dead pooled connection:
@@ -356,6 +392,15 @@ impl Exchange<'_> {
         {
             tracing::warn!(farm = %self.farm.name, member = %member.label(), "member failing live traffic: taken out");
         }
+    }
+
+    fn head_timeout(&self, member: &Member) -> Response<ResponseBody> {
+        self.count_failure(member);
+        if let Some(r) = self.record {
+            r.set_member(member.label());
+        }
+        tracing::warn!(farm = %self.farm.name, member = %member.label(), timeout_secs = self.farm.timeout.as_secs(), "member did not finish its response head in time");
+        pages::gateway_timeout(&self.farm.name, self.farm.timeout.as_secs())
     }
 
     fn failed(&self, member: &Member, err: hyper::Error) -> Response<ResponseBody> {

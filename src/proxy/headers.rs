@@ -58,18 +58,45 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Sets X-Forwarded-For / -Proto / -Host. The client's own X-Forwarded-For is replaced: a
-/// client on the internet must not choose the address the member believes.
+/// Sets X-Forwarded-For / -Proto / -Host. A client on the internet must not choose the
+/// address the member believes, so its own X-Forwarded-For is replaced; only a `trusted`
+/// peer (a proxy in front of Portico) gets its list extended with its own address.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: IpAddr,
     https: bool,
     host: Option<&HeaderValue>,
+    trusted: bool,
 ) {
     let mut buf = [0u8; 48];
     let ip = format_ip(client, &mut buf);
-    if let Ok(v) = HeaderValue::from_str(ip) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+    let prior: Option<Vec<u8>> = if trusted {
+        let mut joined: Vec<u8> = Vec::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(v.as_bytes());
+        }
+        (!joined.is_empty()).then_some(joined)
+    } else {
+        None
+    };
+    let value = match prior {
+        Some(mut list) => {
+            list.extend_from_slice(b", ");
+            list.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&list).ok()
+        }
+        None => HeaderValue::from_str(ip).ok(),
+    };
+    match value {
+        Some(v) => {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_FOR);
+        }
     }
     headers.insert(
         X_FORWARDED_PROTO.clone(),
@@ -191,14 +218,25 @@ mod tests {
             "203.0.113.7".parse().unwrap(),
             true,
             Some(&HeaderValue::from_static("meet.contoso.com")),
+            false,
         );
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "203.0.113.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "meet.contoso.com");
-        set_forwarded(&mut h, "2001:db8::1".parse().unwrap(), false, None);
+        set_forwarded(&mut h, "2001:db8::1".parse().unwrap(), false, None, false);
         assert_eq!(h["x-forwarded-for"], "2001:db8::1");
         assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn a_trusted_proxy_gets_its_forwarded_for_list_extended() {
+        let mut h = map(&[("x-forwarded-for", "198.51.100.4")]);
+        set_forwarded(&mut h, "10.0.0.5".parse().unwrap(), true, None, true);
+        assert_eq!(h["x-forwarded-for"], "198.51.100.4, 10.0.0.5");
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, "10.0.0.5".parse().unwrap(), true, None, true);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.5");
     }
 
     #[test]

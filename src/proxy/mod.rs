@@ -106,6 +106,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub https: bool,
     pub tls_version: Option<&'static str>,
+    /// The peer is a trusted proxy: its X-Forwarded-For is extended, not replaced.
+    pub trusted_peer: bool,
     /// The member connection this client connection authenticated on (HTTP/1.1 only:
     /// its requests come one after another, so the lock is never contended).
     pin: Mutex<Option<PinnedConnection>>,
@@ -123,8 +125,14 @@ impl ConnInfo {
             local,
             https,
             tls_version,
+            trusted_peer: false,
             pin: Mutex::new(None),
         }
+    }
+
+    pub fn trusting(mut self, trusted: bool) -> Self {
+        self.trusted_peer = trusted;
+        self
     }
 
     /// Takes the pinned connection out if it belongs to `farm` reached the same way.

@@ -167,6 +167,8 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = http1::Builder::new()
+        // A member's response head larger than this is refused (502), not buffered.
+        .max_buf_size(256 * 1024)
         .preserve_header_case(false)
         .title_case_headers(false)
         .handshake(TokioIo::new(io))
