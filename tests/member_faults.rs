@@ -227,3 +227,70 @@ async fn forwarded_for_is_kept_only_from_trusted_proxies() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_route_limit_is_refused_declared_or_streamed() {
+    let lab = Lab::new();
+    let proxy_ip = unique_loopback();
+    let good = unique_loopback();
+    let m = lab
+        .plain_member(SocketAddr::new(good, 8080), "good", Role::FrontEnd)
+        .await;
+    let cfg = lab.write_config(&format!(
+        r#"
+[[listener]]
+bind = "{proxy_ip}:{HTTP}"
+[[farm]]
+name = "good"
+members = [ {{ address = "{good}" }} ]
+http_port = 8080
+[[rule]]
+name = "small"
+action = {{ route = "good", scheme = "http", max_body = "1KB" }}
+"#
+    ));
+    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, HTTP));
+    let addr = SocketAddr::new(proxy_ip, HTTP);
+    let mut c = H1::connect(addr).await.unwrap();
+    let r = c
+        .send(
+            "POST",
+            "a",
+            "/upload",
+            &[],
+            bytes::Bytes::from(vec![b'x'; 1000]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "under the limit passes");
+    let seen = m.requests_seen();
+    let r = H1::connect(addr)
+        .await
+        .unwrap()
+        .send(
+            "POST",
+            "a",
+            "/upload",
+            &[],
+            bytes::Bytes::from(vec![b'x'; 2000]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        m.requests_seen(),
+        seen,
+        "a declared oversize body reached the member"
+    );
+    // Chunked: curl streams it; Portico cuts it at the limit.
+    let url = format!("http://{proxy_ip}:{HTTP}/upload");
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c 5000 /dev/zero | curl -s -o /dev/null -w '%{{http_code}}' -T - -X POST {url}"
+        ))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "413");
+}

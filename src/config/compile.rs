@@ -622,13 +622,14 @@ impl Compiler<'_> {
         }
         let append_query = a.append_query.unwrap_or(true);
         let allowed = |this: &mut Self, ok: &[&str]| {
-            let present: [(&str, Option<std::ops::Range<usize>>); 6] = [
+            let present: [(&str, Option<std::ops::Range<usize>>); 7] = [
                 ("scheme", a.scheme.as_ref().map(|s| s.span())),
                 ("path", a.path.as_ref().map(|s| s.span())),
                 ("status", a.status.as_ref().map(|s| s.span())),
                 ("reason", a.reason.as_ref().map(|s| s.span())),
                 ("body", a.body.as_ref().map(|s| s.span())),
                 ("content_type", a.content_type.as_ref().map(|s| s.span())),
+                ("max_body", a.max_body.as_ref().map(|s| s.span())),
             ];
             for (name, sp) in present {
                 if let Some(sp) = sp {
@@ -649,8 +650,24 @@ impl Compiler<'_> {
                 }
             }
         };
+        // Exchange RPC_IN_DATA declares up to 2 GB: the default lets it through.
+        let max_body = match &a.max_body {
+            None => Some(2u64 << 30),
+            Some(v) if v.get_ref() == "unlimited" => None,
+            Some(v) => match super::size::parse_size(v.get_ref()) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    self.d.at(
+                        v.span(),
+                        format!("{key}.max_body"),
+                        format!("{e}, or \"unlimited\""),
+                    );
+                    None
+                }
+            },
+        };
         if let Some(farm) = &a.route {
-            allowed(self, &["scheme", "path"]);
+            allowed(self, &["scheme", "path", "max_body"]);
             let scheme = match a.scheme.as_ref().map(|s| s.get_ref().to_ascii_lowercase()) {
                 None => None,
                 Some(s) if s == "https" => Some(Scheme::Https),
@@ -666,6 +683,7 @@ impl Compiler<'_> {
                 scheme,
                 path: a.path.as_ref().map(|p| p.get_ref().clone()),
                 append_query,
+                max_body,
             });
         }
         if let Some(url) = &a.rewrite {

@@ -223,6 +223,7 @@ pub struct Action {
     pub abort: Option<bool>,
     pub none: Option<bool>,
     pub append_query: Option<bool>,
+    pub max_body: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

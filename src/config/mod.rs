@@ -6,6 +6,7 @@ pub mod duration;
 pub mod error;
 pub mod file;
 pub mod model;
+pub mod size;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;

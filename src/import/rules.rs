@@ -577,6 +577,7 @@ pub(super) fn validate(model: &mut Model, warnings: &mut Vec<Warning>) {
                     scheme: *scheme,
                     path: Some(path.clone()),
                     append_query: *append_query,
+                    max_body: None,
                 },
                 ActionOut::Rewrite { url, append_query } => ActionSpec::Rewrite {
                     url: url.clone(),

@@ -26,6 +26,7 @@ pub(super) struct Route<'a> {
     pub host: HeaderValue,
     pub new_path: Option<PathAndQuery>,
     pub tls: bool,
+    pub max_body: Option<u64>,
 }
 
 pub(super) async fn forward(
@@ -40,7 +41,20 @@ pub(super) async fn forward(
         host,
         new_path,
         tls,
+        max_body,
     } = route;
+    // A declared length over the limit is refused before a byte reaches a member; a chunked
+    // body is cut when it passes the limit (`RequestBody`).
+    if let Some(limit) = max_body {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Ok(pages::too_large(&farm.name, limit));
+        }
+    }
     let h2 = req.version() == Version::HTTP_2;
     let authenticates = pin::request_authenticates(req.headers());
     if h2 && authenticates {
@@ -101,7 +115,7 @@ pub(super) async fn forward(
             conn.trusted_peer,
         );
     }
-    let mut req = Request::from_parts(parts, RequestBody::client(body, record.cloned()));
+    let mut req = Request::from_parts(parts, RequestBody::client(body, record.cloned(), max_body));
 
     let ctx = Exchange {
         farm,
@@ -110,6 +124,7 @@ pub(super) async fn forward(
         authenticates,
         tls,
         record,
+        max_body,
     };
 
     // A client connection that authenticated keeps its member connection.
@@ -241,6 +256,18 @@ pub(super) async fn forward(
         }
     }
     Ok(pages::bad_gateway(&farm.name))
+}
+
+/// The upload was cut for passing the route's `max_body`.
+fn too_large(err: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(upstream::BodyError::TooLarge) = e.downcast_ref::<upstream::BodyError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// What became of a request handed to a member connection.
@@ -381,6 +408,7 @@ struct Exchange<'a> {
     authenticates: bool,
     tls: bool,
     record: Option<&'a Arc<AccessRecord>>,
+    max_body: Option<u64>,
 }
 
 impl Exchange<'_> {
@@ -404,6 +432,10 @@ impl Exchange<'_> {
     }
 
     fn failed(&self, member: &Member, err: hyper::Error) -> Response<ResponseBody> {
+        if let Some(limit) = too_large(&err).then_some(self.max_body).flatten() {
+            // The client's fault, not the member's.
+            return pages::too_large(&self.farm.name, limit);
+        }
         self.count_failure(member);
         if let Some(r) = self.record {
             r.set_member(member.label());

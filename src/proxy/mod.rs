@@ -233,6 +233,7 @@ async fn route_request(
             scheme,
             path_and_query,
             rule,
+            max_body,
         } => {
             let farm = Arc::clone(&snap.farms[farm]);
             if let Some(r) = record {
@@ -264,6 +265,7 @@ async fn route_request(
                     host: host_value,
                     new_path: path_and_query,
                     tls,
+                    max_body,
                 },
             )
             .await

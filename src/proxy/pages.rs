@@ -80,3 +80,14 @@ pub fn too_many_pinned(farm: &str) -> Response<ResponseBody> {
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     r
 }
+
+pub fn too_large(farm: &str, limit: u64) -> Response<ResponseBody> {
+    let mut r = page(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Content Too Large",
+        &format!("Requests to server farm \"{farm}\" may carry at most {limit} bytes."),
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}

@@ -13,6 +13,7 @@ pub(crate) enum Action {
         scheme: Option<Scheme>,
         path: Option<Template>,
         append_query: bool,
+        max_body: Option<u64>,
     },
     Rewrite {
         url: Template,
@@ -52,6 +53,7 @@ impl Action {
                 scheme,
                 path,
                 append_query,
+                max_body,
             } => {
                 let Some(index) = farm_names.iter().position(|f| *f == farm) else {
                     let known = if farm_names.is_empty() {
@@ -66,6 +68,7 @@ impl Action {
                     scheme,
                     path: path.as_deref().map(template).transpose()?,
                     append_query,
+                    max_body,
                 }
             }
             ActionSpec::Rewrite { url, append_query } => {

@@ -68,6 +68,8 @@ pub enum ActionSpec {
         /// Template for the path sent to the member; `None` keeps the current URL.
         path: Option<String>,
         append_query: bool,
+        /// Largest request body this route accepts, in bytes (None: no limit).
+        max_body: Option<u64>,
     },
     Rewrite {
         url: String,
@@ -157,6 +159,7 @@ pub enum Outcome<'a> {
         scheme: Option<Scheme>,
         path_and_query: Option<String>,
         rule: &'a str,
+        max_body: Option<u64>,
     },
     Redirect {
         status: u16,
@@ -445,6 +448,7 @@ impl Rule {
                 scheme,
                 path,
                 append_query,
+                max_body,
             } => {
                 let keeps_query = *append_query || req.query.is_none();
                 let unchanged = !rewritten
@@ -476,6 +480,7 @@ impl Rule {
                     scheme: *scheme,
                     path_and_query,
                     rule,
+                    max_body: *max_body,
                 })
             }
             Action::Rewrite { url, append_query } => {

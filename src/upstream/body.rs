@@ -10,6 +10,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+/// Why an upload stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("client body: {0}")]
+    Client(hyper::Error),
+    #[error("request body larger than the route allows")]
+    TooLarge,
+}
+
 /// One concrete type so pooled connections can carry any request without boxing.
 pub enum RequestBody {
     Client {
@@ -17,16 +26,19 @@ pub enum RequestBody {
         /// Set per attempt: whose bytes-in counter this upload adds to.
         member: Option<Arc<Member>>,
         record: Option<Arc<AccessRecord>>,
+        /// Bytes still allowed before the upload is cut (None: no limit).
+        remaining: Option<u64>,
     },
     Empty,
 }
 
 impl RequestBody {
-    pub fn client(body: Incoming, record: Option<Arc<AccessRecord>>) -> Self {
+    pub fn client(body: Incoming, record: Option<Arc<AccessRecord>>, limit: Option<u64>) -> Self {
         RequestBody::Client {
             body,
             member: None,
             record,
+            remaining: limit,
         }
     }
 
@@ -39,22 +51,29 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Client {
                 body,
                 member,
                 record,
+                remaining,
             } => {
                 let polled = Pin::new(body).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(frame))) = &polled {
                     if let Some(data) = frame.data_ref() {
                         let n = data.len() as u64;
+                        if let Some(left) = remaining {
+                            if n > *left {
+                                return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                            }
+                            *left -= n;
+                        }
                         if let Some(m) = member {
                             m.stats.bytes_in.fetch_add(n, Ordering::Relaxed);
                         }
@@ -63,7 +82,7 @@ impl Body for RequestBody {
                         }
                     }
                 }
-                polled
+                polled.map(|o| o.map(|r| r.map_err(BodyError::Client)))
             }
             RequestBody::Empty => Poll::Ready(None),
         }

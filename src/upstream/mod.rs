@@ -5,7 +5,7 @@ mod body;
 mod idle;
 mod pool;
 
-pub use body::RequestBody;
+pub use body::{BodyError, RequestBody};
 pub use idle::{is_idle_timeout, IdleTimeout};
 pub use pool::{Pool, PoolStats};
 

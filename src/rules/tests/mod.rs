@@ -81,6 +81,7 @@ pub(super) fn route(farm: &str, path: Option<&str>) -> ActionSpec {
         scheme: Some(Scheme::Https),
         path: path.map(str::to_owned),
         append_query: true,
+        max_body: None,
     }
 }
 
@@ -175,7 +176,8 @@ fn route_outcome_carries_scheme_and_rule_name() {
             farm: 1,
             scheme: Some(Scheme::Https),
             path_and_query: None,
-            rule: "meet"
+            rule: "meet",
+            max_body: None,
         }
     );
 }
@@ -649,6 +651,7 @@ fn route_without_append_query_drops_the_query() {
             scheme: None,
             path: Some("/{R:0}".into()),
             append_query: false,
+            max_body: None,
         },
     )]);
     assert_eq!(
