@@ -122,7 +122,7 @@ impl Control {
         let mut fresh = Vec::new();
         for l in &cfg.listeners {
             if !listeners.contains_key(&l.bind) {
-                let sock = listener::bind(l.bind).map_err(|e| {
+                let sock = listener::bind_with(l.bind, l.reuse_port).map_err(|e| {
                     format!("cannot listen on {} (listener {:?}): {e}", l.bind, l.name)
                 })?;
                 fresh.push((sock, l.bind, ListenerSettings::from(l)));
@@ -279,19 +279,26 @@ pub async fn start(config: Config) -> Result<Arc<Control>, StartError> {
 pub async fn start_from(config: Config, path: Option<PathBuf>) -> Result<Arc<Control>, StartError> {
     let mut bound = Vec::new();
     for l in &config.listeners {
-        let sock = listener::bind(l.bind).map_err(|source| StartError::Bind {
-            name: l.name.clone(),
-            addr: l.bind,
-            source,
-        })?;
+        let sock =
+            listener::bind_with(l.bind, l.reuse_port).map_err(|source| StartError::Bind {
+                name: l.name.clone(),
+                addr: l.bind,
+                source,
+            })?;
         bound.push((sock, l.bind, ListenerSettings::from(l)));
     }
     let admin = match &config.admin {
-        Some(a) => Some(listener::bind(a.bind).map_err(|source| StartError::Bind {
-            name: "admin".into(),
-            addr: a.bind,
-            source,
-        })?),
+        // The admin listener follows the proxy listeners: a new process upgrading beside
+        // this one must be able to bind it too.
+        Some(a) => Some(
+            listener::bind_with(a.bind, config.listeners.iter().any(|l| l.reuse_port)).map_err(
+                |source| StartError::Bind {
+                    name: "admin".into(),
+                    addr: a.bind,
+                    source,
+                },
+            )?,
+        ),
         None => None,
     };
     let proxy = Proxy::new(Snapshot::new(config, None));

@@ -792,6 +792,7 @@ impl Compiler<'_> {
                     .max_connections_per_client
                     .as_ref()
                     .map_or(1_000, |v| (*v.get_ref()).max(1)),
+                reuse_port: l.reuse_port.unwrap_or(false),
                 trusted_proxies: l
                     .trusted_proxies
                     .iter()

@@ -39,6 +39,7 @@ pub struct Listener {
     pub max_connections_per_client: Option<S<usize>>,
     #[serde(default)]
     pub trusted_proxies: Vec<S<String>>,
+    pub reuse_port: Option<bool>,
     pub max_header_bytes: Option<S<usize>>,
     pub h2_max_concurrent_streams: Option<S<u32>>,
 }

@@ -36,6 +36,9 @@ pub struct ListenerConfig {
     pub max_connections_per_client: usize,
     /// Peers whose X-Forwarded-For is kept (appended to); everyone else's is replaced.
     pub trusted_proxies: Vec<Cidr>,
+    /// SO_REUSEPORT: a second Portico (a new binary) can bind the same address and take
+    /// over while this one finishes its requests.
+    pub reuse_port: bool,
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
 }

@@ -48,14 +48,23 @@ impl From<&ListenerConfig> for ListenerSettings {
     }
 }
 
-/// Binds with SO_REUSEADDR so a restart does not wait for TIME_WAIT.
+/// Binds `addr` for a listener without SO_REUSEPORT.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_with(addr, false)
+}
+
+/// Binds with SO_REUSEADDR so a restart does not wait for TIME_WAIT; with `reuse_port`, also
+/// SO_REUSEPORT so a new process can bind beside this one for a zero-downtime upgrade.
+pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
