@@ -1,5 +1,7 @@
 //! Client-facing sockets: accept, TLS (SNI + ALPN), then HTTP/1.1 or h2 into `proxy::handle`.
 
+pub mod proxy_protocol;
+
 use crate::config::ListenerConfig;
 use crate::proxy::{self, ConnInfo, Proxy};
 use crate::tls::ListenerTls;
