@@ -132,13 +132,16 @@ mod tests {
         b.body(()).unwrap()
     }
 
+    /// Name, version, request target, headers.
+    type Case<'a> = (&'a str, Version, &'a str, &'a [(&'a str, &'a str)]);
+
     const H11: Version = Version::HTTP_11;
     const H2: Version = Version::HTTP_2;
     const HOST: (&str, &str) = ("host", "app.contoso.com");
 
     #[test]
     fn sound_requests_pass() {
-        let cases: &[(&str, Version, &str, &[(&str, &str)])] = &[
+        let cases: &[Case] = &[
             ("plain GET", H11, "/", &[HOST]),
             (
                 "Host with port",
@@ -227,7 +230,7 @@ mod tests {
 
     #[test]
     fn ambiguous_requests_are_refused() {
-        let cases: &[(&str, Version, &str, &[(&str, &str)])] = &[
+        let cases: &[Case] = &[
             (
                 "CL and TE",
                 H11,

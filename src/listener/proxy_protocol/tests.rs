@@ -197,7 +197,7 @@ async fn v2_with_wrong_signature_is_refused() {
 #[tokio::test]
 async fn plain_http_or_tls_without_a_header_is_refused() {
     for data in [
-        &GET[..],
+        GET,
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
         b"PROXY\r\n",
     ] {
