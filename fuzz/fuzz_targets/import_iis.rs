@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
     });
     if let Ok(imported) = import(app, web) {
         if let Err(e) = imported.toml.parse::<toml::Table>() {
-            panic!("import wrote TOML that does not parse: {e}\n{}", imported.toml);
+            panic!(
+                "import wrote TOML that does not parse: {e}\n{}",
+                imported.toml
+            );
         }
     }
 });
