@@ -1,5 +1,7 @@
 //! Client-facing sockets: accept, TLS (SNI + ALPN), then HTTP/1.1 or h2 into `proxy::handle`.
 
+pub mod proxy_protocol;
+
 use crate::config::{Cidr, ListenerConfig};
 use crate::proxy::{self, ConnInfo, Proxy};
 use crate::tls::ListenerTls;
@@ -196,23 +198,49 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let rt = runtime.load_full();
-        let admitted = match counts.admit(
-            remote.ip(),
-            rt.settings.max_connections,
-            rt.settings.max_connections_per_client,
-        ) {
-            Ok(a) => a,
-            Err(why) => {
-                tracing::warn!(listener = %rt.settings.name, %remote, why, "connection refused");
-                continue;
-            }
-        };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok().or(local).unwrap_or(remote);
         let proxy = Arc::clone(&proxy);
         let watcher = graceful.watcher();
+        let counts = Arc::clone(&counts);
         tokio::spawn(async move {
-            let _admitted = admitted;
+            let mut tcp = tcp;
+            let mut remote = remote;
+            // Behind an L4 balancer: the PROXY header names the client, and only the
+            // configured balancers may send one (anyone else could claim any address).
+            if !rt.settings.proxy_protocol_from.is_empty() {
+                if !rt
+                    .settings
+                    .proxy_protocol_from
+                    .iter()
+                    .any(|c| c.contains(remote.ip()))
+                {
+                    tracing::warn!(listener = %rt.settings.name, %remote, "connection refused: PROXY protocol is accepted only from the configured source ranges");
+                    return;
+                }
+                match proxy_protocol::read_header(&mut tcp, rt.settings.header_read_timeout).await {
+                    Ok(h) => {
+                        if let Some(src) = h.source {
+                            remote = src;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(listener = %rt.settings.name, %remote, error = %e, "bad PROXY protocol header; connection closed");
+                        return;
+                    }
+                }
+            }
+            let _admitted = match counts.admit(
+                remote.ip(),
+                rt.settings.max_connections,
+                rt.settings.max_connections_per_client,
+            ) {
+                Ok(a) => a,
+                Err(why) => {
+                    tracing::warn!(listener = %rt.settings.name, %remote, why, "connection refused");
+                    return;
+                }
+            };
             let trusted = rt
                 .settings
                 .trusted_proxies

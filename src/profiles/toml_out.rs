@@ -65,6 +65,24 @@ pub fn str_array<S: AsRef<str>>(items: &[S]) -> String {
     array(&items.iter().map(|s| q(s.as_ref())).collect::<Vec<_>>())
 }
 
+/// Text for a comment: TOML forbids control characters there (other than tab), and imported
+/// names can hold any (an IIS farm named with a DEL made `import-iis` write TOML that does
+/// not parse). They are written as `\u{7F}`.
+fn comment_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            let _ = write!(out, "\\u{{{:X}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Accumulates a document line by line.
 #[derive(Debug, Default)]
 pub struct Doc {
@@ -82,7 +100,7 @@ impl Doc {
             if line.is_empty() {
                 self.text.push_str("#\n");
             } else {
-                let _ = writeln!(self.text, "# {line}");
+                let _ = writeln!(self.text, "# {}", comment_safe(line));
             }
         }
     }
@@ -109,7 +127,7 @@ impl Doc {
         match comment {
             Some(c) if !c.is_empty() => {
                 let width = 43usize.max(text.len() + 1);
-                let _ = writeln!(self.text, "{text:<width$}# {c}");
+                let _ = writeln!(self.text, "{text:<width$}# {}", comment_safe(c));
             }
             _ => {
                 self.text.push_str(text);
@@ -140,6 +158,26 @@ impl Doc {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_in_comments_are_escaped_so_the_document_parses() {
+        // Found by fuzz/import_iis: an IIS farm named "dialin.c\x7fntoso.com".
+        let mut doc = super::Doc::new();
+        doc.comment("IIS name: dialin.c\u{7f}ntoso.com\r\nnext\u{0}line\twith tab");
+        doc.kv(
+            "name",
+            &super::q("a\u{7f}b"),
+            Some("was \"a\u{1b}b\"\nsecond line"),
+        );
+        let text = doc.finish();
+        assert!(
+            text.contains("# IIS name: dialin.c\\u{7F}ntoso.com"),
+            "{text}"
+        );
+        assert!(text.contains("\twith tab"), "{text}");
+        let parsed: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(parsed["name"].as_str(), Some("a\u{7f}b"));
+    }
+
     use super::*;
 
     #[test]

@@ -258,16 +258,17 @@ pub(super) async fn forward(
     Ok(pages::bad_gateway(&farm.name))
 }
 
-/// The upload was cut for passing the route's `max_body`.
-fn too_large(err: &hyper::Error) -> bool {
+/// The exchange failed because of the client's upload (too large, malformed, cut off), not
+/// because of the member.
+fn body_error(err: &hyper::Error) -> Option<&upstream::BodyError> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        if let Some(upstream::BodyError::TooLarge) = e.downcast_ref::<upstream::BodyError>() {
-            return true;
+        if let Some(b) = e.downcast_ref::<upstream::BodyError>() {
+            return Some(b);
         }
         cur = e.source();
     }
-    false
+    None
 }
 
 /// What became of a request handed to a member connection.
@@ -432,9 +433,20 @@ impl Exchange<'_> {
     }
 
     fn failed(&self, member: &Member, err: hyper::Error) -> Response<ResponseBody> {
-        if let Some(limit) = too_large(&err).then_some(self.max_body).flatten() {
-            // The client's fault, not the member's.
-            return pages::too_large(&self.farm.name, limit);
+        // The client's fault, not the member's: answer it, and do not count it against the
+        // member (a client sending broken bodies must not take a farm out of service).
+        match body_error(&err) {
+            Some(upstream::BodyError::TooLarge) => {
+                return pages::too_large(&self.farm.name, self.max_body.unwrap_or(0));
+            }
+            Some(upstream::BodyError::Client(e)) => {
+                tracing::debug!(farm = %self.farm.name, error = %e, "client request body broke off");
+                return pages::bad_request_close(
+                    "The request body was malformed or cut off.",
+                    !self.h2,
+                );
+            }
+            None => {}
         }
         self.count_failure(member);
         if let Some(r) = self.record {

@@ -3,6 +3,7 @@
 mod affinity;
 mod body;
 mod forward;
+pub mod guard;
 pub mod headers;
 mod pages;
 mod pin;
@@ -202,6 +203,10 @@ async fn route_request(
     record: Option<&Arc<AccessRecord>>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let snap = proxy.current.load_full();
+    let is_h1 = req.version() < http::Version::HTTP_2;
+    if let Err(why) = guard::check_request(&req, is_h1) {
+        return Ok(pages::bad_request_close(why, is_h1));
+    }
     let host_value = match req.headers().get(header::HOST) {
         Some(h) => Some(h.clone()),
         None => req

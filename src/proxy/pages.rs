@@ -34,6 +34,17 @@ pub fn bad_request(why: &str) -> Response<ResponseBody> {
     page(StatusCode::BAD_REQUEST, "Bad Request", why)
 }
 
+/// A 400 for a request that may have been read differently by someone else (smuggling):
+/// on HTTP/1 the connection is closed after it, so nothing behind it is read as a request.
+pub fn bad_request_close(why: &str, is_h1: bool) -> Response<ResponseBody> {
+    let mut r = bad_request(why);
+    if is_h1 {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
 pub fn bad_gateway(farm: &str) -> Response<ResponseBody> {
     page(
         StatusCode::BAD_GATEWAY,

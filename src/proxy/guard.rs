@@ -1,0 +1,355 @@
+//! Request checks against smuggling and ambiguity, run before any rule or member sees a
+//! request. Only what hyper lets through is checked here; `tests/smuggling.rs` sends the
+//! whole corpus to the binary and shows which layer refuses each case.
+//!
+//! What hyper 1 (server, http1, with httparse) already refuses with 400 and a close: differing
+//! or malformed Content-Length (`+0`, `0x0`, `0, 48`), a Transfer-Encoding whose last coding
+//! is not `chunked` (`chunked, identity`, `xchunked`), Transfer-Encoding on HTTP/1.0,
+//! whitespace before the colon, obs-fold, bare CR, NUL and control characters in names or
+//! values, lines without a colon, and malformed chunk sizes, extensions and framing (those
+//! after the headers, as a body error). Headers over `max_buf_size` or more than 100 of them
+//! get 431. Bare LF line ends are accepted (RFC 9112 §2.2 allows it; what is forwarded is
+//! re-serialised with CRLF).
+//!
+//! What gets through hyper and is refused here: Content-Length together with
+//! Transfer-Encoding (hyper picks chunked and closes after; a member behind another proxy
+//! might pick the length), a Transfer-Encoding other than exactly `chunked` (hyper takes
+//! `gzip, chunked` and would drop the gzip), several Content-Length fields, several Host
+//! headers or a Host list, a Host that is not an authority, an absolute-form URI (or h2
+//! `:authority`) naming another host than Host, no Host on HTTP/1.1 (RFC 9112 §3.2), and a
+//! `Connection` header naming Host, Content-Length or Transfer-Encoding (hop-by-hop removal
+//! would strip them before the member sees the request).
+
+use http::header::{self, HeaderMap};
+use http::{Request, Version};
+
+/// Checks one request; `Err` says why it must be answered 400 (and, on HTTP/1, the connection
+/// closed). `is_h1`: the request came over HTTP/1.0 or 1.1.
+pub fn check_request<B>(req: &Request<B>, is_h1: bool) -> Result<(), &'static str> {
+    let headers = req.headers();
+    check_framing(headers, is_h1)?;
+    check_host(req, is_h1)?;
+    check_connection(headers)?;
+    check_values(headers)
+}
+
+fn check_framing(headers: &HeaderMap, is_h1: bool) -> Result<(), &'static str> {
+    let mut cl = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(v) = cl.next() {
+        if cl.next().is_some() {
+            return Err("The request has more than one Content-Length header.");
+        }
+        let b = v.as_bytes();
+        if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
+            return Err("The Content-Length header is not a plain decimal number.");
+        }
+    }
+    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(v) = te.next() {
+        if !is_h1 {
+            return Err("Transfer-Encoding is not allowed in HTTP/2.");
+        }
+        if te.next().is_some() || !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            return Err("The only Transfer-Encoding accepted is a single \"chunked\".");
+        }
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            return Err("The request has both Content-Length and Transfer-Encoding.");
+        }
+    }
+    Ok(())
+}
+
+fn check_host<B>(req: &Request<B>, is_h1: bool) -> Result<(), &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("The request has more than one Host header.");
+    }
+    let uri_authority = req.uri().authority();
+    let Some(host) = host else {
+        if is_h1 && req.version() == Version::HTTP_11 {
+            return Err("HTTP/1.1 requests must carry a Host header.");
+        }
+        return Ok(());
+    };
+    let host = std::str::from_utf8(host.as_bytes())
+        .ok()
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+        .ok_or("The Host header is not a valid host name (and port).")?;
+    if let Some(target) = uri_authority {
+        let default_port = match req.uri().scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => 443,
+            _ => 80,
+        };
+        let same_host = target.host().eq_ignore_ascii_case(host.host());
+        let same_port =
+            target.port_u16().unwrap_or(default_port) == host.port_u16().unwrap_or(default_port);
+        if !same_host || !same_port {
+            return Err("The host in the request target differs from the Host header.");
+        }
+    }
+    Ok(())
+}
+
+fn check_connection(headers: &HeaderMap) -> Result<(), &'static str> {
+    for v in headers.get_all(header::CONNECTION) {
+        for token in v.as_bytes().split(|b| *b == b',') {
+            let t = token.trim_ascii();
+            if t.eq_ignore_ascii_case(b"host")
+                || t.eq_ignore_ascii_case(b"content-length")
+                || t.eq_ignore_ascii_case(b"transfer-encoding")
+            {
+                return Err(
+                    "The Connection header names Host, Content-Length or Transfer-Encoding.",
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// hyper's parsers refuse these already (httparse for HTTP/1, `HeaderValue` for h2); checked
+/// again because a forwarded CR, LF or NUL is how a request splits in two at the member.
+fn check_values(headers: &HeaderMap) -> Result<(), &'static str> {
+    for v in headers.values() {
+        if v.as_bytes().iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err("A header value contains CR, LF or NUL.");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: Version, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().version(version).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    /// Name, version, request target, headers.
+    type Case<'a> = (&'a str, Version, &'a str, &'a [(&'a str, &'a str)]);
+
+    const H11: Version = Version::HTTP_11;
+    const H2: Version = Version::HTTP_2;
+    const HOST: (&str, &str) = ("host", "app.contoso.com");
+
+    #[test]
+    fn sound_requests_pass() {
+        let cases: &[Case] = &[
+            ("plain GET", H11, "/", &[HOST]),
+            (
+                "Host with port",
+                H11,
+                "/",
+                &[("host", "app.contoso.com:8443")],
+            ),
+            ("IPv6 Host", H11, "/", &[("host", "[2001:db8::1]:443")]),
+            (
+                "Content-Length",
+                H11,
+                "/",
+                &[HOST, ("content-length", "42")],
+            ),
+            (
+                "chunked",
+                H11,
+                "/",
+                &[HOST, ("transfer-encoding", "chunked")],
+            ),
+            (
+                "Chunked, any case",
+                H11,
+                "/",
+                &[HOST, ("transfer-encoding", "Chunked")],
+            ),
+            (
+                "absolute-form, same host",
+                H11,
+                "http://app.contoso.com/x",
+                &[HOST],
+            ),
+            (
+                "absolute-form, host case differs",
+                H11,
+                "http://APP.contoso.com/x",
+                &[HOST],
+            ),
+            (
+                "absolute-form, default port written",
+                H11,
+                "http://app.contoso.com:80/",
+                &[HOST],
+            ),
+            (
+                "https absolute-form, port 443",
+                H11,
+                "https://app.contoso.com/",
+                &[("host", "app.contoso.com:443")],
+            ),
+            ("HTTP/1.0 without Host", Version::HTTP_10, "/", &[]),
+            (
+                "h2 with :authority only",
+                H2,
+                "https://app.contoso.com/",
+                &[],
+            ),
+            (
+                "h2 with matching host",
+                H2,
+                "https://app.contoso.com/",
+                &[HOST],
+            ),
+            (
+                "Connection: close, Upgrade",
+                H11,
+                "/",
+                &[HOST, ("connection", "close, Upgrade")],
+            ),
+            (
+                "obs-text in a value",
+                H11,
+                "/",
+                &[HOST, ("x-name", "caf\u{e9}")],
+            ),
+        ];
+        for (name, version, uri, headers) in cases {
+            let is_h1 = *version < H2;
+            assert_eq!(
+                check_request(&request(*version, uri, headers), is_h1),
+                Ok(()),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn ambiguous_requests_are_refused() {
+        let cases: &[Case] = &[
+            (
+                "CL and TE",
+                H11,
+                "/",
+                &[
+                    HOST,
+                    ("content-length", "4"),
+                    ("transfer-encoding", "chunked"),
+                ],
+            ),
+            (
+                "two CL, same value",
+                H11,
+                "/",
+                &[HOST, ("content-length", "4"), ("content-length", "4")],
+            ),
+            ("CL list", H11, "/", &[HOST, ("content-length", "4, 4")]),
+            ("CL with sign", H11, "/", &[HOST, ("content-length", "+4")]),
+            ("CL empty", H11, "/", &[HOST, ("content-length", "")]),
+            (
+                "CL too long",
+                H11,
+                "/",
+                &[HOST, ("content-length", "99999999999999999999")],
+            ),
+            (
+                "TE gzip, chunked",
+                H11,
+                "/",
+                &[HOST, ("transfer-encoding", "gzip, chunked")],
+            ),
+            (
+                "TE chunked, chunked",
+                H11,
+                "/",
+                &[HOST, ("transfer-encoding", "chunked, chunked")],
+            ),
+            (
+                "TE two lines",
+                H11,
+                "/",
+                &[
+                    HOST,
+                    ("transfer-encoding", "gzip"),
+                    ("transfer-encoding", "chunked"),
+                ],
+            ),
+            (
+                "TE identity",
+                H11,
+                "/",
+                &[HOST, ("transfer-encoding", "identity")],
+            ),
+            (
+                "TE on h2",
+                H2,
+                "https://app.contoso.com/",
+                &[("transfer-encoding", "chunked")],
+            ),
+            ("two Host", H11, "/", &[HOST, ("host", "evil.example")]),
+            ("two identical Host", H11, "/", &[HOST, HOST]),
+            (
+                "Host list",
+                H11,
+                "/",
+                &[("host", "app.contoso.com, evil.example")],
+            ),
+            (
+                "Host with userinfo",
+                H11,
+                "/",
+                &[("host", "user@app.contoso.com")],
+            ),
+            ("Host with path", H11, "/", &[("host", "app.contoso.com/x")]),
+            ("empty Host", H11, "/", &[("host", "")]),
+            ("HTTP/1.1 without Host", H11, "/", &[]),
+            (
+                "absolute-form, other host",
+                H11,
+                "http://evil.example/",
+                &[HOST],
+            ),
+            (
+                "absolute-form, other port",
+                H11,
+                "http://app.contoso.com:8080/",
+                &[HOST],
+            ),
+            (
+                "h2 :authority differs from host",
+                H2,
+                "https://evil.example/",
+                &[HOST],
+            ),
+            (
+                "Connection: content-length",
+                H11,
+                "/",
+                &[HOST, ("connection", "Content-Length")],
+            ),
+            (
+                "Connection: close, transfer-encoding",
+                H11,
+                "/",
+                &[HOST, ("connection", "close, Transfer-Encoding")],
+            ),
+            (
+                "Connection: host",
+                H11,
+                "/",
+                &[HOST, ("connection", "host")],
+            ),
+        ];
+        for (name, version, uri, headers) in cases {
+            let is_h1 = *version < H2;
+            assert!(
+                check_request(&request(*version, uri, headers), is_h1).is_err(),
+                "{name} passed"
+            );
+        }
+    }
+}
