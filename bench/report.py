@@ -143,6 +143,33 @@ def main():
                              f"(before: {lp['upstream_conns_idle']})")
         res[p]["longpoll"] = lp
 
+    # Issue 3: the farm of one (portico) against the farm of three (portico3), and NTLM
+    # connections pinned to members by portico3.
+    farm = {"farm1": wrk("portico", "farm1", 100), "farm3": wrk("portico3", "farm3", 100)}
+    ntlm = None
+    path = os.path.join(args.dir, "portico3-ntlm.json")
+    if os.path.exists(path):
+        try:
+            ntlm = json.load(open(path))
+        except ValueError:
+            ntlm = None
+    if ntlm is None:
+        failures.append(f"NTLM pinned connections: no result (see {args.dir}/portico3-ntlm.err)")
+    else:
+        if ntlm["held"] != ntlm["requested"] or ntlm["distinct_member_conns"] != ntlm["held"]:
+            msg = (f"NTLM: {ntlm['held']} of {ntlm['requested']} connections authenticated and held, "
+                   f"{ntlm['distinct_member_conns']} distinct member connections "
+                   f"(states {ntlm['states']}, errors {ntlm['errors']})")
+            if ntlm["held"] == 0 or ntlm["distinct_member_conns"] != ntlm["held"]:
+                failures.append(msg)
+                ntlm = None
+            else:
+                notes.append("WARNING: " + msg + "; memory is per connection actually held")
+        if ntlm and ntlm["upstream_conns_after_close"] is not None and ntlm["upstream_conns_idle"] is not None and \
+                ntlm["upstream_conns_after_close"] > ntlm["upstream_conns_idle"] + 200:
+            notes.append(f"portico3: {ntlm['upstream_conns_after_close']} member connections still open ~10 s after "
+                         f"the {ntlm['held']} NTLM clients went away (before: {ntlm['upstream_conns_idle']})")
+
     def val(p, scen, key):
         r = res[p].get(scen)
         return None if r is None else r.get(key)
@@ -175,6 +202,39 @@ def main():
                 f"{fmt(full['portico'] and full['portico'] / 1024, 1)} | {fmt(idle['nginx'] and idle['nginx'] / 1024, 1)} → "
                 f"{fmt(full['nginx'] and full['nginx'] / 1024, 1)} | |")
 
+    frows = []
+
+    def frow(label, key, digits, lower_better=False):
+        a = (farm["farm1"] or {}).get(key)
+        b = (farm["farm3"] or {}).get(key)
+        ratio = f"{b / a:.2f}x" if a and b is not None else "n/a"
+        if lower_better and ratio != "n/a":
+            ratio += " (lower is better)"
+        cell = lambda v, f: fmt(v, digits) if farm[f] is not None else "FAILED"
+        frows.append(f"| {label} | {cell(a, 'farm1')} | {cell(b, 'farm3')} | {ratio} |")
+
+    frow("HTTPS keep-alive `/status/200`, 64 conns: requests/s", "rps", 0)
+    frow("HTTPS keep-alive: p99 latency (ms)", "p99_ms", 2, True)
+    frow("HTTPS keep-alive: proxy CPU per request (µs)", "cpu_us_per_req", 1, True)
+
+    nrows = []
+    if ntlm:
+        n = ntlm
+        nrows.append(f"| Pinned NTLM connections held per MiB of Portico RSS (higher is better) | "
+                     f"{fmt(n['conns_per_mib'], 1)} |")
+        nrows.append(f"| Memory per pinned NTLM connection: KiB (client TLS connection + pinned member TLS connection) | "
+                     f"{fmt(n['kib_per_conn'], 1)} |")
+        nrows.append(f"| NTLM-authenticated connections held at once / distinct member connections | "
+                     f"{fmt(n['held'])} / {fmt(n['distinct_member_conns'])} |")
+        nrows.append(f"| Per member | " + ", ".join(f"{k or '?'}: {v:,}" for k, v in sorted(n["per_member"].items())) + " |")
+        nrows.append(f"| Portico RSS idle → holding → 10 s after close (MiB) | {n['idle_rss_kib'] / 1024:.1f} → "
+                     f"{n['held_rss_kib'] / 1024:.1f} → {n['after_close_rss_kib'] / 1024:.1f} |")
+        nrows.append(f"| Portico→member connections idle → holding → after close | {n['upstream_conns_idle']} → "
+                     f"{n['upstream_conns_held']} → {n['upstream_conns_after_close']} |")
+        nrows.append(f"| Time to open and authenticate all (s, 100 in flight) | {n['open_secs']} |")
+    else:
+        nrows.append("| Pinned NTLM connections held per MiB of Portico RSS | FAILED |")
+
     out = ["# Portico vs nginx", ""]
     out += [f"- {m}" for m in args.meta]
     out += ["", "| scenario | Portico | nginx | ratio (Portico/nginx) |", "| --- | --- | --- | --- |"]
@@ -182,6 +242,17 @@ def main():
     out += ["", "Ratios above 1 are better for requests/s and MiB/s; for p99 latency, CPU and memory, lower is better. "
             "Load rows show each proxy's best round; CPU rows are the proxy processes' user+system time "
             "over all rounds divided by the requests served (robust to other load on the machine)."]
+    out += ["", "## Portico farms: the cost of choosing, NTLM pinning", "",
+            "Same wrk keep-alive scenario as above, through the same farm with one member and with three "
+            "(weighted round robin, equal weights), rounds alternating. The ratio is 3 members / 1 member.", "",
+            "| scenario | farm of 1 member | farm of 3 members | ratio (3/1) |", "| --- | --- | --- | --- |"]
+    out += frows
+    out += ["", "NTLM: `ntlm.py` opens TLS keep-alive connections to the farm of three and runs the member's "
+            "three-leg NTLM test double on each (`TYPE1` → 401 `CHALLENGE:<id>` → `TYPE3:<user>` → 200 "
+            "on the challenged member connection), keeps them all open, and measures Portico's RSS growth "
+            "(connections / (RSS holding − RSS idle)).", "",
+            "| NTLM pinning (Portico, farm of 3) | value |", "| --- | --- |"]
+    out += nrows
     if rounds_seen:
         out += ["", "Every round (requests/s, or MiB/s for the download):", ""]
         for (p, n), vals in sorted(rounds_seen.items(), key=lambda kv: (kv[0][1], kv[0][0])):

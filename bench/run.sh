@@ -7,6 +7,10 @@
 #   bench/run.sh                 # everything (about 3-5 minutes after the build)
 #   DURATION=3 ROUNDS=1 HELD=500 bench/run.sh   # a quick, smaller run
 #   KEEP_TMP=1 bench/run.sh      # keep raw wrk outputs and logs (always kept on failure)
+#
+# Issue 3 rows (Portico only): the keep-alive scenario through a farm of three members
+# (a second Portico on FARM_PORT) against the farm of one, and NTLM connections pinned
+# to members per MiB of that second Portico's memory (NTLM connections, default 2000).
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,6 +23,10 @@ HELD="${HELD:-5000}"                # long polls held at once
 MEMBER_PORT="${MEMBER_PORT:-14443}"
 PORTICO_PORT="${PORTICO_PORT:-18443}"
 NGINX_PORT="${NGINX_PORT:-19443}"
+FARM_PORT="${FARM_PORT:-18444}"     # second Portico: the same farm with three members
+NTLM="${NTLM:-2000}"                # NTLM-authenticated (pinned) connections held at once
+MEMBER2_PORT=$(( MEMBER_PORT + 1 ))
+MEMBER3_PORT=$(( MEMBER_PORT + 2 ))
 HOST=app.contoso.com
 MEMBER_HOST=fe01.contoso.local
 
@@ -52,12 +60,14 @@ PORTICO="$REPO/target/release/portico"
 # --- limits --------------------------------------------------------------------------
 hard="$(ulimit -Hn)"
 [ "$hard" = unlimited ] && hard=1048576
-want=$(( HELD * 2 + 2000 ))          # a proxy holds a client and a member socket per poll
+most=$(( HELD > NTLM ? HELD : NTLM ))
+want=$(( most * 2 + 2000 ))          # a proxy holds a client and a member socket per poll
 if [ "$hard" -lt "$want" ]; then
     new=$(( (hard - 2000) / 2 ))
     printf '\n!!!!! open-file hard limit is %s: %s long polls need %s descriptors per proxy.\n!!!!! HOLDING ONLY %s LONG POLLS INSTEAD OF %s.\n\n' \
         "$hard" "$HELD" "$want" "$new" "$HELD" >&2
     HELD="$new"
+    [ "$NTLM" -gt "$new" ] && NTLM="$new"
 fi
 ulimit -n "$hard"
 NOFILE="$hard"
@@ -85,7 +95,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in $MEMBER_PORT $PORTICO_PORT $NGINX_PORT; do
+for port in $MEMBER_PORT $MEMBER2_PORT $MEMBER3_PORT $PORTICO_PORT $FARM_PORT $NGINX_PORT; do
     if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then die "port $port is in use"; fi
 done
 
@@ -113,7 +123,8 @@ P="$TMP/pki"; mkdir -p "$P"
         cat "$1.crt" "$4.pem" > "$1.pem"   # chain: leaf then issuer
     }
     ca internal-ca "/O=Contoso/CN=Contoso Internal Root CA"
-    leaf member "/O=Contoso/CN=$MEMBER_HOST" "DNS:$MEMBER_HOST" internal-ca
+    # One certificate for the three members fe01..fe03 (the farm-of-three scenario).
+    leaf member "/O=Contoso/CN=$MEMBER_HOST" "DNS:$MEMBER_HOST,DNS:fe02.contoso.local,DNS:fe03.contoso.local" internal-ca
     ca public-ca "/O=Bench Public CA/CN=Bench Public Root CA"
     leaf public "/O=Contoso/CN=*.contoso.com" "DNS:*.contoso.com,DNS:contoso.com" public-ca
 )
@@ -123,37 +134,57 @@ say "member on 127.0.0.1:$MEMBER_PORT"
 "$PORTICO" member --listen "127.0.0.1:$MEMBER_PORT" --cert "$P/member.pem" --key "$P/member.key" \
     --name fe01 > "$RUN/member.log" 2>&1 &
 PIDS+=($!)
+say "members fe02, fe03 on 127.0.0.1:$MEMBER2_PORT, $MEMBER3_PORT (farm-of-three scenario)"
+"$PORTICO" member --listen "127.0.0.1:$MEMBER2_PORT" --cert "$P/member.pem" --key "$P/member.key" \
+    --name fe02 > "$RUN/member2.log" 2>&1 &
+PIDS+=($!)
+"$PORTICO" member --listen "127.0.0.1:$MEMBER3_PORT" --cert "$P/member.pem" --key "$P/member.key" \
+    --name fe03 > "$RUN/member3.log" 2>&1 &
+PIDS+=($!)
 
-cat > "$TMP/portico.toml" <<EOF
+portico_conf() {  # listen port, members (TOML inline tables)
+    cat <<EOF
 workers = $WORKERS
 
 [[listener]]
-bind = "127.0.0.1:$PORTICO_PORT"
+bind = "127.0.0.1:$1"
 tls = { certificates = [ { cert = "pki/public.pem", key = "pki/public.key" } ] }
 
 [resolve]
 "$MEMBER_HOST" = ["127.0.0.1"]
+"fe02.contoso.local" = ["127.0.0.1"]
+"fe03.contoso.local" = ["127.0.0.1"]
 
 [upstream]
 ca = "pki/internal-ca.pem"
 
 [[farm]]
 name = "fe"
-members = [ { address = "$MEMBER_HOST" } ]
+members = [ $2 ]
 https_port = $MEMBER_PORT
 ssl_offload = false
 timeout = "960s"
+max_pinned_per_member = $(( NTLM + 1000 ))
 
 [[rule]]
 name = "everything"
 action = { route = "fe" }
 stop = true
 EOF
-"$PORTICO" validate --config "$TMP/portico.toml" >&2 || die "portico rejects the bench config"
-say "portico on 127.0.0.1:$PORTICO_PORT (workers = $WORKERS)"
+}
+portico_conf $PORTICO_PORT "{ address = \"$MEMBER_HOST\" }" > "$TMP/portico.toml"
+portico_conf $FARM_PORT "{ address = \"$MEMBER_HOST\" }, { address = \"fe02.contoso.local\", https_port = $MEMBER2_PORT }, { address = \"fe03.contoso.local\", https_port = $MEMBER3_PORT }" > "$TMP/portico3.toml"
+for c in portico portico3; do
+    "$PORTICO" validate --config "$TMP/$c.toml" >&2 || die "portico rejects the bench config $c.toml"
+done
+say "portico on 127.0.0.1:$PORTICO_PORT (workers = $WORKERS, farm of one member)"
 "$PORTICO" run --config "$TMP/portico.toml" > "$RUN/portico.log" 2>&1 &
 PORTICO_PID=$!
 PIDS+=($PORTICO_PID)
+say "portico3 on 127.0.0.1:$FARM_PORT (workers = $WORKERS, the same farm with three members)"
+"$PORTICO" run --config "$TMP/portico3.toml" > "$RUN/portico3.log" 2>&1 &
+PORTICO3_PID=$!
+PIDS+=($PORTICO3_PID)
 
 NG="$TMP/nginx"; mkdir -p "$NG/logs" "$NG/tmp"
 # Debian's nginx workers run as www-data: they must reach and write the temp paths
@@ -217,8 +248,8 @@ nginx -p "$NG" -c "$NG/nginx.conf" > "$RUN/nginx.log" 2>&1 &
 NGINX_PID=$!
 PIDS+=($NGINX_PID)
 
-port_of() { if [ "$1" = portico ]; then echo $PORTICO_PORT; else echo $NGINX_PORT; fi; }
-pid_of() { if [ "$1" = portico ]; then echo $PORTICO_PID; else echo $NGINX_PID; fi; }
+port_of() { case "$1" in portico) echo $PORTICO_PORT;; portico3) echo $FARM_PORT;; *) echo $NGINX_PORT;; esac; }
+pid_of() { case "$1" in portico) echo $PORTICO_PID;; portico3) echo $PORTICO3_PID;; *) echo $NGINX_PID;; esac; }
 curl_proxy() {  # proxy, path, curl args...
     local port; port="$(port_of "$1")"; local path="$2"; shift 2
     curl -sS --max-time 20 --resolve "$HOST:$port:127.0.0.1" --cacert "$P/public-ca.pem" "$@" \
@@ -228,7 +259,7 @@ curl_proxy() {  # proxy, path, curl args...
 # Wait for all three, then check each proxy answers correctly (status, full body).
 for i in $(seq 1 100); do
     ok=1
-    for port in $MEMBER_PORT $PORTICO_PORT $NGINX_PORT; do
+    for port in $MEMBER_PORT $MEMBER2_PORT $MEMBER3_PORT $PORTICO_PORT $FARM_PORT $NGINX_PORT; do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || ok=0
     done
     [ $ok = 1 ] && break
@@ -255,6 +286,17 @@ for px in portico nginx; do
     echo "$px -> member /echo: $echo" >&2
     case "$echo" in *"$HOST"*) ;; *) die "$px: the member did not see Host $HOST";; esac
 done
+# The farm of three answers from all three members (X-Backend names the member).
+seen=""
+for i in 1 2 3 4 5 6; do
+    code="$(curl_proxy portico3 /status/200 -o /dev/null -D "$TMP/h3" -w '%{http_code}')" || code=curl-error
+    [ "$code" = 200 ] || { tail -n 30 "$RUN/portico3.log" >&2; die "portico3: GET /status/200 gave $code"; }
+    seen="$seen $(tr -d '\r' < "$TMP/h3" | awk -F': ' 'tolower($1) == "x-backend" {print $2}')"
+done
+for m in fe01 fe02 fe03; do
+    case "$seen" in *"$m"*) ;; *) die "portico3: member $m never answered in 6 requests (saw:$seen)";; esac
+done
+echo "portico3 -> members:$seen" >&2
 
 # What the handshake scenario measures depends on whether a returning client can resume
 # its TLS session with the proxy: record it with openssl s_client.
@@ -309,6 +351,17 @@ for r in $(seq 1 "$ROUNDS"); do
         run_wrk $px keepalive "$r" -t2 -c64 -d"${DURATION}s" --latency /status/200
     done
 done
+# Cost of choosing: the same keep-alive load through the farm of one (portico) and the
+# farm of three (portico3), alternating which goes first.
+say "portico3: warm-up (2 s, not measured)"
+wrk -t2 -c64 -d2s "https://$HOST:$FARM_PORT/status/200" > "$RUN/portico3-warmup.txt" 2>&1 || true
+sleep 1
+for r in $(seq 1 "$ROUNDS"); do
+    if [ $(( r % 2 )) = 1 ]; then pair="portico:farm1 portico3:farm3"; else pair="portico3:farm3 portico:farm1"; fi
+    for pn in $pair; do
+        run_wrk "${pn%%:*}" "${pn#*:}" "$r" -t2 -c64 -d"${DURATION}s" --latency /status/200
+    done
+done
 for r in $(seq 1 "$ROUNDS"); do
     for px in $(order "$r"); do
         run_wrk $px handshake "$r" -t2 -c32 -d"${DURATION}s" -H 'Connection: close' /status/200
@@ -331,8 +384,17 @@ for px in portico nginx; do
     sleep 2
 done
 
+say "portico3: $NTLM NTLM-authenticated connections held (pinned to the three members)"
+rc=0
+"$PY" "$BENCH_DIR/ntlm.py" --port $FARM_PORT --cafile "$P/public-ca.pem" --pid $PORTICO3_PID \
+    --count "$NTLM" --member-port $MEMBER_PORT --member-port $MEMBER2_PORT --member-port $MEMBER3_PORT \
+    --label portico3 > "$RUN/portico3-ntlm.json" 2> "$RUN/portico3-ntlm.err" || rc=$?
+sed 's/^/    /' "$RUN/portico3-ntlm.err" >&2
+kill -0 $PORTICO3_PID 2>/dev/null || { tail -n 30 "$RUN/portico3.log" >&2; die "portico3 died holding NTLM connections"; }
+[ $rc = 3 ] && printf '\n!!!!! portico3: NOT ALL %s NTLM CONNECTIONS WERE HELD (see the notes under the table)\n' "$NTLM" >&2
+
 # Anything the proxies logged at warn/error during the run.
-for px in portico nginx; do
+for px in portico portico3 nginx; do
     f="$RUN/$px.log"; [ $px = nginx ] && f="$NG/logs/error.log"
     pat='warn|error|crit|alert|emerg|panic'
     if [ $px = nginx ] && grep -q 'buffered to a temporary file' "$f"; then
@@ -362,5 +424,6 @@ say "results"
     --meta "Backend: one \`portico member\` (HTTPS, HTTP/1.1 keep-alive) on 127.0.0.1:$MEMBER_PORT; both proxies re-encrypt to it, verify it against the internal CA and keep up to 64 idle connections to it" \
     --meta "TLS session resumption for openssl s_client -sess_in: ${RESUME[*]}" \
     --meta "Load average (1/5/15 min) before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)" \
-    --meta "Command: bench/run.sh (DURATION=$DURATION ROUNDS=$ROUNDS HELD=$HELD)" \
+    --meta "Farm rows: a second Portico (same config) whose farm has three members fe01..fe03 (\`portico member\` on 127.0.0.1:$MEMBER_PORT, $MEMBER2_PORT, $MEMBER3_PORT; weighted round robin, equal weights, max_pinned_per_member = $(( NTLM + 1000 )))" \
+    --meta "Command: bench/run.sh (DURATION=$DURATION ROUNDS=$ROUNDS HELD=$HELD NTLM=$NTLM)" \
     "${NOTES[@]}"
