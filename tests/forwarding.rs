@@ -234,7 +234,7 @@ action = { redirect = "https://{HTTP_HOST}/new/{R:1}", status = 308 }
 [[rule]]
 name = "deny-admin"
 match = "^admin"
-action = { respond = 403, body = "no admin here", content_type = "text/plain" }
+action = { respond = 403, reason = "Admin Not Published", body = "no admin here", content_type = "text/plain" }
 
 [[rule]]
 name = "kill"
@@ -259,6 +259,8 @@ async fn redirect_custom_response_abort_and_rewrite_rules_act() {
     let r = s.get("/admin/x", &[]).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.text(), "no admin here");
+    let r = s.get("/admin/x", &["--http1.1"]).await;
+    assert_eq!(r.status_line, "HTTP/1.1 403 Admin Not Published");
     assert_eq!(r.header("content-type"), Some("text/plain"));
     let r = s.get("/kill", &[]).await;
     assert_eq!(r.status, 0, "abort closes without an answer: {r:?}");

@@ -46,7 +46,7 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, ConfigErrors>
 /// Makes serde's wording friendlier where it is terse.
 fn explain_serde(msg: &str) -> String {
     if msg.starts_with("unknown field") {
-        format!("{msg} (check the spelling; see DESIGN.md for the keys Portico accepts)")
+        format!("{msg} (check the spelling; docs/configuration.md lists every key Portico accepts)")
     } else {
         msg.to_string()
     }
@@ -327,6 +327,12 @@ impl Compiler<'_> {
             if let LoadBalancing::RequestHash(k) = &mut load_balancing {
                 if let Some(names) = &f.hash_query {
                     *k = HashKey::Query(names.clone());
+                } else if let (Some(_), Some(lb)) = (&f.hash_query, &f.load_balancing) {
+                    self.d.at(
+                        lb.span(),
+                        format!("{key}.hash_query"),
+                        "only applies with load_balancing = \"request-hash\"",
+                    );
                 } else if let Some(v) = &f.hash {
                     let name = v
                         .get_ref()

@@ -300,13 +300,19 @@ async fn route_request(
             body,
             content_type,
             rule,
-            ..
+            reason,
         } => {
             if let Some(r) = record {
                 r.set_rule(rule);
             }
             let mut r = Response::new(ResponseBody::full(body));
             *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            // IIS's statusReason: HTTP/1.1 carries it in the status line (h2 has none).
+            if let Some(phrase) =
+                reason.and_then(|p| hyper::ext::ReasonPhrase::try_from(p.as_bytes().to_vec()).ok())
+            {
+                r.extensions_mut().insert(phrase);
+            }
             if let Ok(ct) = HeaderValue::from_str(content_type) {
                 r.headers_mut().insert(header::CONTENT_TYPE, ct);
             }

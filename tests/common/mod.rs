@@ -171,6 +171,7 @@ impl Drop for Portico {
 /// What curl got: the final status, headers (lower-case names) and body.
 #[derive(Debug)]
 pub struct Reply {
+    pub status_line: String,
     pub status: u16,
     pub http_version: String,
     pub headers: Vec<(String, String)>,
@@ -229,6 +230,7 @@ pub async fn curl(args: &[&str]) -> Reply {
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     Reply {
+        status_line: status_line.trim().to_string(),
         status,
         http_version,
         headers,

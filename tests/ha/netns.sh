@@ -62,7 +62,7 @@ fi
 # Members.
 for m in m1 m2; do
   inns $m "$BIN" member --listen "${ADDR[$m]}:8080" --name "$m" >"$TMP/$m.log" 2>&1 &
-  PIDS+=($!)
+  PIDS+=($!); disown
 done
 
 # Two Portico instances, one config apart from their addresses.
@@ -115,7 +115,7 @@ backend portico
     server portico2 ${ADDR[p2]}:8081
 EOT
 inns l4 haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); disown
 
 get() { inns client curl -s -m 5 -o /dev/null -w '%{http_code}' "$@" "http://$VIP/echo"; }
 wait_ok() {
