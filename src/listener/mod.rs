@@ -86,6 +86,10 @@ fn builder(s: &ListenerSettings) -> auto::Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(s.h2_max_concurrent_streams)
+        // Rapid reset (CVE-2023-44487): a client that keeps opening and cancelling streams
+        // is sent GOAWAY instead of costing a request each time.
+        .max_pending_accept_reset_streams(Some(50))
+        .max_local_error_reset_streams(Some(256))
         .max_header_list_size(s.max_header_bytes as u32)
         .keep_alive_interval(Some(Duration::from_secs(60)))
         .keep_alive_timeout(Duration::from_secs(20));
