@@ -227,7 +227,7 @@ def main():
         nrows.append(f"| NTLM-authenticated connections held at once / distinct member connections | "
                      f"{fmt(n['held'])} / {fmt(n['distinct_member_conns'])} |")
         nrows.append(f"| Per member | " + ", ".join(f"{k or '?'}: {v:,}" for k, v in sorted(n["per_member"].items())) + " |")
-        nrows.append(f"| Portico RSS idle → holding → 10 s after close (MiB) | {n['idle_rss_kib'] / 1024:.1f} → "
+        nrows.append(f"| Portico RSS idle → holding → just after close (MiB) | {n['idle_rss_kib'] / 1024:.1f} → "
                      f"{n['held_rss_kib'] / 1024:.1f} → {n['after_close_rss_kib'] / 1024:.1f} |")
         nrows.append(f"| Portico→member connections idle → holding → after close | {n['upstream_conns_idle']} → "
                      f"{n['upstream_conns_held']} → {n['upstream_conns_after_close']} |")
