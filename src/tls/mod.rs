@@ -14,7 +14,7 @@ mod test_support;
 use std::path::PathBuf;
 
 pub use certs::{load_certificate, CertificateSpec, LoadedCertificate};
-pub use client::{client_config, server_name, UpstreamTlsSpec};
+pub use client::{client_config, server_name, AcceptAnyCert, UpstreamTlsSpec};
 pub use sni::{Accepted, ListenerTls, ListenerTlsOptions, TlsVersion};
 
 /// Errors from loading certificates and building TLS configurations.
