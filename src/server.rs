@@ -357,7 +357,8 @@ pub async fn run_until_signal(config: Config, path: PathBuf) -> Result<(), Start
     }
     tracing::info!("stopping: no new connections; finishing requests in flight");
     crate::notify::notify("STOPPING=1");
-    control.shutdown(Duration::from_secs(30)).await;
+    let deadline = control.proxy.current.load().config.shutdown_timeout;
+    control.shutdown(deadline).await;
     tracing::info!("stopped");
     Ok(())
 }

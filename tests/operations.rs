@@ -284,3 +284,48 @@ async fn wait_lines(path: &std::path::Path, n: usize) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_waiting_at_the_configured_deadline() {
+    let lab = Lab::new();
+    let proxy_ip = unique_loopback();
+    let (a, b) = (unique_loopback(), unique_loopback());
+    let _ma = lab
+        .tls_member(SocketAddr::new(a, 4443), "a.contoso.local", Role::FrontEnd)
+        .await;
+    let path = lab.write_config(&config(
+        proxy_ip,
+        a,
+        b,
+        false,
+        "shutdown_timeout = \"1s\"\n",
+    ));
+    let mut p = Portico::start(&path, SocketAddr::new(proxy_ip, HTTP));
+    let addr = SocketAddr::new(proxy_ip, HTTP);
+    let inflight = tokio::spawn(async move {
+        let mut c = H1::connect(addr).await.unwrap();
+        c.get("app.contoso.com", "/long-poll?secs=20", &[]).await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t = Instant::now();
+    p.signal("TERM");
+    loop {
+        if p.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(6),
+            "still running {:?} after SIGTERM with a 1 s deadline",
+            t.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "did not wait for the request in flight"
+    );
+    assert!(
+        inflight.await.unwrap().is_err(),
+        "the 20 s poll cannot have completed"
+    );
+}

@@ -14,6 +14,7 @@ pub type S<T> = Spanned<T>;
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub workers: Option<S<usize>>,
+    pub shutdown_timeout: Option<S<String>>,
     #[serde(default)]
     pub listener: Vec<S<Listener>>,
     pub admin: Option<S<Admin>>,

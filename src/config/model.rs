@@ -13,6 +13,8 @@ pub struct Config {
     pub path: PathBuf,
     pub loaded_at: SystemTime,
     pub workers: Option<usize>,
+    /// How long a graceful shutdown waits for requests in flight before closing them.
+    pub shutdown_timeout: Duration,
     pub listeners: Vec<ListenerConfig>,
     pub admin: Option<AdminConfig>,
     /// The ARR box's hosts file: names answered before DNS.

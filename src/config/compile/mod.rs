@@ -104,6 +104,11 @@ impl Compiler<'_> {
                 );
             }
         }
+        let shutdown_timeout = self.duration(
+            &f.shutdown_timeout,
+            "shutdown_timeout",
+            Duration::from_secs(30),
+        );
         let resolve = self.resolve(&f.resolve);
         let upstream = self.upstream(f.upstream.as_ref());
         let farms = self.farms(&f.farm, &upstream);
@@ -126,6 +131,7 @@ impl Compiler<'_> {
             path: path.to_path_buf(),
             loaded_at: SystemTime::now(),
             workers: f.workers.map(|w| w.into_inner()),
+            shutdown_timeout,
             listeners,
             admin,
             resolve: Arc::new(resolve),
