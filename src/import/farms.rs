@@ -97,6 +97,22 @@ const NOTED_PROXY_ATTRS: &[(&str, &str, &str)] = &[
     ("stealthMode", "false", "not configurable in Portico"),
 ];
 
+/// `<proxy>` attributes Portico has no equivalent for: warned about when set, never dropped silently.
+const UNCARRIED_PROXY_ATTRS: [&str; 12] = [
+    "xForwardedByHeaderName",
+    "xForwardedByHeader",
+    "sslHeaderName",
+    "clientCertHeaderName",
+    "logGuidName",
+    "logCacheHitName",
+    "proxy",
+    "proxyBypass",
+    "clientCertFileName",
+    "clientCertPassword",
+    "clientCertHash",
+    "alternateHostName",
+];
+
 /// Reads `<proxy>` or `<protocol>` into `p`, reporting what has no equivalent.
 fn proxy_attrs(ctx: &mut Ctx, n: Node, p: &mut ProxySettings) {
     if let Some(v) = n.attribute("timeout") {
@@ -134,20 +150,7 @@ fn proxy_attrs(ctx: &mut Ctx, n: Node, p: &mut ProxySettings) {
             }
         }
     }
-    for attr in [
-        "xForwardedByHeaderName",
-        "xForwardedByHeader",
-        "sslHeaderName",
-        "clientCertHeaderName",
-        "logGuidName",
-        "logCacheHitName",
-        "proxy",
-        "proxyBypass",
-        "clientCertFileName",
-        "clientCertPassword",
-        "clientCertHash",
-        "alternateHostName",
-    ] {
+    for attr in UNCARRIED_PROXY_ATTRS {
         if let Some(v) = n.attribute(attr) {
             if !v.is_empty() {
                 ctx.warn(
@@ -165,20 +168,7 @@ fn proxy_attrs(ctx: &mut Ctx, n: Node, p: &mut ProxySettings) {
         "xForwardedForHeaderName",
     ];
     known.extend(NOTED_PROXY_ATTRS.iter().map(|(a, _, _)| *a));
-    known.extend([
-        "xForwardedByHeaderName",
-        "xForwardedByHeader",
-        "sslHeaderName",
-        "clientCertHeaderName",
-        "logGuidName",
-        "logCacheHitName",
-        "proxy",
-        "proxyBypass",
-        "clientCertFileName",
-        "clientCertPassword",
-        "clientCertHash",
-        "alternateHostName",
-    ]);
+    known.extend(UNCARRIED_PROXY_ATTRS);
     ctx.check_attrs(n, &known);
     for c in elements(n) {
         match c.tag_name().name() {
