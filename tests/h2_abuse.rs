@@ -16,19 +16,7 @@ async fn a_rapid_reset_client_is_cut_off_without_hurting_others() {
     let _m = lab
         .plain_member(SocketAddr::new(member, 8080), "fe01", Role::FrontEnd)
         .await;
-    let cfg = lab.write_config(&format!(
-        r#"
-[[listener]]
-bind = "{proxy_ip}:8081"
-[[farm]]
-name = "app"
-members = [ {{ address = "{member}" }} ]
-http_port = 8080
-[[rule]]
-name = "app"
-action = {{ route = "app", scheme = "http" }}
-"#
-    ));
+    let cfg = lab.write_config(&one_member_config(proxy_ip, member, "", ""));
     let addr = SocketAddr::new(proxy_ip, 8081);
     let _p = Portico::start(&cfg, addr);
     // h2 with prior knowledge on the clear-text listener.

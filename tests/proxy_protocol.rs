@@ -27,25 +27,13 @@ async fn the_client_address_from_a_proxy_header_reaches_the_member_and_logs() {
     let _m = lab
         .plain_member(SocketAddr::new(member, 8080), "fe01", Role::FrontEnd)
         .await;
-    let cfg = lab.write_config(&format!(
-        r#"
-[[listener]]
-bind = "{proxy_ip}:8081"
-proxy_protocol = {{ from = ["127.0.0.0/8"] }}
-[[listener]]
-bind = "{proxy_ip}:8082"
-proxy_protocol = {{ from = ["10.9.9.0/24"] }}
-[log]
-access_log = "access.log"
-access_format = "json"
-[[farm]]
-name = "app"
-members = [ {{ address = "{member}" }} ]
-http_port = 8080
-[[rule]]
-name = "app"
-action = {{ route = "app", scheme = "http" }}
-"#
+    let cfg = lab.write_config(&one_member_config(
+        proxy_ip,
+        member,
+        "proxy_protocol = { from = [\"127.0.0.0/8\"] }",
+        &format!(
+            "[[listener]]\nbind = \"{proxy_ip}:8082\"\nproxy_protocol = {{ from = [\"10.9.9.0/24\"] }}\n[log]\naccess_log = \"access.log\"\naccess_format = \"json\"\n"
+        ),
     ));
     let p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8081));
     let addr = SocketAddr::new(proxy_ip, 8081);

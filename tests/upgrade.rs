@@ -16,19 +16,11 @@ async fn a_new_process_takes_over_the_sockets_and_the_old_one_finishes_without_a
     let _m = lab
         .plain_member(SocketAddr::new(member, 8080), "fe01", Role::FrontEnd)
         .await;
-    let cfg = lab.write_config(&format!(
-        r#"
-[[listener]]
-bind = "{proxy_ip}:8081"
-reuse_port = true
-[[farm]]
-name = "app"
-members = [ {{ address = "{member}" }} ]
-http_port = 8080
-[[rule]]
-name = "app"
-action = {{ route = "app", scheme = "http" }}
-"#
+    let cfg = lab.write_config(&one_member_config(
+        proxy_ip,
+        member,
+        "reuse_port = true",
+        "",
     ));
     let addr = SocketAddr::new(proxy_ip, 8081);
     let mut old = Portico::start(&cfg, addr);

@@ -404,3 +404,28 @@ pub fn unbase64(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// The smallest lab config: a clear-text listener on `proxy_ip:8081` (plus `listener_extra`
+/// lines), any further `tables`, and one farm "app" whose one member is `member:8080`.
+pub fn one_member_config(
+    proxy_ip: IpAddr,
+    member: IpAddr,
+    listener_extra: &str,
+    tables: &str,
+) -> String {
+    format!(
+        r#"
+[[listener]]
+bind = "{proxy_ip}:8081"
+{listener_extra}
+{tables}
+[[farm]]
+name = "app"
+members = [ {{ address = "{member}" }} ]
+http_port = 8080
+[[rule]]
+name = "app"
+action = {{ route = "app", scheme = "http" }}
+"#
+    )
+}
