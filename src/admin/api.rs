@@ -10,7 +10,6 @@ use crate::farm::{Farm, Member};
 use crate::server::Control;
 use http::StatusCode;
 use serde::Serialize;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -243,8 +242,6 @@ fn farm_status(f: &Farm) -> FarmStatus {
 }
 
 fn member_status(m: &Member, id: String) -> MemberStatus {
-    let s = &m.stats;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     MemberStatus {
         id,
         host: m.host.clone(),
@@ -263,14 +260,14 @@ fn member_status(m: &Member, id: String) -> MemberStatus {
                 at: unix(c.at),
             }),
         },
-        in_flight: load(&s.in_flight),
-        requests: load(&s.requests),
-        failures: load(&s.failures),
-        bytes_in: load(&s.bytes_in),
-        bytes_out: load(&s.bytes_out),
-        pinned: load(&s.pinned),
-        response_time_ms: load(&s.response_time_us) as f64 / 1000.0,
-        pool_idle: m.pool_http.stats().idle + m.pool_https.stats().idle,
+        in_flight: m.in_flight(),
+        requests: m.total(|s| &s.requests),
+        failures: m.total(|s| &s.failures),
+        bytes_in: m.total(|s| &s.bytes_in),
+        bytes_out: m.total(|s| &s.bytes_out),
+        pinned: m.total(|s| &s.pinned),
+        response_time_ms: m.response_time.micros() as f64 / 1000.0,
+        pool_idle: m.idle_connections(),
     }
 }
 
@@ -292,7 +289,7 @@ pub async fn action(control: &Control, path: &str, body: &[u8]) -> (StatusCode, 
             let mut n = 0;
             for f in &snap.farms {
                 for m in &f.members().members {
-                    m.stats.reset();
+                    m.reset_counters();
                     n += 1;
                 }
             }

@@ -33,6 +33,8 @@ struct MemberFamilies {
     weight: Family<Labels, Gauge>,
     pinned: Family<Labels, Gauge>,
     pool_idle: Family<Labels, Gauge>,
+    opened: Family<Labels, Counter>,
+    reused: Family<Labels, Counter>,
 }
 
 impl MemberFamilies {
@@ -92,6 +94,16 @@ impl MemberFamilies {
             "Idle pooled connections to the member",
             self.pool_idle.clone(),
         );
+        r.register(
+            "portico_member_connections_opened",
+            "New connections Portico opened to the member",
+            self.opened.clone(),
+        );
+        r.register(
+            "portico_member_connections_reused",
+            "Requests sent on a pooled connection to the member",
+            self.reused.clone(),
+        );
     }
 }
 
@@ -108,26 +120,24 @@ pub fn render(control: &Control) -> String {
         let set = farm.members();
         for (m, id) in set.members.iter().zip(member_ids(&set.members)) {
             let labels: Labels = vec![("farm".into(), farm.name.clone()), ("member".into(), id)];
-            let s = &m.stats;
-            let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
             fam.requests
                 .get_or_create(&labels)
-                .inc_by(load(&s.requests));
+                .inc_by(m.total(|s| &s.requests));
             fam.failures
                 .get_or_create(&labels)
-                .inc_by(load(&s.failures));
+                .inc_by(m.total(|s| &s.failures));
             fam.bytes_in
                 .get_or_create(&labels)
-                .inc_by(load(&s.bytes_in));
+                .inc_by(m.total(|s| &s.bytes_in));
             fam.bytes_out
                 .get_or_create(&labels)
-                .inc_by(load(&s.bytes_out));
+                .inc_by(m.total(|s| &s.bytes_out));
             fam.in_flight
                 .get_or_create(&labels)
-                .set(gauge_value(load(&s.in_flight)));
+                .set(gauge_value(m.in_flight()));
             fam.response_time
                 .get_or_create(&labels)
-                .set(load(&s.response_time_us) as f64 / 1e6);
+                .set(m.response_time.micros() as f64 / 1e6);
             fam.up
                 .get_or_create(&labels)
                 .set(i64::from(m.health.is_up()));
@@ -143,13 +153,20 @@ pub fn render(control: &Control) -> String {
             fam.weight.get_or_create(&labels).set(i64::from(m.weight));
             fam.pinned
                 .get_or_create(&labels)
-                .set(gauge_value(load(&s.pinned)));
-            for (scheme, pool) in [("http", &m.pool_http), ("https", &m.pool_https)] {
+                .set(gauge_value(m.total(|s| &s.pinned)));
+            for tls in [false, true] {
+                let e = m.endpoint(tls);
                 let mut l = labels.clone();
-                l.push(("scheme".into(), scheme.into()));
+                l.push(("scheme".into(), if tls { "https" } else { "http" }.into()));
                 fam.pool_idle
                     .get_or_create(&l)
-                    .set(gauge_value(pool.stats().idle as u64));
+                    .set(gauge_value(e.idle() as u64));
+                fam.opened
+                    .get_or_create(&l)
+                    .inc_by(e.stats.created.load(Ordering::Relaxed));
+                fam.reused
+                    .get_or_create(&l)
+                    .inc_by(e.stats.reused.load(Ordering::Relaxed));
             }
         }
     }

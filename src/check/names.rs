@@ -211,7 +211,7 @@ fn routed_farm(config: &Config, name: &str, port: u16) -> Option<String> {
         headers: &headers,
     };
     match config.rules.evaluate(&view) {
-        Outcome::Route { farm, .. } => config.farms.get(farm).map(|f| f.name.clone()),
+        Outcome::Route { farm, .. } => config.farms.get(farm.index()).map(|f| f.name.clone()),
         _ => None,
     }
 }

@@ -20,7 +20,9 @@ pub struct Config {
     /// The ARR box's hosts file: names answered before DNS.
     pub resolve: Arc<HashMap<String, Vec<IpAddr>>>,
     pub upstream: UpstreamConfig,
-    pub farms: Vec<FarmConfig>,
+    /// Each farm's one spec, shared with its run-time `farm::Farm`; a rule's `FarmId` is its
+    /// index here.
+    pub farms: Vec<Arc<FarmConfig>>,
     pub rules: RuleSet,
     pub log: LogConfig,
 }
@@ -170,6 +172,10 @@ pub struct FarmConfig {
     pub live_traffic: LiveTrafficConfig,
     /// Cap on NTLM/Negotiate-pinned connections per member; beyond it clients get 503.
     pub max_pinned_per_member: u32,
+    /// From `[upstream]`: idle connections kept per member and scheme, and for how long
+    /// (never longer than `timeout`).
+    pub pool_max_idle: usize,
+    pub pool_idle_timeout: Duration,
 }
 
 pub struct LogConfig {

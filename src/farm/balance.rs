@@ -109,16 +109,13 @@ pub fn least_response_time(members: &[Arc<Member>], schedule: &Schedule) -> Opti
     let start = schedule.next(|i| members[i].is_selectable())?;
     let n = members.len();
     let mut best = start;
-    let mut best_rt = members[start]
-        .stats
-        .response_time_us
-        .load(Ordering::Relaxed);
+    let mut best_rt = members[start].response_time.micros();
     for k in 1..n {
         let i = (start + k) % n;
         if !members[i].is_selectable() {
             continue;
         }
-        let rt = members[i].stats.response_time_us.load(Ordering::Relaxed);
+        let rt = members[i].response_time.micros();
         if rt < best_rt {
             best = i;
             best_rt = rt;
@@ -157,7 +154,7 @@ fn mix(mut x: u64) -> u64 {
 
 fn load(m: &Member) -> u64 {
     // Scaled so a weight-200 member with 2 requests counts as loaded as a weight-100 one with 1.
-    m.stats.in_flight.load(Ordering::Relaxed) * 1_000_000 / u64::from(m.weight.max(1))
+    m.in_flight() * 1_000_000 / u64::from(m.weight.max(1))
 }
 
 #[cfg(test)]

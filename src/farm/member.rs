@@ -2,49 +2,35 @@
 
 use super::health::HealthState;
 use crate::config::MemberState;
-use crate::upstream::Pool;
+use crate::upstream::{Endpoint, EndpointStats};
 use rustls::pki_types::ServerName;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
-/// Live counters for one member; read by the status page and metrics.
+/// The member's own figure for load balancing: a moving average of the time to response
+/// headers, in microseconds (connection counters live in its endpoints).
 #[derive(Default)]
-pub struct MemberStats {
-    pub in_flight: AtomicU64,
-    pub requests: AtomicU64,
-    pub failures: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    /// Client connections holding a private (NTLM/Negotiate) connection to this member.
-    pub pinned: AtomicU64,
-    /// Moving average of the time to response headers, in microseconds.
-    pub response_time_us: AtomicU64,
-}
+pub struct ResponseTime(AtomicU64);
 
-impl MemberStats {
-    /// Zeroes the totals (the status page's "reset counters"); live gauges stay.
-    pub fn reset(&self) {
-        for c in [
-            &self.requests,
-            &self.failures,
-            &self.bytes_in,
-            &self.bytes_out,
-            &self.response_time_us,
-        ] {
-            c.store(0, Ordering::Relaxed);
-        }
+impl ResponseTime {
+    pub fn micros(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 
     /// Folds one response time into the moving average (weight 1/5 for the new sample).
-    pub fn record_response_time(&self, micros: u64) {
-        let old = self.response_time_us.load(Ordering::Relaxed);
+    pub fn record(&self, micros: u64) {
+        let old = self.0.load(Ordering::Relaxed);
         let new = if old == 0 {
             micros
         } else {
             (old * 4 + micros) / 5
         };
-        self.response_time_us.store(new.max(1), Ordering::Relaxed);
+        self.0.store(new.max(1), Ordering::Relaxed);
+    }
+
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
     }
 }
 
@@ -73,9 +59,10 @@ pub struct Member {
     pub hash_seed: u64,
     state: AtomicU8,
     pub health: HealthState,
-    pub stats: MemberStats,
-    pub pool_http: Arc<Pool>,
-    pub pool_https: Arc<Pool>,
+    pub response_time: ResponseTime,
+    /// The member reached in clear text (`http_port`) and over TLS (`https_port`).
+    http: Arc<Endpoint>,
+    https: Arc<Endpoint>,
 }
 
 /// FNV-1a: small, stable across processes and versions (affinity must not change on upgrade).
@@ -99,7 +86,6 @@ impl Member {
         weight: u32,
         state: MemberState,
         pool_max_idle: usize,
-        pool_idle_timeout: std::time::Duration,
     ) -> Member {
         let ip_text = key.ip.map(|ip| ip.to_string()).unwrap_or_default();
         let hash = fnv1a(&[
@@ -120,9 +106,19 @@ impl Member {
             hash_seed: hash,
             state: AtomicU8::new(0),
             health: HealthState::default(),
-            stats: MemberStats::default(),
-            pool_http: Arc::new(Pool::new(pool_max_idle, pool_idle_timeout)),
-            pool_https: Arc::new(Pool::new(pool_max_idle, pool_idle_timeout)),
+            response_time: ResponseTime::default(),
+            http: Arc::new(Endpoint::new(
+                &key.host,
+                key.ip,
+                key.http_port,
+                pool_max_idle,
+            )),
+            https: Arc::new(Endpoint::new(
+                &key.host,
+                key.ip,
+                key.https_port,
+                pool_max_idle,
+            )),
         };
         m.set_state(state);
         m
@@ -161,8 +157,8 @@ impl Member {
         };
         self.state.store(v, Ordering::Relaxed);
         if state != MemberState::Available {
-            self.pool_http.clear();
-            self.pool_https.clear();
+            self.http.clear();
+            self.https.clear();
         }
     }
 
@@ -176,11 +172,40 @@ impl Member {
         self.state() != MemberState::Unavailable && self.health.is_up()
     }
 
-    pub fn pool(&self, tls: bool) -> &Arc<Pool> {
+    /// The endpoint a request reaches the member through.
+    pub fn endpoint(&self, tls: bool) -> &Arc<Endpoint> {
         if tls {
-            &self.pool_https
+            &self.https
         } else {
-            &self.pool_http
+            &self.http
         }
+    }
+
+    /// Both endpoints' counters, clear text first.
+    pub fn endpoint_stats(&self) -> [(&'static str, &EndpointStats); 2] {
+        [("http", &self.http.stats), ("https", &self.https.stats)]
+    }
+
+    /// A sum over both endpoints of one counter.
+    pub fn total(&self, counter: impl Fn(&EndpointStats) -> &AtomicU64) -> u64 {
+        counter(&self.http.stats).load(Ordering::Relaxed)
+            + counter(&self.https.stats).load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight on either endpoint (least-requests balancing reads this).
+    pub fn in_flight(&self) -> u64 {
+        self.total(|s| &s.in_flight)
+    }
+
+    /// Idle pooled connections on both endpoints.
+    pub fn idle_connections(&self) -> usize {
+        self.http.idle() + self.https.idle()
+    }
+
+    /// Zeroes the totals (the status page's "reset counters"); live gauges stay.
+    pub fn reset_counters(&self) {
+        self.http.stats.reset();
+        self.https.stats.reset();
+        self.response_time.reset();
     }
 }

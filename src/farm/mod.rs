@@ -8,13 +8,11 @@ mod member;
 
 pub use balance::Schedule;
 pub use checker::spawn_background;
-pub use member::{fnv1a, Member, MemberKey, MemberStats};
+pub use member::{fnv1a, Member, MemberKey, ResponseTime};
 
-use crate::config::{
-    AffinityConfig, FarmConfig, HealthConfig, LiveTrafficConfig, LoadBalancing, MemberConfig,
-    UpstreamConfig,
-};
+use crate::config::{FarmConfig, LoadBalancing};
 use arc_swap::ArcSwap;
+use health::Transition;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -46,24 +44,20 @@ pub struct PickInput<'a> {
     pub hash: Option<u64>,
 }
 
+/// A farm at run time: its compiled spec (the one place each setting lives) and the live
+/// member list. Reads of settings go through to the spec (`farm.timeout` is
+/// `farm.spec().timeout`).
 pub struct Farm {
-    pub name: String,
+    spec: Arc<FarmConfig>,
     members: ArcSwap<MemberSet>,
-    /// The configured members, expanded by DNS into `members`.
-    configured: Vec<MemberConfig>,
-    pub ssl_offload: bool,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub preserve_host: bool,
-    pub x_forwarded: bool,
-    pub tls: Arc<rustls::ClientConfig>,
-    pub load_balancing: LoadBalancing,
-    pub health: Option<HealthConfig>,
-    pub affinity: Option<AffinityConfig>,
-    pub live_traffic: LiveTrafficConfig,
-    pub max_pinned_per_member: u32,
-    pool_max_idle: usize,
-    pool_idle_timeout: Duration,
+}
+
+impl std::ops::Deref for Farm {
+    type Target = FarmConfig;
+
+    fn deref(&self) -> &FarmConfig {
+        &self.spec
+    }
 }
 
 impl Farm {
@@ -71,49 +65,13 @@ impl Farm {
     /// names when the DNS task first runs. `previous` members with the same identity are
     /// reused, so health and counters survive a reload.
     pub fn new(
-        cfg: &FarmConfig,
-        upstream: &UpstreamConfig,
+        spec: Arc<FarmConfig>,
         resolve: &HashMap<String, Vec<IpAddr>>,
         previous: Option<&Farm>,
     ) -> Farm {
         let farm = Farm {
-            name: cfg.name.clone(),
+            spec,
             members: ArcSwap::from_pointee(MemberSet::new(Vec::new())),
-            configured: cfg
-                .members
-                .iter()
-                .map(|m| MemberConfig {
-                    address: m.address.clone(),
-                    weight: m.weight,
-                    http_port: m.http_port,
-                    https_port: m.https_port,
-                    state: m.state,
-                })
-                .collect(),
-            ssl_offload: cfg.ssl_offload,
-            timeout: cfg.timeout,
-            connect_timeout: cfg.connect_timeout,
-            preserve_host: cfg.preserve_host,
-            x_forwarded: cfg.x_forwarded,
-            tls: Arc::clone(&cfg.tls),
-            load_balancing: cfg.load_balancing.clone(),
-            health: cfg.health.as_ref().map(|h| HealthConfig {
-                url: h.url.clone(),
-                interval: h.interval,
-                timeout: h.timeout,
-                expect: h.expect.clone(),
-                body: h.body.clone(),
-                host: h.host.clone(),
-                fall: h.fall,
-                rise: h.rise,
-            }),
-            affinity: cfg.affinity.as_ref().map(|a| AffinityConfig {
-                cookie: a.cookie.clone(),
-            }),
-            live_traffic: cfg.live_traffic.clone(),
-            max_pinned_per_member: cfg.max_pinned_per_member,
-            pool_max_idle: upstream.pool_max_idle_per_member,
-            pool_idle_timeout: upstream.pool_idle_timeout.min(cfg.timeout),
         };
         let old: Vec<Arc<Member>> = previous
             .map(|p| p.members().members.clone())
@@ -140,6 +98,10 @@ impl Farm {
         farm
     }
 
+    pub fn spec(&self) -> &Arc<FarmConfig> {
+        &self.spec
+    }
+
     /// The current members (cheap: one atomic load and reference count).
     pub fn members(&self) -> Arc<MemberSet> {
         self.members.load_full()
@@ -153,7 +115,7 @@ impl Farm {
         reuse: &[Arc<Member>],
     ) -> Vec<Arc<Member>> {
         let mut out: Vec<Arc<Member>> = Vec::new();
-        for mc in &self.configured {
+        for mc in &self.spec.members {
             let ips: Vec<Option<IpAddr>> = match lookup(&mc.address) {
                 Some(ips) if !ips.is_empty() => ips.into_iter().map(Some).collect(),
                 _ => vec![None],
@@ -178,8 +140,7 @@ impl Farm {
                             &key,
                             mc.weight,
                             mc.state,
-                            self.pool_max_idle,
-                            self.pool_idle_timeout,
+                            self.spec.pool_max_idle,
                         ))
                     });
                 out.push(member);
@@ -205,7 +166,7 @@ impl Farm {
 
     /// The configured host names (for the DNS task).
     pub fn configured_hosts(&self) -> impl Iterator<Item = &str> {
-        self.configured.iter().map(|m| m.address.as_str())
+        self.spec.members.iter().map(|m| m.address.as_str())
     }
 
     /// Chooses the member for a new request, or None when no member may take one.
@@ -248,5 +209,43 @@ impl Farm {
                 .map(move |k| (first + k) % n)
                 .filter(move |&i| set.members[i].is_selectable()),
         )
+    }
+}
+
+/// What live traffic tells the farm about a member (ARR's live-traffic failure detection).
+impl Farm {
+    /// The member failed an exchange (refused, reset, timed out, garbage). Portico's own
+    /// failures and clients' never get here.
+    pub fn report_failure(&self, member: &Member) {
+        if let Some(Transition::WentDown) = member
+            .health
+            .record_failure(&self.spec.live_traffic, self.spec.health.is_some())
+        {
+            tracing::warn!(farm = %self.spec.name, member = %member.label(), "member failing live traffic: taken out");
+        }
+    }
+
+    /// The member answered with `status` after `elapsed`: a failure code counts as a failure,
+    /// anything else may bring a probing member back.
+    pub fn report_response(&self, member: &Member, status: u16, elapsed: Duration) {
+        member.response_time.record(elapsed.as_micros() as u64);
+        if self.is_failure_status(status) {
+            self.report_failure(member);
+        } else if let Some(Transition::CameBack) = member.health.record_success() {
+            tracing::info!(farm = %self.spec.name, member = %member.label(), "member answered again: back in");
+        }
+    }
+
+    fn is_failure_status(&self, status: u16) -> bool {
+        self.spec
+            .live_traffic
+            .failure_codes
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    }
+
+    /// The affinity cookie's name, when the farm has affinity.
+    pub fn affinity_cookie(&self) -> Option<&str> {
+        self.spec.affinity.as_ref().map(|a| a.cookie.as_str())
     }
 }

@@ -1,8 +1,7 @@
 //! The body Portico sends to clients: a member's response streamed, or a page of its own.
 
 use crate::access_log::AccessRecord;
-use crate::farm::Member;
-use crate::upstream::{Pool, Sender};
+use crate::upstream::{InFlight, Lease};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -11,30 +10,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// Counts a request as in flight on its member until the response body is done or dropped.
-pub struct InFlight(pub Arc<Member>);
-
-impl InFlight {
-    pub fn new(member: Arc<Member>) -> Self {
-        member.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        member.stats.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(member)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 enum Kind {
     Upstream {
         body: Incoming,
-        guard: InFlight,
-        /// The member connection, returned to its pool when the body ends (not before:
-        /// HTTP/1.1 cannot start the next exchange mid-body).
-        checkin: Option<(Arc<Pool>, Sender)>,
+        in_flight: InFlight,
+        /// The member connection, released to its pool when the body ends (not before:
+        /// HTTP/1.1 cannot start the next exchange mid-body). None when pinned.
+        lease: Option<Lease>,
     },
     Full(Option<Bytes>),
 }
@@ -60,24 +42,21 @@ impl ResponseBody {
         }
     }
 
-    /// A member's body; `checkin` goes back to its pool once the body is read to the end.
-    pub fn upstream(body: Incoming, guard: InFlight, checkin: Option<(Arc<Pool>, Sender)>) -> Self {
-        let mut b = ResponseBody {
-            kind: Kind::Upstream {
-                body,
-                guard,
-                checkin,
-            },
-            record: None,
-        };
-        if let Kind::Upstream { body, checkin, .. } = &mut b.kind {
-            if body.is_end_stream() {
-                if let Some((pool, sender)) = checkin.take() {
-                    pool.put(sender);
-                }
+    /// A member's body; `lease` goes back to its pool once the body is read to the end.
+    pub fn upstream(body: Incoming, in_flight: InFlight, mut lease: Option<Lease>) -> Self {
+        if body.is_end_stream() {
+            if let Some(l) = lease.as_mut() {
+                l.release();
             }
         }
-        b
+        ResponseBody {
+            kind: Kind::Upstream {
+                body,
+                in_flight,
+                lease,
+            },
+            record: None,
+        }
     }
 
     pub fn with_record(mut self, record: Option<Arc<AccessRecord>>) -> Self {
@@ -98,33 +77,37 @@ impl Body for ResponseBody {
         let polled = match &mut this.kind {
             Kind::Upstream {
                 body,
-                guard,
-                checkin,
+                in_flight,
+                lease,
             } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
-                            guard
-                                .0
+                            in_flight
+                                .endpoint()
                                 .stats
                                 .bytes_out
                                 .fetch_add(data.len() as u64, Ordering::Relaxed);
                         }
                         if body.is_end_stream() {
-                            if let Some((pool, sender)) = checkin.take() {
-                                pool.put(sender);
+                            if let Some(l) = lease.as_mut() {
+                                l.release();
                             }
                         }
                     }
                     Poll::Ready(None) => {
-                        if let Some((pool, sender)) = checkin.take() {
-                            pool.put(sender);
+                        if let Some(l) = lease.as_mut() {
+                            l.release();
                         }
                     }
                     Poll::Ready(Some(Err(e))) => {
-                        tracing::warn!(member = %guard.0.label(), error = %e, "member response broke off mid-body; client stream truncated");
-                        guard.0.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "member response broke off mid-body; client stream truncated");
+                        in_flight
+                            .endpoint()
+                            .stats
+                            .failures
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     Poll::Pending => {}
                 }

@@ -1,22 +1,21 @@
-//! Forwarding a routed request to a member of its farm: choice (affinity, balancing),
-//! pinned Windows-auth connections, pooled or new connections, fail-over and retries.
+//! Forwarding a routed request to a member of its farm: the farm chooses (affinity,
+//! balancing, health), `upstream` sends (pooled, new or pinned connection), and this loop
+//! moves to the next candidate when the error allows it.
 
 use super::affinity;
-use super::body::{InFlight, ResponseBody};
+use super::body::ResponseBody;
 use super::headers;
 use super::pages;
-use super::pin::{self, PinnedConnection};
+use super::pin::{self, PinSlot};
 use super::{ConnInfo, ProxyError, Snapshot};
 use crate::access_log::AccessRecord;
 use crate::config::HashKey;
 use crate::farm::{fnv1a, Farm, Member, PickInput};
-use crate::upstream::{self, RequestBody, Sender, Target};
+use crate::upstream::{ErrorKind, Exchange, Fault, InFlight, Reach, RequestBody, Retry, SendError};
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body::Body;
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +31,7 @@ pub(super) struct Route<'a> {
 pub(super) async fn forward(
     snap: &Snapshot,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     record: Option<&Arc<AccessRecord>>,
     route: Route<'_>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -73,26 +72,118 @@ pub(super) async fn forward(
         }
         _ => None,
     };
-    let cookie_name = farm.affinity.as_ref().map(|a| a.cookie.as_str());
-    let first = {
-        let affinity = cookie_name.and_then(|n| affinity::cookie_value(req.headers(), n));
-        farm.pick(&set, &PickInput { affinity, hash })
+    let cookie = farm
+        .affinity_cookie()
+        .and_then(|n| affinity::cookie_value(req.headers(), n));
+    // The member the client's affinity cookie names: it needs no new cookie.
+    let cookie_member = cookie.and_then(|c| set.members.iter().position(|m| m.affinity_key == c));
+    let first = farm.pick(
+        &set,
+        &PickInput {
+            affinity: cookie,
+            hash,
+        },
+    );
+
+    let (mut req, client_upgrade) = outgoing(req, new_path, farm, conn, &host, record, max_body);
+    let ctx = Ctx {
+        farm,
+        conn,
+        h2,
+        authenticates,
+        tls,
+        record,
+        max_body,
     };
-    let had_cookie_for = |m: &Member| {
-        cookie_name.is_some_and(|n| {
-            affinity::cookie_value(req.headers(), n) == Some(m.affinity_key.as_str())
-        })
-    };
-    let cookie_ok_for: Vec<bool> = if cookie_name.is_some() {
-        set.members.iter().map(|m| had_cookie_for(m)).collect()
-    } else {
-        Vec::new()
+    let reach = Reach {
+        connector: &snap.connector,
+        tls: tls.then_some(&farm.tls),
+        connect_timeout: farm.connect_timeout,
+        read_timeout: farm.timeout,
+        pool_idle_timeout: farm.pool_idle_timeout,
+        max_pinned: farm.max_pinned_per_member,
     };
 
+    // A client connection that authenticated keeps its member connection.
+    if !h2 {
+        if let Some(mut slot) = conn.take_pin(&farm.name, tls) {
+            set_host(&mut req, farm, &slot.member, &host, tls);
+            let in_flight = InFlight::new(slot.conn.endpoint());
+            let started = Instant::now();
+            match slot.conn.send(&reach, req).await {
+                Ok(response) => {
+                    let member = Arc::clone(&slot.member);
+                    conn.put_pin(slot);
+                    let x = Sent::Pinned(response);
+                    return Ok(ctx.finish(&member, x, client_upgrade, in_flight, started, true));
+                }
+                Err(mut e) => match (e.retry(), e.take_request()) {
+                    (Retry::NotSent, Some(back)) => {
+                        tracing::debug!(farm = %farm.name, member = %slot.member.label(), "pinned member connection closed; the client must authenticate again");
+                        req = back;
+                    }
+                    _ => return Ok(ctx.failed(&slot.member, e)),
+                },
+            }
+        }
+    }
+
+    let Some(first) = first else {
+        return Ok(pages::unavailable(&farm.name));
+    };
+    let mut candidates = farm.failover_order(&set, first);
+    let mut next = candidates.next();
+    let mut replayed = false;
+    while let Some(idx) = next {
+        let member = &set.members[idx];
+        let endpoint = member.endpoint(tls);
+        if authenticates && !endpoint.has_pin_room(farm.max_pinned_per_member) {
+            return Ok(pages::too_many_pinned(&farm.name));
+        }
+        set_host(&mut req, farm, member, &host, tls);
+        let in_flight = InFlight::new(endpoint);
+        let started = Instant::now();
+        let mut err = match endpoint.send(&reach, req).await {
+            Ok(x) => {
+                let had_cookie = cookie_member == Some(idx);
+                let x = Sent::Leased(x);
+                return Ok(ctx.finish(member, x, client_upgrade, in_flight, started, had_cookie));
+            }
+            Err(e) => e,
+        };
+        req = match (err.retry(), err.take_request()) {
+            // A pooled connection died under an idempotent request: once more, same member.
+            (Retry::Idempotent, Some(copy)) if !replayed => {
+                replayed = true;
+                copy
+            }
+            // Never written: any other member may take it.
+            (Retry::NotSent, Some(back)) if err.fault() != Fault::Local => {
+                farm.report_failure(member);
+                tracing::warn!(farm = %farm.name, member = %member.label(), error = %err, "member unreachable; trying the next one");
+                next = candidates.next();
+                back
+            }
+            _ => return Ok(ctx.failed(member, err)),
+        };
+    }
+    Ok(pages::bad_gateway(&farm.name))
+}
+
+/// The request as the member gets it: origin-form target (byte for byte as the client sent
+/// it, unless a rule rewrote it), HTTP/1.1, hop-by-hop headers gone, forwarding headers set.
+fn outgoing(
+    mut req: Request<Incoming>,
+    new_path: Option<PathAndQuery>,
+    farm: &Farm,
+    conn: &ConnInfo,
+    host: &HeaderValue,
+    record: Option<&Arc<AccessRecord>>,
+    max_body: Option<u64>,
+) -> (Request<RequestBody>, Option<hyper::upgrade::OnUpgrade>) {
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    // Origin-form target, byte for byte as the client sent it unless a rule rewrote it.
     parts.uri = match new_path.or_else(|| parts.uri.path_and_query().cloned()) {
         Some(pq) => Uri::from(pq),
         None => Uri::from_static("/"),
@@ -111,218 +202,18 @@ pub(super) async fn forward(
             &mut parts.headers,
             conn.remote.ip(),
             conn.https,
-            Some(&host),
+            Some(host),
             conn.trusted_peer,
         );
     }
-    let mut req = Request::from_parts(parts, RequestBody::client(body, record.cloned(), max_body));
-
-    let ctx = Exchange {
-        farm,
-        conn,
-        h2,
-        authenticates,
-        tls,
-        record,
-        max_body,
-    };
-
-    // A client connection that authenticated keeps its member connection.
-    if !h2 {
-        let pinned = conn.take_pin(&farm.name, tls);
-        if let Some(mut p) = pinned {
-            set_host(&mut req, farm, &p.member, &host, tls);
-            if p.sender.ready().await.is_ok() {
-                let guard = InFlight::new(Arc::clone(&p.member));
-                let started = Instant::now();
-                match send(&mut p.sender, req, farm.timeout).await {
-                    Sent::Resp(resp) => {
-                        let member = Arc::clone(&p.member);
-                        conn.put_pin(p);
-                        return Ok(ctx.finish(
-                            &member,
-                            None,
-                            resp,
-                            client_upgrade,
-                            guard,
-                            started,
-                            true,
-                        ));
-                    }
-                    Sent::Back(back) => req = back,
-                    Sent::Failed(e) => return Ok(ctx.failed(&p.member, e)),
-                    Sent::HeadTimeout => return Ok(ctx.head_timeout(&p.member)),
-                }
-            } else {
-                tracing::debug!(farm = %farm.name, member = %p.member.label(), "pinned member connection closed; the client must authenticate again");
-            }
-        }
-    }
-
-    let Some(first) = first else {
-        return Ok(pages::unavailable(&farm.name));
-    };
-    let mut req = Some(req);
-    for idx in farm.failover_order(&set, first) {
-        let member = &set.members[idx];
-        let Some(mut r) = req.take() else { break };
-        set_host(&mut r, farm, member, &host, tls);
-        if authenticates && !PinnedConnection::has_room(member, farm.max_pinned_per_member) {
-            return Ok(pages::too_many_pinned(&farm.name));
-        }
-        let had_cookie = cookie_ok_for.get(idx).copied().unwrap_or(false);
-        let guard = InFlight::new(Arc::clone(member));
-        let pool = member.pool(tls);
-        // A pooled connection that turns out closed hands the request back unsent. One that
-        // dies after the request went out may cost an idempotent, bodyless request one retry.
-        while let Some(mut sender) = pool.checkout() {
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            let copy = replayable_copy(&r);
-            let started = Instant::now();
-            match send(&mut sender, r, farm.timeout).await {
-                Sent::Resp(resp) => {
-                    return Ok(ctx.finish(
-                        member,
-                        Some(sender),
-                        resp,
-                        client_upgrade,
-                        guard,
-                        started,
-                        had_cookie,
-                    ))
-                }
-                Sent::Back(back) => r = back,
-                Sent::Failed(e) => match copy {
-                    Some(copy) => {
-                        tracing::debug!(farm = %farm.name, member = %member.label(), "pooled connection died under an idempotent request; retrying once on a new one");
-                        r = copy;
-                        break;
-                    }
-                    None => return Ok(ctx.failed(member, e)),
-                },
-                Sent::HeadTimeout => return Ok(ctx.head_timeout(member)),
-            }
-        }
-        let port = if tls {
-            member.https_port
-        } else {
-            member.http_port
-        };
-        let target = Target {
-            host: &member.host,
-            ip: member.ip,
-            port,
-            tls: if tls {
-                member.server_name.as_ref().map(|n| (&farm.tls, n))
-            } else {
-                None
-            },
-            connect_timeout: farm.connect_timeout,
-            idle_timeout: farm.timeout,
-        };
-        // Boxed: the TLS handshake state is large and must not stay in every held request.
-        match Box::pin(snap.connector.connect(&target)).await {
-            Ok(mut sender) => {
-                pool.note_created();
-                let started = Instant::now();
-                match send(&mut sender, r, farm.timeout).await {
-                    Sent::Resp(resp) => {
-                        return Ok(ctx.finish(
-                            member,
-                            Some(sender),
-                            resp,
-                            client_upgrade,
-                            guard,
-                            started,
-                            had_cookie,
-                        ))
-                    }
-                    // Never written: safe to offer it to the next member.
-                    Sent::Back(back) => {
-                        ctx.count_failure(member);
-                        req = Some(back);
-                    }
-                    Sent::Failed(e) => return Ok(ctx.failed(member, e)),
-                    Sent::HeadTimeout => return Ok(ctx.head_timeout(member)),
-                }
-            }
-            Err(e) => {
-                ctx.count_failure(member);
-                tracing::warn!(farm = %farm.name, member = %member.label(), port, error = %e, "member unreachable; trying the next one");
-                req = Some(r);
-            }
-        }
-    }
-    Ok(pages::bad_gateway(&farm.name))
+    let body = RequestBody::client(body, record.cloned(), max_body);
+    (Request::from_parts(parts, body), client_upgrade)
 }
 
-/// The exchange failed because of the client's upload (too large, malformed, cut off), not
-/// because of the member.
-fn body_error(err: &hyper::Error) -> Option<&upstream::BodyError> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(b) = e.downcast_ref::<upstream::BodyError>() {
-            return Some(b);
-        }
-        cur = e.source();
-    }
-    None
-}
-
-/// What became of a request handed to a member connection.
+/// A response head, on a leased connection or on the client connection's pinned one.
 enum Sent {
-    Resp(Response<Incoming>),
-    /// Not written: the connection was not usable; the request comes back whole.
-    Back(Request<RequestBody>),
-    Failed(hyper::Error),
-    HeadTimeout,
-}
-
-/// Sends and waits for the response head. The per-read idle timeout cannot stop a member that
-/// trickles header bytes; so a bodyless request's head must also arrive within `timeout` in
-/// all. (With a body the member may rightly answer only after a long upload.)
-async fn send(
-    sender: &mut Sender,
-    req: Request<RequestBody>,
-    timeout: std::time::Duration,
-) -> Sent {
-    let bodyless = req.body().is_end_stream();
-    let fut = sender.try_send_request(req);
-    let result = if bodyless {
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => return Sent::HeadTimeout,
-        }
-    } else {
-        fut.await
-    };
-    match result {
-        Ok(resp) => Sent::Resp(resp),
-        Err(mut e) => match e.take_message() {
-            Some(back) => Sent::Back(back),
-            None => Sent::Failed(e.into_error()),
-        },
-    }
-}
-
-/// A copy to replay when the original may have been lost on a dead pooled connection:
-/// only for idempotent methods without a body (RFC 9110 9.2.2), never for POST.
-fn replayable_copy(r: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let idempotent = matches!(
-        *r.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    if !idempotent || !r.body().is_end_stream() {
-        return None;
-    }
-    let mut copy = Request::new(RequestBody::Empty);
-    *copy.method_mut() = r.method().clone();
-    *copy.uri_mut() = r.uri().clone();
-    *copy.version_mut() = r.version();
-    *copy.headers_mut() = r.headers().clone();
-    Some(copy)
+    Leased(Exchange),
+    Pinned(Response<Incoming>),
 }
 
 fn request_hash(
@@ -377,7 +268,7 @@ fn request_hash(
 fn set_host(
     req: &mut Request<RequestBody>,
     farm: &Farm,
-    member: &Arc<Member>,
+    member: &Member,
     host: &HeaderValue,
     tls: bool,
 ) {
@@ -398,11 +289,10 @@ fn set_host(
         HeaderValue::from_str(&text).unwrap_or_else(|_| host.clone())
     };
     req.headers_mut().insert(header::HOST, value);
-    req.body_mut().set_member(member);
 }
 
-/// One request's facts needed after the member answered.
-struct Exchange<'a> {
+/// One request's facts needed after the member answered or failed.
+struct Ctx<'a> {
     farm: &'a Farm,
     conn: &'a ConnInfo,
     h2: bool,
@@ -412,65 +302,52 @@ struct Exchange<'a> {
     max_body: Option<u64>,
 }
 
-impl Exchange<'_> {
-    fn count_failure(&self, member: &Member) {
-        member.stats.failures.fetch_add(1, Ordering::Relaxed);
-        if let Some(crate::farm::health::Transition::WentDown) = member
-            .health
-            .record_failure(&self.farm.live_traffic, self.farm.health.is_some())
-        {
-            tracing::warn!(farm = %self.farm.name, member = %member.label(), "member failing live traffic: taken out");
+impl Ctx<'_> {
+    /// The answer for a failed send; the member's health hears only of its own faults.
+    fn failed(&self, member: &Member, err: SendError) -> Response<ResponseBody> {
+        let farm = self.farm;
+        if err.counts_against_member() {
+            farm.report_failure(member);
         }
-    }
-
-    fn head_timeout(&self, member: &Member) -> Response<ResponseBody> {
-        self.count_failure(member);
         if let Some(r) = self.record {
             r.set_member(member.label());
         }
-        tracing::warn!(farm = %self.farm.name, member = %member.label(), timeout_secs = self.farm.timeout.as_secs(), "member did not finish its response head in time");
-        pages::gateway_timeout(&self.farm.name, self.farm.timeout.as_secs())
-    }
-
-    fn failed(&self, member: &Member, err: hyper::Error) -> Response<ResponseBody> {
-        // The client's fault, not the member's: answer it, and do not count it against the
-        // member (a client sending broken bodies must not take a farm out of service).
-        match body_error(&err) {
-            Some(upstream::BodyError::TooLarge) => {
-                return pages::too_large(&self.farm.name, self.max_body.unwrap_or(0));
+        match &err.kind {
+            ErrorKind::Client(crate::upstream::BodyError::TooLarge) => {
+                pages::too_large(&farm.name, self.max_body.unwrap_or(0))
             }
-            Some(upstream::BodyError::Client(e)) => {
-                tracing::debug!(farm = %self.farm.name, error = %e, "client request body broke off");
-                return pages::bad_request_close(
-                    "The request body was malformed or cut off.",
-                    !self.h2,
-                );
+            ErrorKind::Client(e) => {
+                tracing::debug!(farm = %farm.name, error = %e, "client request body broke off");
+                pages::bad_request_close("The request body was malformed or cut off.", !self.h2)
             }
-            None => {}
-        }
-        self.count_failure(member);
-        if let Some(r) = self.record {
-            r.set_member(member.label());
-        }
-        if upstream::is_idle_timeout(&err) {
-            tracing::warn!(farm = %self.farm.name, member = %member.label(), timeout_secs = self.farm.timeout.as_secs(), "member timed out");
-            pages::gateway_timeout(&self.farm.name, self.farm.timeout.as_secs())
-        } else {
-            tracing::warn!(farm = %self.farm.name, member = %member.label(), error = %err, "member failed before answering");
-            pages::bad_gateway(&self.farm.name)
+            ErrorKind::HeadTimeout(_) => {
+                tracing::warn!(farm = %farm.name, member = %member.label(), timeout_secs = farm.timeout.as_secs(), "member did not finish its response head in time");
+                pages::gateway_timeout(&farm.name, farm.timeout.as_secs())
+            }
+            ErrorKind::IdleTimeout(_) => {
+                tracing::warn!(farm = %farm.name, member = %member.label(), timeout_secs = farm.timeout.as_secs(), "member timed out");
+                pages::gateway_timeout(&farm.name, farm.timeout.as_secs())
+            }
+            ErrorKind::Local(e) => {
+                tracing::error!(farm = %farm.name, member = %member.label(), error = %e, "Portico is out of resources (raise the open-files limit or lower max_connections); the member is not blamed");
+                pages::overloaded(&farm.name)
+            }
+            _ => {
+                tracing::warn!(farm = %farm.name, member = %member.label(), error = %err, "member failed before answering");
+                pages::bad_gateway(&farm.name)
+            }
         }
     }
 
     /// Turns the member's response into the client's, deciding on the way whether the
-    /// member connection is pooled, pinned to this client, or consumed by a tunnel.
-    #[allow(clippy::too_many_arguments)]
+    /// member connection goes back to the pool, is pinned to this client, or is consumed by
+    /// a tunnel.
     fn finish(
         &self,
         member: &Arc<Member>,
-        sender: Option<Sender>,
-        mut resp: Response<Incoming>,
+        sent: Sent,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-        guard: InFlight,
+        in_flight: InFlight,
         started: Instant,
         had_cookie: bool,
     ) -> Response<ResponseBody> {
@@ -478,27 +355,16 @@ impl Exchange<'_> {
         if let Some(r) = self.record {
             r.set_member(member.label());
         }
-        member
-            .stats
-            .record_response_time(started.elapsed().as_micros() as u64);
-        let status = resp.status().as_u16();
-        if farm
-            .live_traffic
-            .failure_codes
-            .iter()
-            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
-        {
-            self.count_failure(member);
-        } else if let Some(crate::farm::health::Transition::CameBack) =
-            member.health.record_success()
-        {
-            tracing::info!(farm = %farm.name, member = %member.label(), "member answered again: back in");
-        }
+        let (mut resp, lease) = match sent {
+            Sent::Leased(x) => (x.response, Some(x.lease)),
+            Sent::Pinned(r) => (r, None),
+        };
+        farm.report_response(member, resp.status().as_u16(), started.elapsed());
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, guard));
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, in_flight));
                 let (mut parts, _) = resp.into_parts();
                 headers::remove_hop_by_hop(&mut parts.headers, true);
                 parts
@@ -510,42 +376,37 @@ impl Exchange<'_> {
             return pages::bad_gateway(&farm.name);
         }
 
-        let mut checkin = None;
-        if let Some(sender) = sender {
-            let pin_it =
-                !self.h2 && (self.authenticates || pin::response_challenges(resp.headers()));
-            if pin_it {
-                match PinnedConnection::try_new(
-                    &farm.name,
-                    self.tls,
-                    member,
-                    sender,
-                    farm.max_pinned_per_member,
-                ) {
-                    Ok(p) => self.conn.put_pin(p),
-                    Err(_) => {
-                        tracing::warn!(farm = %farm.name, member = %member.label(), cap = farm.max_pinned_per_member, "pinned-connection cap reached");
-                        return pages::too_many_pinned(&farm.name);
-                    }
+        let pin_it = !self.h2 && (self.authenticates || pin::response_challenges(resp.headers()));
+        let lease = match lease {
+            Some(lease) if pin_it => match lease.pin(farm.max_pinned_per_member) {
+                Ok(conn) => {
+                    self.conn.put_pin(PinSlot {
+                        farm: farm.name.clone(),
+                        tls: self.tls,
+                        member: Arc::clone(member),
+                        conn,
+                    });
+                    None
                 }
-            } else {
-                checkin = Some((Arc::clone(member.pool(self.tls)), sender));
-            }
-        }
+                Err(_) => {
+                    tracing::warn!(farm = %farm.name, member = %member.label(), cap = farm.max_pinned_per_member, "pinned-connection cap reached");
+                    return pages::too_many_pinned(&farm.name);
+                }
+            },
+            other => other,
+        };
 
         let (mut parts, body) = resp.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers, false);
         let disabled = affinity::member_disables(&mut parts.headers);
-        if let Some(a) = &farm.affinity {
+        if let Some(name) = farm.affinity_cookie() {
             if !disabled && !had_cookie {
-                if let Some(c) =
-                    affinity::set_cookie(&a.cookie, &member.affinity_key, self.conn.https)
-                {
+                if let Some(c) = affinity::set_cookie(name, &member.affinity_key, self.conn.https) {
                     parts.headers.append(header::SET_COOKIE, c);
                 }
             }
         }
-        Response::from_parts(parts, ResponseBody::upstream(body, guard, checkin))
+        Response::from_parts(parts, ResponseBody::upstream(body, in_flight, lease))
     }
 }
 
@@ -553,7 +414,7 @@ impl Exchange<'_> {
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
-    _guard: InFlight,
+    _in_flight: InFlight,
 ) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,

@@ -8,7 +8,7 @@ pub mod headers;
 mod pages;
 mod pin;
 
-pub use body::{InFlight, ResponseBody};
+pub use body::ResponseBody;
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::config::Config;
@@ -20,7 +20,7 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use pin::PinnedConnection;
+use pin::PinSlot;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -46,8 +46,7 @@ impl Snapshot {
             .map(|f| {
                 let prev = previous.and_then(|p| p.farms.iter().find(|pf| pf.name == f.name));
                 Arc::new(Farm::new(
-                    f,
-                    &config.upstream,
+                    Arc::clone(f),
                     &config.resolve,
                     prev.map(|a| &**a),
                 ))
@@ -78,6 +77,12 @@ impl Snapshot {
                 self.stop.subscribe(),
             );
         }
+    }
+
+    /// The farm a rule routed to (the runtime farms are built from `config.farms` in order,
+    /// the list the rules' ids index).
+    pub fn farm_by_id(&self, id: crate::rules::FarmId) -> &Arc<Farm> {
+        &self.farms[id.index()]
     }
 
     pub fn farm(&self, name: &str) -> Option<&Arc<Farm>> {
@@ -111,7 +116,7 @@ pub struct ConnInfo {
     pub trusted_peer: bool,
     /// The member connection this client connection authenticated on (HTTP/1.1 only:
     /// its requests come one after another, so the lock is never contended).
-    pin: Mutex<Option<PinnedConnection>>,
+    pin: Mutex<Option<PinSlot>>,
 }
 
 impl ConnInfo {
@@ -137,7 +142,7 @@ impl ConnInfo {
     }
 
     /// Takes the pinned connection out if it belongs to `farm` reached the same way.
-    fn take_pin(&self, farm: &str, tls: bool) -> Option<PinnedConnection> {
+    fn take_pin(&self, farm: &str, tls: bool) -> Option<PinSlot> {
         let mut g = self.pin.lock().unwrap_or_else(|p| p.into_inner());
         match &*g {
             Some(p) if p.farm == farm && p.tls == tls => g.take(),
@@ -145,7 +150,7 @@ impl ConnInfo {
         }
     }
 
-    fn put_pin(&self, p: PinnedConnection) {
+    fn put_pin(&self, p: PinSlot) {
         *self.pin.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
     }
 }
@@ -240,7 +245,7 @@ async fn route_request(
             rule,
             max_body,
         } => {
-            let farm = Arc::clone(&snap.farms[farm]);
+            let farm = Arc::clone(snap.farm_by_id(farm));
             if let Some(r) = record {
                 r.set_rule(rule);
                 r.set_farm(&farm.name);

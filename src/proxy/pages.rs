@@ -102,3 +102,17 @@ pub fn too_large(farm: &str, limit: u64) -> Response<ResponseBody> {
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
+
+/// Portico itself is out of resources (descriptors, ports, memory): the member is fine.
+pub fn overloaded(farm: &str) -> Response<ResponseBody> {
+    let mut r = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service Unavailable",
+        &format!(
+            "The proxy is at its connection limit for server farm \"{farm}\"; try again shortly."
+        ),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    r
+}

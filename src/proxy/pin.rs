@@ -1,59 +1,21 @@
 //! NTLM / Negotiate pinning: Windows authentication authenticates a TCP connection, not a
 //! request, so once a client connection starts it, that client connection owns one member
-//! connection until either side closes. It never returns to the shared pool.
+//! connection until either side closes. It never returns to the shared pool. The connection
+//! itself is an `upstream::Pinned`; this module says when to pin, and keeps the one pin a
+//! client connection holds.
 
 use crate::farm::Member;
-use crate::upstream::Sender;
+use crate::upstream::Pinned;
 use http::header::{self, HeaderMap};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// A member connection owned by one client connection.
-pub struct PinnedConnection {
+/// The member connection one client connection authenticated on, with the farm it belongs
+/// to (a request routed to another farm, or reached another way, does not use it).
+pub struct PinSlot {
     pub farm: String,
     pub tls: bool,
     pub member: Arc<Member>,
-    /// Taken out while a request uses it, put back when its response headers arrive.
-    pub sender: Sender,
-    _count: PinCount,
-}
-
-/// Counts the pin on the member for as long as it lives (the cap and the status page use it).
-struct PinCount(Arc<Member>);
-
-impl Drop for PinCount {
-    fn drop(&mut self) {
-        self.0.stats.pinned.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl PinnedConnection {
-    /// Pins `sender` if the member is under `cap`; gives the sender back otherwise.
-    pub fn try_new(
-        farm: &str,
-        tls: bool,
-        member: &Arc<Member>,
-        sender: Sender,
-        cap: u32,
-    ) -> Result<Self, Sender> {
-        let prev = member.stats.pinned.fetch_add(1, Ordering::Relaxed);
-        if prev >= u64::from(cap) {
-            member.stats.pinned.fetch_sub(1, Ordering::Relaxed);
-            return Err(sender);
-        }
-        Ok(PinnedConnection {
-            farm: farm.to_string(),
-            tls,
-            member: Arc::clone(member),
-            sender,
-            _count: PinCount(Arc::clone(member)),
-        })
-    }
-
-    /// Whether the member has room for one more pinned connection.
-    pub fn has_room(member: &Member, cap: u32) -> bool {
-        member.stats.pinned.load(Ordering::Relaxed) < u64::from(cap)
-    }
+    pub conn: Pinned,
 }
 
 fn is_windows_scheme(value: &[u8]) -> bool {

@@ -9,7 +9,7 @@ use super::{ActionSpec, RequestView, RuleError, RuleField, Scheme};
 #[derive(Debug)]
 pub(crate) enum Action {
     Route {
-        farm: usize,
+        farm: super::FarmId,
         scheme: Option<Scheme>,
         path: Option<Template>,
         append_query: bool,
@@ -64,7 +64,7 @@ impl Action {
                     return Err(action_err(format!("no farm named `{farm}`; {known}")));
                 };
                 Action::Route {
-                    farm: index,
+                    farm: super::FarmId::from_index(index),
                     scheme,
                     path: path.as_deref().map(template).transpose()?,
                     append_query,

@@ -149,13 +149,29 @@ pub struct RequestView<'a> {
     pub headers: &'a http::HeaderMap,
 }
 
+/// A farm as rules name it: its declaration number in the config that compiled the rules.
+/// Only rule compilation makes one, from the farm's name, and the run-time farms are built
+/// from the same list, so an id never points at another farm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FarmId(u32);
+
+impl FarmId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    pub(crate) fn from_index(i: usize) -> FarmId {
+        FarmId(i as u32)
+    }
+}
+
 /// What the rules decided for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome<'a> {
     /// `path_and_query`: `None` = forward the client's path and query byte for byte;
     /// `Some` = the new origin-form path and query.
     Route {
-        farm: usize,
+        farm: FarmId,
         scheme: Option<Scheme>,
         path_and_query: Option<String>,
         rule: &'a str,

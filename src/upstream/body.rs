@@ -1,7 +1,7 @@
 //! The body Portico sends to members: the client's, streamed and counted, or nothing.
 
+use super::Endpoint;
 use crate::access_log::AccessRecord;
-use crate::farm::Member;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -24,7 +24,7 @@ pub enum RequestBody {
     Client {
         body: Incoming,
         /// Set per attempt: whose bytes-in counter this upload adds to.
-        member: Option<Arc<Member>>,
+        endpoint: Option<Arc<Endpoint>>,
         record: Option<Arc<AccessRecord>>,
         /// Bytes still allowed before the upload is cut (None: no limit).
         remaining: Option<u64>,
@@ -36,15 +36,18 @@ impl RequestBody {
     pub fn client(body: Incoming, record: Option<Arc<AccessRecord>>, limit: Option<u64>) -> Self {
         RequestBody::Client {
             body,
-            member: None,
+            endpoint: None,
             record,
             remaining: limit,
         }
     }
 
-    pub fn set_member(&mut self, m: &Arc<Member>) {
-        if let RequestBody::Client { member, .. } = self {
-            *member = Some(Arc::clone(m));
+    /// Counts the upload into the endpoint it is being sent to (set anew per attempt).
+    pub(super) fn count_into(&mut self, e: &Arc<Endpoint>) {
+        if let RequestBody::Client { endpoint, .. } = self {
+            if !endpoint.as_ref().is_some_and(|old| Arc::ptr_eq(old, e)) {
+                *endpoint = Some(Arc::clone(e));
+            }
         }
     }
 }
@@ -60,7 +63,7 @@ impl Body for RequestBody {
         match self.get_mut() {
             RequestBody::Client {
                 body,
-                member,
+                endpoint,
                 record,
                 remaining,
             } => {
@@ -74,7 +77,7 @@ impl Body for RequestBody {
                             }
                             *left -= n;
                         }
-                        if let Some(m) = member {
+                        if let Some(m) = endpoint {
                             m.stats.bytes_in.fetch_add(n, Ordering::Relaxed);
                         }
                         if let Some(r) = record {

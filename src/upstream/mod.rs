@@ -1,13 +1,21 @@
-//! Connecting to farm members: resolver overrides, source address, TLS re-encryption,
-//! HTTP/1.1 connections and the per-member idle pool.
+//! Connecting to farm members and owning those connections: resolver overrides, source
+//! address, TLS re-encryption, and per member and scheme one [`Endpoint`] holding the pool,
+//! the pinned connections and the counters, with one send path and one error type.
+//!
+//! Nothing here knows about farms: `farm` decides which member, `upstream` how to reach it.
 
 mod body;
+mod endpoint;
+mod error;
 mod idle;
 mod pool;
 
 pub use body::{BodyError, RequestBody};
+pub use endpoint::{
+    is_idempotent, Endpoint, EndpointStats, Exchange, InFlight, Lease, Pinned, Reach,
+};
+pub use error::{is_local_exhaustion, ErrorKind, Fault, Retry, SendError};
 pub use idle::{is_idle_timeout, IdleTimeout};
-pub use pool::{Pool, PoolStats};
 
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;

@@ -1,65 +1,53 @@
-//! Idle HTTP/1.1 connections to one member endpoint (member + scheme).
+//! Idle HTTP/1.1 connections of one endpoint (member + scheme).
 //!
-//! A connection goes back only once its response body is fully read (hyper says
-//! "ready"); it is dropped when idle longer than `idle_timeout` — set shorter than the
-//! member's keep-alive so Portico never sends on a connection IIS is closing.
+//! A connection comes back when its response body has been read to the end. hyper may not
+//! have finished its bookkeeping yet at that moment (the sender is not "ready" for a few
+//! microseconds), so checkout hands such a connection out and the caller waits for it:
+//! discarding it instead made a member behind an h2 front pay a full TLS handshake for every
+//! fourth request. Connections older than the idle timeout, set shorter than the member's
+//! keep-alive, are dropped so Portico never sends on one IIS is closing.
 
 use super::Sender;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub struct Pool {
+pub(super) struct Pool {
+    /// Most recently returned last (LIFO keeps few connections warm and lets the rest age).
     idle: Mutex<Vec<(Sender, Instant)>>,
     max_idle: usize,
-    idle_timeout: Duration,
-    created: AtomicU64,
-    reused: AtomicU64,
-}
-
-/// Figures for the status page.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PoolStats {
-    pub idle: usize,
-    pub created: u64,
-    pub reused: u64,
 }
 
 impl Pool {
-    pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
+    pub(super) fn new(max_idle: usize) -> Self {
         Pool {
             idle: Mutex::new(Vec::new()),
             max_idle,
-            idle_timeout,
-            created: AtomicU64::new(0),
-            reused: AtomicU64::new(0),
         }
     }
 
-    /// The most recently used live connection, if any (LIFO keeps few connections warm).
-    pub fn checkout(&self) -> Option<Sender> {
+    /// The most recently used open connection and how long it was idle (ms), dropping those
+    /// idle past `idle_timeout`. It may still be finishing its last exchange: await
+    /// `ready()` before sending.
+    pub(super) fn checkout(&self, idle_timeout: Duration) -> Option<(Sender, u64)> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // The oldest are at the front: cut every expired one in one go.
+        let expired = idle.partition_point(|(_, since)| now.duration_since(*since) >= idle_timeout);
+        if expired > 0 {
+            idle.drain(..expired);
+        }
         while let Some((sender, since)) = idle.pop() {
-            if now.duration_since(since) < self.idle_timeout
-                && sender.is_ready()
-                && !sender.is_closed()
-            {
-                self.reused.fetch_add(1, Ordering::Relaxed);
-                return Some(sender);
+            if !sender.is_closed() {
+                return Some((sender, now.duration_since(since).as_millis() as u64));
             }
         }
         None
     }
 
-    pub fn note_created(&self) {
-        self.created.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Returns a connection whose exchange has finished (its response body was read to the
-    /// end). No task is spawned: the caller waits for `ready()` when it takes it out again.
-    pub fn put(&self, sender: Sender) {
+    /// Returns a connection whose exchange has finished. Past `max_idle` the oldest goes:
+    /// the bound is a memory cap, set well above any steady concurrency.
+    pub(super) fn put(&self, sender: Sender) {
         if self.max_idle == 0 || sender.is_closed() {
             return;
         }
@@ -70,17 +58,11 @@ impl Pool {
         idle.push((sender, Instant::now()));
     }
 
-    pub fn stats(&self) -> PoolStats {
-        let idle = self.idle.lock().map(|v| v.len()).unwrap_or(0);
-        PoolStats {
-            idle,
-            created: self.created.load(Ordering::Relaxed),
-            reused: self.reused.load(Ordering::Relaxed),
-        }
+    pub(super) fn len(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 
-    /// Drops every idle connection (member drained or removed).
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }

@@ -7,7 +7,7 @@ impl Compiler<'_> {
         &mut self,
         farms: &[S<file::Farm>],
         upstream: &UpstreamConfig,
-    ) -> Vec<FarmConfig> {
+    ) -> Vec<Arc<FarmConfig>> {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for (i, sf) in farms.iter().enumerate() {
@@ -219,7 +219,7 @@ impl Compiler<'_> {
                 None
             };
             if let Some(tls) = tls_cfg {
-                out.push(FarmConfig {
+                out.push(Arc::new(FarmConfig {
                     name,
                     members,
                     ssl_offload: f.ssl_offload.unwrap_or(false),
@@ -236,7 +236,9 @@ impl Compiler<'_> {
                         .max_pinned_per_member
                         .as_ref()
                         .map_or(1000, |v| *v.get_ref()),
-                });
+                    pool_max_idle: upstream.pool_max_idle_per_member,
+                    pool_idle_timeout: upstream.pool_idle_timeout.min(timeout),
+                }));
             }
         }
         out

@@ -178,7 +178,7 @@ impl Compiler<'_> {
             ca_files: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             pool_idle_timeout: Duration::from_secs(60),
-            pool_max_idle_per_member: 64,
+            pool_max_idle_per_member: 1024,
             dns_refresh: Duration::from_secs(60),
         };
         let Some(u) = u else { return cfg };

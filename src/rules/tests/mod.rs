@@ -121,7 +121,7 @@ fn routed(set: &RuleSet, req: &Req) -> (usize, Option<String>) {
             farm,
             path_and_query,
             ..
-        } => (farm, path_and_query),
+        } => (farm.index(), path_and_query),
         other => panic!("expected a route, got {other:?}"),
     }
 }
@@ -173,7 +173,7 @@ fn route_outcome_carries_scheme_and_rule_name() {
     assert_eq!(
         set.evaluate(&r.view()),
         Outcome::Route {
-            farm: 1,
+            farm: FarmId::from_index(1),
             scheme: Some(Scheme::Https),
             path_and_query: None,
             rule: "meet",

@@ -1,0 +1,329 @@
+//! One member reached one way (clear text or TLS): the single owner of every connection to
+//! it. Pooled, leased and pinned connections, the pinned-connection cap and the counters all
+//! live here, and [`Endpoint::send`] is the one send path, returning a [`SendError`] that says
+//! who failed and what a caller may retry.
+
+use super::error::{ErrorKind, SendError};
+use super::{Connector, RequestBody, Sender, Target};
+use http::{Method, Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use rustls::pki_types::ServerName;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::pool::Pool;
+
+/// Live counters of one endpoint; the status page and metrics add up a member's two.
+#[derive(Default)]
+pub struct EndpointStats {
+    pub in_flight: AtomicU64,
+    pub requests: AtomicU64,
+    /// Exchanges the member failed (never Portico's or the client's failures).
+    pub failures: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Client connections holding a private (NTLM/Negotiate) connection here.
+    pub pinned: AtomicU64,
+    /// New connections opened, and requests sent on a pooled one.
+    pub created: AtomicU64,
+    pub reused: AtomicU64,
+}
+
+impl EndpointStats {
+    /// Zeroes the totals (the status page's "reset counters"); live gauges stay.
+    pub fn reset(&self) {
+        for c in [
+            &self.requests,
+            &self.failures,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.created,
+            &self.reused,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How one send reaches the endpoint: the farm's settings at the time of the request (a
+/// reload may change them while the endpoint, and its pool, live on).
+pub struct Reach<'a> {
+    pub connector: &'a Connector,
+    /// TLS client settings; None for clear text.
+    pub tls: Option<&'a Arc<rustls::ClientConfig>>,
+    pub connect_timeout: Duration,
+    /// Per-read idle timeout, and the limit for a bodyless request's response head.
+    pub read_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub max_pinned: u32,
+}
+
+/// A member address and port, with its connections.
+pub struct Endpoint {
+    host: String,
+    ip: Option<IpAddr>,
+    port: u16,
+    server_name: Option<ServerName<'static>>,
+    pool: Pool,
+    pub stats: EndpointStats,
+}
+
+/// A response head from the member, and the connection it came on, leased to this exchange.
+pub struct Exchange {
+    pub response: Response<Incoming>,
+    pub lease: Lease,
+}
+
+impl Endpoint {
+    pub fn new(host: &str, ip: Option<IpAddr>, port: u16, max_idle: usize) -> Endpoint {
+        Endpoint {
+            host: host.to_owned(),
+            ip,
+            port,
+            server_name: super::server_name(host),
+            pool: Pool::new(max_idle),
+            stats: EndpointStats::default(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Idle pooled connections now.
+    pub fn idle(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Drops every idle connection (member drained or taken out).
+    pub fn clear(&self) {
+        self.pool.clear();
+    }
+
+    /// Whether one more connection may be pinned here.
+    pub fn has_pin_room(&self, cap: u32) -> bool {
+        self.stats.pinned.load(Ordering::Relaxed) < u64::from(cap)
+    }
+
+    /// Sends on a pooled connection (waiting for one that is finishing its last exchange,
+    /// never discarding it) or on a new one. A pooled connection found dead before the
+    /// request went out costs nothing. One that dies under an idempotent bodyless request
+    /// returns a copy of it with [`Retry::Idempotent`](super::Retry), which HTTP allows to
+    /// send once more (RFC 9110 9.2.2).
+    pub async fn send(
+        self: &Arc<Self>,
+        reach: &Reach<'_>,
+        mut req: Request<RequestBody>,
+    ) -> Result<Exchange, SendError> {
+        req.body_mut().count_into(self);
+        while let Some((mut sender, idle_ms)) = self.pool.checkout(reach.pool_idle_timeout) {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            self.stats.reused.fetch_add(1, Ordering::Relaxed);
+            // A connection just used is not one the member is closing: copying the request
+            // for a replay is only worth it after a pause (costs a HeaderMap clone).
+            let copy = if idle_ms >= REPLAY_AFTER_IDLE_MS {
+                replayable_copy(&req)
+            } else {
+                None
+            };
+            match send_on(&mut sender, req, reach.read_timeout).await {
+                Ok(response) => return Ok(self.exchange(response, sender)),
+                Err(mut e) => match e.take_unsent() {
+                    Some(back) => req = back,
+                    None if e.kind.is_member_io() => return Err(e.with_replay(copy)),
+                    None => return Err(e),
+                },
+            }
+        }
+        let mut sender = match self.connect(reach).await {
+            Ok(s) => s,
+            Err(kind) => return Err(SendError::new(kind, Some(req))),
+        };
+        self.stats.created.fetch_add(1, Ordering::Relaxed);
+        let response = send_on(&mut sender, req, reach.read_timeout).await?;
+        Ok(self.exchange(response, sender))
+    }
+
+    fn exchange(self: &Arc<Self>, response: Response<Incoming>, sender: Sender) -> Exchange {
+        Exchange {
+            response,
+            lease: Lease {
+                endpoint: Arc::clone(self),
+                sender: Some(sender),
+            },
+        }
+    }
+
+    async fn connect(&self, reach: &Reach<'_>) -> Result<Sender, ErrorKind> {
+        let tls = match (reach.tls, &self.server_name) {
+            (Some(cfg), Some(name)) => Some((cfg, name)),
+            (Some(_), None) => {
+                return Err(ErrorKind::Config(format!(
+                    "{:?} is not a valid TLS server name",
+                    self.host
+                )))
+            }
+            (None, _) => None,
+        };
+        let target = Target {
+            host: &self.host,
+            ip: self.ip,
+            port: self.port,
+            tls,
+            connect_timeout: reach.connect_timeout,
+            idle_timeout: reach.read_timeout,
+        };
+        // Boxed: the TLS handshake state is large and must not stay in every held request.
+        Box::pin(reach.connector.connect(&target))
+            .await
+            .map_err(ErrorKind::from_connect)
+    }
+}
+
+/// Idle at least this long before a pooled connection's request is copied for a replay.
+const REPLAY_AFTER_IDLE_MS: u64 = 1_000;
+
+/// Sends and waits for the response head. The per-read idle timeout cannot stop a member
+/// that trickles header bytes, so a bodyless request's head must arrive within `timeout` in
+/// all. (With a body the member may rightly answer only after a long upload.)
+async fn send_on(
+    sender: &mut Sender,
+    req: Request<RequestBody>,
+    timeout: Duration,
+) -> Result<Response<Incoming>, SendError> {
+    let bodyless = req.body().is_end_stream();
+    let fut = sender.try_send_request(req);
+    let result = if bodyless {
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => return Err(SendError::new(ErrorKind::HeadTimeout(timeout), None)),
+        }
+    } else {
+        fut.await
+    };
+    result.map_err(|mut e| match e.take_message() {
+        Some(back) => SendError::new(ErrorKind::NotSent, Some(back)),
+        None => SendError::from_hyper(e.into_error(), timeout),
+    })
+}
+
+/// A copy to replay when the original may have been lost on a dead pooled connection:
+/// only for idempotent methods without a body (RFC 9110 9.2.2), never for POST.
+pub(super) fn replayable_copy(r: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    if !is_idempotent(r.method()) || !r.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(RequestBody::Empty);
+    *copy.method_mut() = r.method().clone();
+    *copy.uri_mut() = r.uri().clone();
+    *copy.version_mut() = r.version();
+    *copy.headers_mut() = r.headers().clone();
+    Some(copy)
+}
+
+pub fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// A member connection lent to one exchange. It goes back to the pool by [`Lease::release`]
+/// when the response body has ended; dropped unreleased (client gone mid-body, tunnel), the
+/// connection closes, since HTTP/1.1 cannot start the next exchange mid-body.
+pub struct Lease {
+    endpoint: Arc<Endpoint>,
+    sender: Option<Sender>,
+}
+
+impl Lease {
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// The response body ended: the connection may serve the next request.
+    pub fn release(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            self.endpoint.pool.put(sender);
+        }
+    }
+
+    /// Makes the connection private to one client connection (NTLM/Negotiate), if the
+    /// endpoint is under `cap`; gives the lease back otherwise.
+    pub fn pin(mut self, cap: u32) -> Result<Pinned, Lease> {
+        let prev = self.endpoint.stats.pinned.fetch_add(1, Ordering::Relaxed);
+        if prev >= u64::from(cap) {
+            self.endpoint.stats.pinned.fetch_sub(1, Ordering::Relaxed);
+            return Err(self);
+        }
+        let Some(sender) = self.sender.take() else {
+            self.endpoint.stats.pinned.fetch_sub(1, Ordering::Relaxed);
+            return Err(self);
+        };
+        Ok(Pinned {
+            endpoint: Arc::clone(&self.endpoint),
+            sender,
+        })
+    }
+}
+
+/// A member connection owned by one client connection: Windows authentication
+/// authenticates a TCP connection, so it never returns to the shared pool.
+pub struct Pinned {
+    endpoint: Arc<Endpoint>,
+    sender: Sender,
+}
+
+impl Pinned {
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// Sends the next request of the authenticated client connection. The connection may
+    /// still be finishing the previous response; it is waited for, not replaced. A pinned
+    /// connection the member closed hands the request back unsent: the client must
+    /// authenticate again on a new one.
+    pub async fn send(
+        &mut self,
+        reach: &Reach<'_>,
+        mut req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        req.body_mut().count_into(&self.endpoint);
+        if self.sender.ready().await.is_err() {
+            return Err(SendError::new(ErrorKind::NotSent, Some(req)));
+        }
+        send_on(&mut self.sender, req, reach.read_timeout).await
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        self.endpoint.stats.pinned.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request as in flight on its endpoint until the response body is done or dropped.
+pub struct InFlight(Arc<Endpoint>);
+
+impl InFlight {
+    pub fn new(endpoint: &Arc<Endpoint>) -> Self {
+        endpoint.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        endpoint.stats.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(endpoint))
+    }
+
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
