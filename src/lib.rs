@@ -4,6 +4,8 @@
 //! `proxy::handle` → `rules` (which farm) → `farm` (which member) → `upstream` (pooled or new
 //! connection) → back through `proxy`. `config` builds the immutable model all of them read.
 
+#![deny(unsafe_code)]
+
 pub mod access_log;
 pub mod admin;
 pub mod check;
@@ -12,8 +14,9 @@ pub mod demo;
 pub mod farm;
 pub mod import;
 pub mod listener;
-pub mod memory;
 pub mod notify;
+#[allow(unsafe_code)]
+pub mod os;
 pub mod profiles;
 pub mod proxy;
 pub mod rules;

@@ -277,6 +277,7 @@ pub async fn start(config: Config) -> Result<Arc<Control>, StartError> {
 
 /// Like `start`, remembering `path` for reloads.
 pub async fn start_from(config: Config, path: Option<PathBuf>) -> Result<Arc<Control>, StartError> {
+    check_open_files_limit(&config);
     let mut bound = Vec::new();
     for l in &config.listeners {
         let sock =
@@ -328,11 +329,28 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> Result<Arc<Con
     Ok(control)
 }
 
+/// Raises the open-files limit and says when it still cannot cover the listeners'
+/// `max_connections`: running out shows up as refused connections, never as members failing.
+fn check_open_files_limit(config: &Config) {
+    let need = crate::os::descriptors_needed(config.listeners.iter().map(|l| l.max_connections));
+    match crate::os::raise_open_files_limit() {
+        Ok(l) => {
+            if l.was < l.soft {
+                tracing::debug!(from = l.was, to = l.soft, "raised the open-files limit");
+            }
+            if l.soft < need {
+                tracing::warn!(limit = l.soft, needed = need, "the open-files limit (ulimit -n; LimitNOFILE= under systemd) is below what max_connections allows: past it, new client connections are refused; raise the hard limit or lower max_connections");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-files limit"),
+    }
+}
+
 /// Serves `path` until SIGTERM or SIGINT; SIGHUP reloads.
 pub async fn run_until_signal(config: Config, path: PathBuf) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
     let control = start_from(config, Some(path)).await?;
-    crate::memory::spawn_trimmer(Duration::from_secs(5));
+    crate::os::spawn_trimmer(Duration::from_secs(5));
     crate::notify::notify("READY=1");
     let mut hup = signal(SignalKind::hangup()).ok();
     let mut term = signal(SignalKind::terminate()).ok();

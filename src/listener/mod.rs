@@ -188,12 +188,16 @@ pub async fn serve(
 ) {
     let local = listener.local_addr().ok();
     let counts = Arc::new(ConnectionCounts::default());
+    let mut reserve = Reserve::open();
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
+                Err(e) if crate::upstream::is_local_exhaustion(&e) => {
+                    reserve.refuse_one(&listener, &runtime.load().settings.name, &e).await;
+                    continue;
+                }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(listener = %runtime.load().settings.name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -288,5 +292,40 @@ async fn serve_conn<IO>(
         .into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%remote, error = %e, "client connection ended with an error");
+    }
+}
+
+/// A descriptor held back for the moment the process runs out of them: freed, it lets the
+/// listener accept the waiting client and close it at once (a clean refusal) instead of
+/// leaving it hanging in the backlog while accept fails in a loop.
+struct Reserve {
+    file: Option<std::fs::File>,
+    refused: u64,
+}
+
+impl Reserve {
+    fn open() -> Reserve {
+        Reserve {
+            file: std::fs::File::open("/dev/null").ok(),
+            refused: 0,
+        }
+    }
+
+    async fn refuse_one(&mut self, listener: &TcpListener, name: &str, e: &std::io::Error) {
+        self.refused += 1;
+        // One line per 1,000 refusals: a surge must not also flood the log.
+        if self.refused % 1000 == 1 {
+            tracing::error!(listener = %name, error = %e, refused = self.refused, "out of file descriptors: refusing new client connections (raise the open-files limit or lower max_connections)");
+        }
+        if self.file.take().is_some() {
+            if let Ok(Ok((tcp, _))) =
+                tokio::time::timeout(Duration::from_millis(10), listener.accept()).await
+            {
+                drop(tcp);
+            }
+            self.file = std::fs::File::open("/dev/null").ok();
+        } else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -11,21 +11,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A loopback address no other test uses, so fixed ports (4443, 8080, 8443) can be bound.
+/// Deterministic: within a test binary (whose tests run in parallel threads) the counter
+/// makes every address distinct; the process id spreads binaries over the second octet so
+/// sockets a previous binary left in TIME_WAIT are not in the way.
 pub fn unique_loopback() -> IpAddr {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let seed = std::process::id()
-        .wrapping_mul(2654435761)
-        .wrapping_add(n.wrapping_mul(40503))
-        .wrapping_add(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0),
-        );
-    let b = 100 + (seed % 150) as u8;
-    let c = ((seed >> 8) % 250) as u8 + 1;
-    let d = ((seed >> 16) % 250) as u8 + 1;
+    assert!(
+        n < 250 * 250,
+        "a test binary used more than 62,500 loopback addresses"
+    );
+    let b = 100 + (std::process::id() % 150) as u8;
+    let c = (n / 250) as u8 + 1;
+    let d = (n % 250) as u8 + 1;
     IpAddr::from([127, b, c, d])
 }
 
@@ -109,11 +107,31 @@ pub struct Portico {
 impl Portico {
     /// Starts `portico run` and waits until `wait_for` accepts connections.
     pub fn start(config: &Path, wait_for: SocketAddr) -> Portico {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portico"));
+        cmd.args(["run", "--config"]).arg(config);
+        Portico::spawn(cmd, config, wait_for)
+    }
+
+    /// Like `start`, under a hard open-files limit of `nofile` (as `ulimit -n` sets it).
+    pub fn start_with_open_files_limit(
+        config: &Path,
+        wait_for: SocketAddr,
+        nofile: u32,
+    ) -> Portico {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -n {nofile} && exec \"$0\" run --config \"$1\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_portico"))
+            .arg(config);
+        Portico::spawn(cmd, config, wait_for)
+    }
+
+    fn spawn(mut cmd: Command, config: &Path, wait_for: SocketAddr) -> Portico {
         let log = config.with_extension("log");
         let logf = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_portico"))
-            .args(["run", "--config"])
-            .arg(config)
+        let child = cmd
             .env("RUST_LOG", "info,portico=debug")
             .stdout(Stdio::null())
             .stderr(logf)
