@@ -7,6 +7,8 @@
 //! runs per request without allocating in the common cases.
 
 mod action;
+mod index;
+mod literal;
 mod pattern;
 mod template;
 mod vars;
@@ -16,11 +18,10 @@ mod tests;
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
-use regex::Regex;
-
 use action::{expand_url, origin_form, redirect_location, Action};
-use pattern::{compile_regex, Group, Matcher, Need};
+use bytes::Bytes;
+use literal::CondTest;
+use pattern::{Group, Matcher, Need, RegexCache};
 use template::{Ctx, Template};
 use vars::{Rendered, Var};
 
@@ -201,8 +202,8 @@ struct Condition {
     input: Template,
     /// The input reads `{C:n}` of earlier conditions, so it is expanded to an owned string.
     input_uses_c: bool,
-    regex: Regex,
-    /// `regex.captures_len()`, cached: asking the regex costs a dynamic call per request.
+    test: CondTest,
+    /// `test.slots()`, cached: asking a regex costs a dynamic call per request.
     slots: usize,
     negate: bool,
 }
@@ -229,9 +230,47 @@ struct Rule {
 #[derive(Debug, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// Runs of host rules, found by lookup instead of a walk (`index`).
+    blocks: Vec<index::Block>,
     /// Some template reads `{SERVER_PORT}` / `{REMOTE_ADDR}`: render it once per request.
     uses_port: bool,
     uses_addr: bool,
+}
+
+/// The URL as the walk has rewritten it so far.
+struct Walk<'r> {
+    path: Cow<'r, str>,
+    query: Option<Cow<'r, str>>,
+    rewritten: bool,
+}
+
+impl Walk<'_> {
+    /// Runs one rule; Some when the walk ends here.
+    fn step<'a>(
+        &mut self,
+        rule: &'a Rule,
+        req: &RequestView<'_>,
+        rendered: &Rendered,
+    ) -> Option<Outcome<'a>> {
+        match rule.run(
+            req,
+            &self.path,
+            self.query.as_deref(),
+            self.rewritten,
+            rendered,
+        ) {
+            Step::Skip => return None,
+            Step::Done(outcome) => return Some(outcome),
+            Step::Rewrite(p, q) => {
+                self.path = Cow::Owned(p);
+                self.query = q.map(Cow::Owned);
+                self.rewritten = true;
+            }
+            Step::Continue => {}
+        }
+        // No default farm: a walk stopped without a route is a 404.
+        rule.stop.then_some(Outcome::NoMatch)
+    }
 }
 
 /// What one rule did.
@@ -250,8 +289,9 @@ impl RuleSet {
         farm_names: &[&str],
     ) -> Result<RuleSet, (usize, RuleError)> {
         let mut set = RuleSet::default();
+        let mut cache = RegexCache::default();
         for (i, spec) in specs.into_iter().enumerate() {
-            let rule = Rule::compile(spec, farm_names).map_err(|e| (i, e))?;
+            let rule = Rule::compile(spec, farm_names, &mut cache).map_err(|e| (i, e))?;
             let templates = rule
                 .conditions
                 .iter()
@@ -263,30 +303,42 @@ impl RuleSet {
             }
             set.rules.push(rule);
         }
+        set.blocks = index::build(&set.rules);
         Ok(set)
     }
 
     /// Runs the rules for one request; the first terminal action wins.
     pub fn evaluate<'a>(&'a self, req: &RequestView<'_>) -> Outcome<'a> {
         let rendered = Rendered::new(req, self.uses_port, self.uses_addr);
-        let mut path: Cow<'_, str> = Cow::Borrowed(req.path);
-        let mut query: Option<Cow<'_, str>> = req.query.map(Cow::Borrowed);
-        let mut rewritten = false;
-        for rule in &self.rules {
-            match rule.run(req, &path, query.as_deref(), rewritten, &rendered) {
-                Step::Skip => continue,
-                Step::Done(outcome) => return outcome,
-                Step::Rewrite(p, q) => {
-                    path = Cow::Owned(p);
-                    query = q.map(Cow::Owned);
-                    rewritten = true;
+        let mut walk = Walk {
+            path: Cow::Borrowed(req.path),
+            query: req.query.map(Cow::Borrowed),
+            rewritten: false,
+        };
+        let mut i = 0;
+        let mut blocks = self.blocks.iter().peekable();
+        while i < self.rules.len() {
+            if let Some(block) = blocks.next_if(|b| b.start == i) {
+                i = block.end;
+                if let Some(found) = block.candidates(req.host) {
+                    for k in found {
+                        if let Some(outcome) = walk.step(&self.rules[k], req, &rendered) {
+                            return outcome;
+                        }
+                    }
+                    continue;
                 }
-                Step::Continue => {}
+                for rule in &self.rules[block.start..block.end] {
+                    if let Some(outcome) = walk.step(rule, req, &rendered) {
+                        return outcome;
+                    }
+                }
+                continue;
             }
-            if rule.stop {
-                // No default farm: a walk stopped without a route is a 404.
-                return Outcome::NoMatch;
+            if let Some(outcome) = walk.step(&self.rules[i], req, &rendered) {
+                return outcome;
             }
+            i += 1;
         }
         Outcome::NoMatch
     }
@@ -306,13 +358,15 @@ impl RuleSet {
 }
 
 impl Rule {
-    fn compile(spec: RuleSpec, farm_names: &[&str]) -> Result<Rule, RuleError> {
-        let matcher =
-            Matcher::compile(spec.syntax, &spec.pattern, spec.ignore_case).map_err(|message| {
-                RuleError {
-                    field: RuleField::Match,
-                    message,
-                }
+    fn compile(
+        spec: RuleSpec,
+        farm_names: &[&str],
+        cache: &mut RegexCache,
+    ) -> Result<Rule, RuleError> {
+        let matcher = Matcher::compile(spec.syntax, &spec.pattern, spec.ignore_case, cache)
+            .map_err(|message| RuleError {
+                field: RuleField::Match,
+                message,
             })?;
         let mut conditions = Vec::with_capacity(spec.conditions.len());
         for (index, c) in spec.conditions.into_iter().enumerate() {
@@ -323,13 +377,13 @@ impl Rule {
                 }
             };
             let input = Template::parse(&c.input).map_err(err(ConditionPart::Input))?;
-            let regex =
-                compile_regex(&c.pattern, c.ignore_case).map_err(err(ConditionPart::Pattern))?;
+            let test = CondTest::compile(&c.pattern, c.ignore_case, cache)
+                .map_err(err(ConditionPart::Pattern))?;
             conditions.push(Condition {
                 input_uses_c: input.max_c().is_some(),
                 input,
-                slots: regex.captures_len(),
-                regex,
+                slots: test.slots(),
+                test,
                 negate: c.negate,
             });
         }
@@ -414,7 +468,7 @@ impl Rule {
             } else {
                 self.c_need
             };
-            let found = Matcher::find_regex(&cond.regex, &value, need);
+            let found = cond.test.find(&value, need);
             let holds = found.is_some() != cond.negate;
             if let (Some(spans), false, false) = (found, cond.negate, need == Need::Nothing) {
                 let group = Group {

@@ -95,10 +95,11 @@ impl Matcher {
         syntax: PatternSyntax,
         pattern: &str,
         ignore_case: bool,
+        cache: &mut RegexCache,
     ) -> Result<Matcher, String> {
         match syntax {
             PatternSyntax::Regex => {
-                let regex = compile_regex(pattern, ignore_case)?;
+                let regex = cache.get(pattern, ignore_case)?;
                 let body = pattern.strip_prefix('^').unwrap_or(pattern);
                 let body = body.strip_suffix('$').unwrap_or(body);
                 Ok(match body {
@@ -110,9 +111,9 @@ impl Matcher {
                     _ => Matcher::Regex(regex),
                 })
             }
-            PatternSyntax::Wildcard => {
-                compile_regex(&wildcard_to_regex(pattern), ignore_case).map(Matcher::Regex)
-            }
+            PatternSyntax::Wildcard => cache
+                .get(&wildcard_to_regex(pattern), ignore_case)
+                .map(Matcher::Regex),
             PatternSyntax::Exact => Ok(Matcher::Exact {
                 text: pattern.to_owned(),
                 ignore_case,
@@ -191,6 +192,22 @@ fn wildcard_to_regex(pattern: &str) -> String {
 
 const LINEAR_NOTE: &str = "Portico uses linear-time regular expressions (no look-around, no \
      back-references) so a request cannot make matching slow";
+
+/// Regexes already compiled for this rule set: the same pattern in many rules (`.*` in
+/// every host rule) is compiled once and shared (a `Regex` clone shares its program).
+#[derive(Default)]
+pub(crate) struct RegexCache(std::collections::HashMap<(Box<str>, bool), Regex>);
+
+impl RegexCache {
+    pub(crate) fn get(&mut self, pattern: &str, ignore_case: bool) -> Result<Regex, String> {
+        if let Some(re) = self.0.get(&(Box::from(pattern), ignore_case)) {
+            return Ok(re.clone());
+        }
+        let re = compile_regex(pattern, ignore_case)?;
+        self.0.insert((pattern.into(), ignore_case), re.clone());
+        Ok(re)
+    }
+}
 
 /// Compiles with the size limit and turns the crate's errors into messages that say what to do.
 pub(crate) fn compile_regex(pattern: &str, ignore_case: bool) -> Result<Regex, String> {

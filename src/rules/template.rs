@@ -75,6 +75,11 @@ impl Template {
         matches!(self.parts.as_slice(), [Part::Lit(l), Part::R(0)] if l == "/")
     }
 
+    /// The template is exactly `{HTTP_HOST}` (what the host index can key on).
+    pub(crate) fn is_http_host(&self) -> bool {
+        matches!(self.parts.as_slice(), [Part::Var(Var::HttpHost)])
+    }
+
     /// The literal text the template starts with, if any.
     pub(crate) fn literal_prefix(&self) -> &str {
         match self.parts.first() {

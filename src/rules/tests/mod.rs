@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderValue};
 use super::*;
 
 mod errors;
+mod index;
 
 const FARMS: &[&str] = &["lyncweb", "meet", "dialin", "oos"];
 
