@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""The hot path, side by side in one run: the same load straight to the member ("direct",
+the limit), through Portico and through nginx, for plain HTTP, HTTPS and h2 keep-alive with
+1 KiB responses; and, Portico only, a config with 1,000 host rules ahead of the matching
+one against a one-rule config, and `portico validate` of 10,000 rules.
+
+Each row: requests/s, the proxy's CPU per request (user + system of the proxy process
+tree, so a busy machine does not skew it), and the connections the proxy opened to the
+member during the scenario (the member counts its accepts). Writes bench/hotpath.md.
+
+    sudo python3 bench/hotpath.py                 # 3 rounds of 8 s per scenario and target
+    DURATION=4 ROUNDS=1 python3 bench/hotpath.py  # quick
+
+Needs nginx, wrk, h2load (nghttp2-client), openssl; builds `cargo build --release` and
+the bench member (`--example bench-member`). All traffic stays on 127.0.0.1.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.dont_write_bytecode = True
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+sys.path.insert(0, BENCH)
+from longpoll import children_of, rss_kib  # noqa: E402
+
+DURATION = int(os.environ.get("DURATION", "8"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+WORKERS = 2
+BASE = int(os.environ.get("BASE_PORT", "24000"))
+PORTS = {
+    "member-http": BASE,
+    "member-https": BASE + 1,
+    "portico-http": BASE + 10,
+    "portico-https": BASE + 11,
+    "nginx-http": BASE + 20,
+    "nginx-https": BASE + 21,
+    "rules1": BASE + 30,
+    "rules1000": BASE + 31,
+}
+HOST = "app.contoso.com"
+PROCS = []
+
+
+def log(msg):
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, **kw)
+
+
+def cpu_seconds(pid):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in children_of([pid]):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
+
+
+def start(cmd, log_path):
+    f = open(log_path, "w")
+    p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    PROCS.append(p)
+    return p
+
+
+def wait_port(port, proc):
+    import socket
+
+    for _ in range(200):
+        if proc.poll() is not None:
+            sys.exit(f"process for port {port} exited at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+def member_accepts():
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['member-http']}/connections") as r:
+        http = int(r.read())
+    return http
+
+
+def pki(d):
+    def run(c):
+        subprocess.run(c, shell=True, check=True, cwd=d, stderr=subprocess.DEVNULL)
+
+    for name, subj in (("internal-ca", "/CN=Bench Internal CA"), ("public-ca", "/CN=Bench Public CA")):
+        run(
+            f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+            f"-keyout {name}.key -out {name}.pem -subj '{subj}' "
+            f"-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+        )
+    for name, ca, san in (("member", "internal-ca", "DNS:fe01.contoso.local"), ("public", "public-ca", "DNS:*.contoso.com")):
+        run(f"openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {name}.key -out {name}.csr -subj /CN=x")
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(f"basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName={san}\n")
+        run(
+            f"openssl x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial "
+            f"-days 2 -extfile {name}.ext -out {name}.crt"
+        )
+        run(f"cat {name}.crt {ca}.pem > {name}.pem")
+
+
+def portico_config(d, http_port, https_port, host_rules=0):
+    rules = []
+    for i in range(host_rules):
+        rules.append(
+            f'[[rule]]\nname = "tenant{i}"\nmatch = ".*"\n'
+            f'conditions = [ {{ input = "{{HTTP_HOST}}", pattern = "^tenant{i}\\\\.example\\\\.com$" }} ]\n'
+            f'action = {{ route = "fe" }}\nstop = true\n'
+        )
+    listeners = f'[[listener]]\nbind = "127.0.0.1:{http_port}"\n'
+    if https_port:
+        listeners += (
+            f'[[listener]]\nbind = "127.0.0.1:{https_port}"\n'
+            f'tls = {{ certificates = [ {{ cert = "{d}/public.pem", key = "{d}/public.key" }} ] }}\n'
+        )
+    return f"""workers = {WORKERS}
+{listeners}
+[resolve]
+"fe01.contoso.local" = ["127.0.0.1"]
+[upstream]
+ca = "{d}/internal-ca.pem"
+[[farm]]
+name = "fe"
+members = [ {{ address = "fe01.contoso.local" }} ]
+http_port = {PORTS['member-http']}
+https_port = {PORTS['member-https']}
+timeout = "960s"
+{''.join(rules)}
+[[rule]]
+name = "everything"
+action = {{ route = "fe" }}
+stop = true
+"""
+
+
+def nginx_config(d):
+    return f"""worker_processes {WORKERS};
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;
+    fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+    upstream fe_http {{ server 127.0.0.1:{PORTS['member-http']}; keepalive 64; }}
+    upstream fe_https {{ server 127.0.0.1:{PORTS['member-https']}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{PORTS['nginx-http']};
+        location / {{ proxy_pass http://fe_http; proxy_http_version 1.1;
+            proxy_set_header Connection ""; proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }}
+    }}
+    server {{
+        listen 127.0.0.1:{PORTS['nginx-https']} ssl http2;
+        ssl_certificate {d}/public.pem; ssl_certificate_key {d}/public.key;
+        location / {{ proxy_pass https://fe_https; proxy_http_version 1.1;
+            proxy_set_header Connection ""; proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_ssl_name fe01.contoso.local; proxy_ssl_server_name on;
+            proxy_ssl_verify on; proxy_ssl_trusted_certificate {d}/internal-ca.pem;
+            proxy_ssl_session_reuse on; }}
+    }}
+}}
+"""
+
+
+def wrk(url, extra=()):
+    out = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{DURATION}s", *extra, url],
+        capture_output=True, text=True,
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if not m or errors:
+        sys.exit(f"wrk failed on {url}:\n{out}")
+    return float(m.group(1)), int(total.group(1))
+
+
+def h2load(url):
+    out = subprocess.run(
+        ["h2load", "-c32", "-m10", "-t2", "-D", str(DURATION), url],
+        capture_output=True, text=True,
+    ).stdout
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    if not m or not done or done.group(1) != done.group(2):
+        sys.exit(f"h2load failed on {url}:\n{out}")
+    return float(m.group(1)), int(done.group(2))
+
+
+def measure(kind, url, pid):
+    c0 = cpu_seconds(pid) if pid else 0
+    a0 = member_accepts()
+    rps, n = (h2load(url) if kind == "h2" else wrk(url))
+    c1 = cpu_seconds(pid) if pid else 0
+    a1 = member_accepts() - 1  # our own /connections request
+    return {"rps": rps, "n": n, "cpu_us": (c1 - c0) * 1e6 / n if pid else None, "opened": a1 - a0}
+
+
+def main():
+    for tool in ("nginx", "wrk", "h2load", "openssl"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing (apt-get install nginx wrk nghttp2-client openssl)")
+    log("cargo build --release (portico and the bench member)")
+    sh(f"cd {REPO} && cargo build --release -q && cargo build --release -q --example bench-member")
+    portico = f"{REPO}/target/release/portico"
+    member = f"{REPO}/target/release/examples/bench-member"
+    d = tempfile.mkdtemp(prefix="portico-hotpath.")
+    os.makedirs(f"{d}/tmp")
+    os.chmod(d, 0o755)
+    pki(d)
+    try:
+        m1 = start([member, f"127.0.0.1:{PORTS['member-http']}"], f"{d}/member-http.log")
+        m2 = start([member, f"127.0.0.1:{PORTS['member-https']}", f"{d}/member.pem", f"{d}/member.key"], f"{d}/member-https.log")
+        # One member process serves both: the HTTP one counts accepts; the HTTPS one is a
+        # second process, so its accepts are read from its own counter below.
+        for name, body in (
+            ("portico", portico_config(d, PORTS["portico-http"], PORTS["portico-https"])),
+            ("rules1", portico_config(d, PORTS["rules1"], None)),
+            ("rules1000", portico_config(d, PORTS["rules1000"], None, host_rules=1000)),
+        ):
+            with open(f"{d}/{name}.toml", "w") as f:
+                f.write(body)
+        with open(f"{d}/nginx.conf", "w") as f:
+            f.write(nginx_config(d))
+        px = start([portico, "run", "--config", f"{d}/portico.toml"], f"{d}/portico.log")
+        r1 = start([portico, "run", "--config", f"{d}/rules1.toml"], f"{d}/rules1.log")
+        r1000 = start([portico, "run", "--config", f"{d}/rules1000.toml"], f"{d}/rules1000.log")
+        ng = start(["nginx", "-p", d, "-c", f"{d}/nginx.conf"], f"{d}/nginx.log")
+        for port, proc in ((PORTS["member-http"], m1), (PORTS["member-https"], m2), (PORTS["portico-https"], px),
+                           (PORTS["rules1000"], r1000), (PORTS["rules1"], r1), (PORTS["nginx-https"], ng)):
+            wait_port(port, proc)
+
+        def https_accepts():
+            req = urllib.request.Request(f"https://127.0.0.1:{PORTS['member-https']}/connections")
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=f"{d}/internal-ca.pem")
+            ctx.check_hostname = False
+            with urllib.request.urlopen(req, context=ctx) as r:
+                return int(r.read())
+
+        global member_accepts
+        plain_accepts = member_accepts
+        targets = {
+            "http": [("direct", f"http://127.0.0.1:{PORTS['member-http']}/status/200", None),
+                     ("portico", f"http://127.0.0.1:{PORTS['portico-http']}/status/200", px.pid),
+                     ("nginx", f"http://127.0.0.1:{PORTS['nginx-http']}/status/200", ng.pid)],
+            "https": [("direct", f"https://127.0.0.1:{PORTS['member-https']}/status/200", None),
+                      ("portico", f"https://{HOST}:{PORTS['portico-https']}/status/200", px.pid),
+                      ("nginx", f"https://{HOST}:{PORTS['nginx-https']}/status/200", ng.pid)],
+            "h2": [("portico", f"https://{HOST}:{PORTS['portico-https']}/status/200", px.pid),
+                   ("nginx", f"https://{HOST}:{PORTS['nginx-https']}/status/200", ng.pid)],
+            "rules": [("1 rule", f"http://127.0.0.1:{PORTS['rules1']}/status/200", r1.pid),
+                      ("1,000 host rules ahead", f"http://127.0.0.1:{PORTS['rules1000']}/status/200", r1000.pid)],
+        }
+        # wrk and h2load send the URL's host as SNI: resolve app.contoso.com to loopback.
+        hosts_line = f"127.0.0.1 {HOST} # portico-hotpath {os.getpid()}\n"
+        with open("/etc/hosts") as f:
+            had = f.read()
+        if HOST not in had:
+            with open("/etc/hosts", "a") as f:
+                f.write(hosts_line)
+        results = {}
+        try:
+            for scen, rows in targets.items():
+                member_accepts = https_accepts if scen in ("https", "h2") else plain_accepts
+                for r in range(ROUNDS):
+                    order = rows if r % 2 == 0 else list(reversed(rows))
+                    for name, url, pid in order:
+                        log(f"{scen}: {name} (round {r + 1})")
+                        res = measure("h2" if scen == "h2" else "wrk", url, pid)
+                        results.setdefault((scen, name), []).append(res)
+                        time.sleep(1)
+        finally:
+            if HOST not in had:
+                with open("/etc/hosts") as f:
+                    lines = [l for l in f if "# portico-hotpath" not in l]
+                with open("/etc/hosts", "w") as f:
+                    f.writelines(lines)
+
+        log("portico validate with 10,000 host rules")
+        with open(f"{d}/rules10k.toml", "w") as f:
+            f.write(portico_config(d, PORTS["rules1"] + 100, None, host_rules=10000))
+        t0 = time.time()
+        v = subprocess.run(["/usr/bin/time", "-f", "%M", portico, "validate", "--config", f"{d}/rules10k.toml"],
+                           capture_output=True, text=True)
+        validate_s = time.time() - t0
+        validate_kib = int(v.stderr.strip().splitlines()[-1]) if v.returncode == 0 else None
+        rss = {"portico": rss_kib([px.pid]), "nginx": rss_kib([ng.pid])}
+    finally:
+        for p in PROCS:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except OSError:
+                pass
+        time.sleep(0.3)
+        for p in PROCS:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+    report(results, validate_s, validate_kib, rss, d)
+
+
+def best(rows):
+    return max(rows, key=lambda r: r["rps"])
+
+
+def report(results, validate_s, validate_kib, rss, d):
+    lines = [
+        "# Hot path: Portico vs nginx (bench/hotpath.py)",
+        "",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc = {os.cpu_count()}; "
+        f"load average before the table: {open('/proc/loadavg').read().split()[:3]}; "
+        f"{ROUNDS} round(s) of {DURATION} s, best round's requests/s, CPU per request summed over rounds; "
+        f"workers = 2 each; the member is bench/member.rs (one thread).",
+        "",
+        "| scenario | target | requests/s | vs nginx | proxy CPU/request (us) | vs nginx | member connections opened |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scen in ("http", "https", "h2", "rules"):
+        names = [n for (s, n) in results if s == scen]
+        base = results.get((scen, "nginx"))
+        for name in names:
+            rows = results[(scen, name)]
+            b = best(rows)
+            n = sum(r["n"] for r in rows)
+            cpu = sum((r["cpu_us"] or 0) * r["n"] for r in rows) / n if rows[0]["cpu_us"] is not None else None
+            opened = sum(r["opened"] for r in rows)
+            vs = vs_cpu = ""
+            if base and name != "nginx":
+                bb = best(base)
+                vs = f"{b['rps'] / bb['rps']:.2f}x"
+                bn = sum(r["n"] for r in base)
+                bcpu = sum(r["cpu_us"] * r["n"] for r in base) / bn
+                if cpu is not None:
+                    vs_cpu = f"{cpu / bcpu:.2f}x"
+            if scen == "rules" and name != "1 rule":
+                one = best(results[(scen, "1 rule")])
+                vs = f"{b['rps'] / one['rps']:.2f}x of 1 rule"
+            cpu_s = f"{cpu:.1f}" if cpu is not None else "-"
+            lines.append(f"| {scen} | {name} | {b['rps']:.0f} | {vs} | {cpu_s} | {vs_cpu} | {opened} |")
+    lines += [
+        "",
+        f"`portico validate` of 10,000 host rules: {validate_s:.2f} s, max RSS {validate_kib} KiB.",
+        f"RSS after the run: Portico {rss['portico']} KiB, nginx {rss['nginx']} KiB.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(BENCH, "hotpath.md"), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
