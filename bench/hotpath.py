@@ -225,7 +225,8 @@ def main():
             sys.exit(f"{tool} is missing (apt-get install nginx wrk nghttp2-client openssl)")
     log("cargo build --release (portico and the bench member)")
     sh(f"cd {REPO} && cargo build --release -q && cargo build --release -q --example bench-member")
-    portico = f"{REPO}/target/release/portico"
+    # PORTICO_BIN: another build to measure (e.g. an earlier commit, for before/after tables).
+    portico = os.environ.get("PORTICO_BIN", f"{REPO}/target/release/portico")
     member = f"{REPO}/target/release/examples/bench-member"
     d = tempfile.mkdtemp(prefix="portico-hotpath.")
     os.makedirs(f"{d}/tmp")
@@ -371,7 +372,7 @@ def report(results, validate_s, validate_kib, rss, d):
     ]
     text = "\n".join(lines)
     print(text)
-    with open(os.path.join(BENCH, "hotpath.md"), "w") as f:
+    with open(os.environ.get("OUT", os.path.join(BENCH, "hotpath.md")), "w") as f:
         f.write(text)
 
 

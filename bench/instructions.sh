@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Instructions per request for Portico, counted by valgrind's callgrind: repeatable on a
+# noisy machine, where requests/s and even CPU time are not. The figure to track from
+# commit to commit. Plain HTTP keep-alive to the bench member (bench/member.rs), 1 KiB
+# responses; counters are zeroed after a warm-up, then exactly N requests are counted.
+#
+#   bench/instructions.sh            # N=2000
+#   N=5000 TOP=30 bench/instructions.sh
+#
+# Prints instructions per request and the functions that cost most (inclusive), and writes
+# bench/instructions.md. Needs valgrind (apt-get install valgrind).
+set -euo pipefail
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$BENCH_DIR/.." && pwd)"
+N="${N:-2000}"
+TOP="${TOP:-25}"
+MEMBER_PORT="${MEMBER_PORT:-25080}"
+PROXY_PORT="${PROXY_PORT:-25081}"
+command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
+
+(cd "$REPO" && cargo build --release -q && cargo build --release -q --example bench-member)
+TMP="$(mktemp -d /tmp/portico-instr.XXXXXX)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+"$REPO/target/release/examples/bench-member" "127.0.0.1:$MEMBER_PORT" > "$TMP/member.log" 2>&1 &
+PIDS+=($!)
+cat > "$TMP/portico.toml" <<EOF
+workers = 2
+[[listener]]
+bind = "127.0.0.1:$PROXY_PORT"
+[[farm]]
+name = "fe"
+members = [ { address = "127.0.0.1" } ]
+http_port = $MEMBER_PORT
+[[rule]]
+name = "everything"
+action = { route = "fe", scheme = "http" }
+stop = true
+EOF
+valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p" \
+    "$REPO/target/release/portico" run --config "$TMP/portico.toml" > "$TMP/portico.log" 2>&1 &
+VG=$!
+PIDS+=($VG)
+for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break
+    sleep 0.1
+done
+
+client() {  # requests: 4 keep-alive connections, sequential requests on each
+    python3 - "$PROXY_PORT" "$1" <<'PY'
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+req = b"GET /status/200 HTTP/1.1\r\nHost: app.contoso.com\r\n\r\n"
+conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+for i in range(n):
+    s = conns[i % 4]
+    s.sendall(req)
+    buf = b""
+    while True:
+        buf += s.recv(65536)
+        head, sep, rest = buf.partition(b"\r\n\r\n")
+        if sep:
+            length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+            if len(rest) >= length:
+                if not head.startswith(b"HTTP/1.1 200"):
+                    sys.exit(f"unexpected answer: {head[:40]!r}")
+                break
+PY
+}
+client 300                       # warm-up: connections made, pools filled, caches warm
+callgrind_control -z "$VG" > /dev/null
+client "$N"
+callgrind_control -d "$VG" > /dev/null
+sleep 1
+out="$(ls -t "$TMP"/cg.* | head -n1)"
+total="$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')"
+per=$(( total / N ))
+{
+    echo "# Instructions per request (bench/instructions.sh)"
+    echo
+    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); git $(git -C "$REPO" rev-parse --short HEAD); plain HTTP keep-alive, 1 KiB responses, $N requests after a warm-up of 300."
+    echo
+    echo "**$per instructions per request** (Portico process, all threads; $total in total)."
+    echo
+    echo "Top $TOP functions, inclusive:"
+    echo
+    echo '```'
+    callgrind_annotate --inclusive=yes "$out" 2>/dev/null | sed -n '/^Ir/,$p' | head -n $(( TOP + 2 )) | cut -c1-160
+    echo '```'
+} | tee "$BENCH_DIR/instructions.md"
