@@ -131,6 +131,29 @@ async fn sigterm_with_drain_delay_is_not_ready_at_once_but_accepts_until_the_del
     };
     assert_eq!(readyz().await, 200);
 
+    // The config digest is what `sha256sum` says of the file: in the API, /metrics, the page.
+    let out = std::process::Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(sum.len(), 64);
+    let status = curl(&[&format!("http://{admin}/api/status")]).await.text();
+    assert_eq!(json_field(&status, "digest").as_deref(), Some(sum.as_str()));
+    let metrics = curl(&[&format!("http://{admin}/metrics")]).await.text();
+    assert!(
+        metrics.contains(&format!("portico_config_info{{digest=\"{sum}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(curl(&[&format!("http://{admin}/")])
+        .await
+        .text()
+        .contains(&sum));
+
     // In flight across the whole drain: started before SIGTERM, ends after drain_delay.
     let inflight = tokio::spawn(async move {
         let mut c = H1::connect(addr).await.unwrap();
