@@ -21,12 +21,24 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr} (listener {name:?}): {source}")]
+    #[error(
+        "cannot listen on {addr} (listener {name:?}): {source}{}",
+        bind_hint(source)
+    )]
     Bind {
         name: String,
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// What to do about a bind error an administrator meets in a keepalived pair.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+        " (the address is not on this machine: for a keepalived virtual address that the other instance holds now, set net.ipv4.ip_nonlocal_bind=1, or bind 0.0.0.0; docs/high-availability.md)"
+    } else {
+        ""
+    }
 }
 
 /// The outcome of the last reload, for logs and the status page.
