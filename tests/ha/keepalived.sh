@@ -12,7 +12,10 @@
 #   3. kill -9 of the master's keepalived: the backup takes the address after 3 missed adverts;
 #   4. planned drain (SIGTERM, drain_delay = 3s): portico health non-zero at once, the address
 #      moves while the old master still accepts, no request started after the move fails;
-#      two long polls open across the move show what becomes of established connections.
+#      two long polls open across the move show what becomes of established connections;
+#   5. contrib/keepalived/active-active.conf: each box master of one address, kill -9 moves
+#      both to the survivor, the address goes home after rise + preempt_delay.
+# Set VRRP_KEEP=1 to keep the logs (the temporary folder is printed).
 # Usage: tests/ha/keepalived.sh [path/to/portico]   (needs root, iproute2, keepalived, curl)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -66,16 +69,16 @@ for h in client p1 p2 m1; do
 done
 inns() { local h=$1; shift; ip netns exec "$P-$h" "$@"; }
 now() { echo "$EPOCHREALTIME"; }
-vip_on() { ip -n "$P-$1" -4 -o addr show dev eth0 | grep -q " $VIP/"; }
-holder() {
+vip_on() { ip -n "$P-$1" -4 -o addr show dev eth0 | grep -q " ${2:-$VIP}/"; }
+holder() {  # holder [ADDRESS] -> p1, p2, p1p2 or none
   local h=""
-  for p in p1 p2; do vip_on $p && h="$h$p"; done
+  for p in p1 p2; do vip_on $p "${1:-$VIP}" && h="$h$p"; done
   echo "${h:-none}"
 }
-wait_holder() {  # wait_holder p2 SECONDS
+wait_holder() {  # wait_holder p2 SECONDS [ADDRESS]
   local end=$((SECONDS + $2))
-  while [ $SECONDS -lt $end ]; do [ "$(holder)" = "$1" ] && return 0; sleep 0.05; done
-  fail "the address is on '$(holder)', expected $1"
+  while [ $SECONDS -lt $end ]; do [ "$(holder "${3:-$VIP}")" = "$1" ] && return 0; sleep 0.05; done
+  fail "${3:-$VIP} is on '$(holder "${3:-$VIP}")', expected $1"
 }
 
 ip netns exec "$P-m1" "$BIN" member --listen "${ADDR[m1]}:8080" --name m1 >"$TMP/m1.log" 2>&1 &
@@ -237,8 +240,10 @@ RESULTS+=("old master returns   | stays (nopreempt) | - | $f of $n")
 #    hears no advert for 3 x advert_int and takes over; its gratuitous ARP moves the clients.
 load_start kakill 8
 sleep 1.5
-k=$(now); kill -9 "$(cat "$TMP/p2-keepalived.pid")" "$(cat "$TMP/p2-ka-vrrp.pid" 2>/dev/null)" 2>/dev/null || true
+# The VRRP child first: killed after its parent it could still say goodbye (priority 0).
+k=$(now); kill -9 "$(cat "$TMP/p2-ka-vrrp.pid")" "$(cat "$TMP/p2-keepalived.pid")"
 load_wait kakill
+[ "$(holder)" = p1p2 ] || fail "a crashed keepalived should leave its address behind; it is on $(holder)"
 read -r n f w < <(stats kakill "$k")
 m=$(event_time p1 MASTER "$k"); [ -n "$m" ] || fail "p1 never became master after p2's keepalived died"
 mv=$(awk -v a="$m" -v b="$k" 'BEGIN { printf "%.2f", a - b }')
@@ -306,8 +311,65 @@ sleep 2.5
 [ "$(holder)" = p2 ] || fail "the address moved when p1 came back: $(holder)"
 say "p1 back after its drain: BACKUP, the address stays on p2"
 
+# 5. contrib/keepalived/active-active.conf: two addresses, each box master of one; preempt
+#    (preempt_delay cut from 60 s to 3 s here). The listeners of both boxes now bind both
+#    addresses: a reload binds the second one while the box does not have it.
+for p in p1 p2; do kill -TERM "$(cat "$TMP/$p-keepalived.pid")"; done
+for p in p1 p2; do
+  while kill -0 "$(cat "$TMP/$p-keepalived.pid")" 2>/dev/null; do sleep 0.1; done
+done
+VIP2=10.78.0.101
+for p in p1 p2; do
+  sed -i "s|^bind = \"$VIP:80\"|bind = \"$VIP:80\"\n[[listener]]\nbind = \"$VIP2:80\"|" "$TMP/$p/portico.toml"
+  kill -HUP "$(cat "$TMP/$p-portico.pid")"
+done
+for p in p1 p2; do
+  for _ in $(seq 1 50); do grep -q "listener added" "$TMP/$p-portico.log" && break; sleep 0.1; done
+  grep -q "listener added" "$TMP/$p-portico.log" || fail "$p did not bind $VIP2 on reload"
+done
+render_aa() {
+  local me=$1 other src peer
+  if [ "$me" = p1 ]; then other=p2; else other=p1; fi
+  src=${ADDR[$me]} peer=${ADDR[$other]}
+  sed -e "s|router_id portico01|router_id $P-$me|" \
+      -e "s|/usr/local/bin/portico health --config /etc/portico/portico.toml|$BIN health --config $TMP/$me/portico.toml|" \
+      -e "s|unicast_src_ip 10.0.0.31 |unicast_src_ip $src |" \
+      -e "s|^        10.0.0.32 |        $peer |" \
+      -e "s|203.0.113.10/24 dev eth0|$VIP/24 dev eth0|" \
+      -e "s|203.0.113.11/24 dev eth0|$VIP2/24 dev eth0|" \
+      -e "s|virtual_router_id 51|virtual_router_id $(( 100 + $$ % 100 ))|" \
+      -e "s|virtual_router_id 52|virtual_router_id $(( 200 + $$ % 50 ))|" \
+      -e "s|preempt_delay 60|preempt_delay 3|" \
+      -e "s|^    advert_int 1|    advert_int 1\n    notify \"$TMP/notify.sh $me\"|" \
+      contrib/keepalived/active-active.conf >"$TMP/$me-keepalived.conf"
+  if [ "$me" = p2 ]; then  # the lines marked "portico02:"
+    awk '$1 == "priority" { $2 = ($2 == 150 ? 100 : 150) } { print }' \
+      "$TMP/$me-keepalived.conf" >"$TMP/$me-aa.tmp" && mv "$TMP/$me-aa.tmp" "$TMP/$me-keepalived.conf"
+  fi
+  [ "$(grep -c "$VIP2/24\|$VIP/24" "$TMP/$me-keepalived.conf")" = 2 ] || fail "could not render active-active.conf"
+}
+render_aa p1; render_aa p2
+start_keepalived p1; start_keepalived p2
+wait_holder p1 10 "$VIP"; wait_holder p2 10 "$VIP2"
+for a in $VIP $VIP2; do
+  [ "$(inns client curl -s -o /dev/null -m 3 -w '%{http_code}' "http://$a/echo")" = 200 ] || fail "active/active: $a does not answer"
+done
+say "active/active: p1 holds $VIP, p2 holds $VIP2, both answer"
+k=$(now); kill -9 "$(cat "$TMP/p1-portico.pid")"
+wait_holder p2 5 "$VIP"
+aa_move=$(awk -v a="$(now)" -v b="$k" 'BEGIN { printf "%.2f", a - b }')
+[ "$(holder "$VIP2")" = p2 ] || fail "active/active: $VIP2 left p2"
+[ "$(inns client curl -s -o /dev/null -m 3 -w '%{http_code}' "http://$VIP/echo")" = 200 ] || fail "active/active: $VIP does not answer on p2"
+say "active/active: kill -9 of p1's Portico: both addresses on p2 after ${aa_move} s"
+b=$(now); start_portico p1
+wait_holder p1 12 "$VIP"
+aa_back=$(awk -v a="$(now)" -v b="$b" 'BEGIN { printf "%.2f", a - b }')
+[ "$(holder "$VIP2")" = p2 ] || fail "active/active: $VIP2 left p2 when p1 came back"
+say "active/active: p1's Portico back: $VIP home on p1 ${aa_back} s after the restart (rise 2 + preempt_delay 3 s)"
+RESULTS+=("active/active kill -9 portico | ${aa_move} s | - | - ; address home again ${aa_back} s after restart")
+
 say "figures (address moved after | first success after | failed requests):"
 for r in "${RESULTS[@]}"; do say "  $r"; done
 say "  long polls across the move: $POLL_RESULT"
 say "PASS (total ${SECONDS} s)"
-echo "vrrp: 6 passed, 0 failed"
+echo "vrrp: 8 passed, 0 failed"
