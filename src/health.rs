@@ -24,8 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// How long `portico health` waits for an instance's answer.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `portico health` waits for an instance's answer: under keepalived's script
+/// `timeout` (2 s in contrib/keepalived), so a wedged instance is reported, not timed out.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
