@@ -12,6 +12,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod farm;
+pub mod health;
 pub mod import;
 pub mod listener;
 pub mod notify;

@@ -11,6 +11,7 @@ Examples:
   portico validate --config /etc/portico/portico.toml
   portico run --config /etc/portico/portico.toml
   portico reload --config /etc/portico/portico.toml    # validate, then ask the running instance to reload
+  portico health --config /etc/portico/portico.toml    # exit 0 when that instance should hold traffic (keepalived)
   portico check --config /etc/portico/portico.toml --ca contoso-root.pem
   portico check --webext lyncweb.contoso.com --lyncdiscover lyncdiscover.contoso.com \\
                 --meet meet.contoso.com --resolve lyncweb.contoso.com:443:203.0.113.10
@@ -43,6 +44,13 @@ enum Command {
     /// Validate a config file, then ask the running Portico (through its [admin] listener) to
     /// reload it. Exit 0 only if the running instance accepted the new config.
     Reload {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Is the instance running this config ready to hold traffic? Exit 0 when it is, 1 when it
+    /// is not (draining, no listener, no farm with a member up) and 2 when no instance answers;
+    /// one line says why. For keepalived's vrrp_script; needs no [admin] and no token.
+    Health {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -111,6 +119,7 @@ fn main() -> ExitCode {
             }))
         }
         Command::Reload { config } => reload(&config),
+        Command::Health { config } => health(&config),
         Command::Member {
             listen,
             cert,
@@ -193,6 +202,29 @@ fn reload(config: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `portico health`: asks the running instance(s) over their health socket (src/health.rs);
+/// no config compile, no runtime, so it answers in milliseconds.
+fn health(config: &std::path::Path) -> ExitCode {
+    let file_digest = std::fs::read(config)
+        .ok()
+        .map(|b| portico::config::digest(&b));
+    match portico::health::query(config) {
+        Ok(answers) => {
+            let (ready, line) = portico::health::verdict(&answers, file_digest.as_deref());
+            println!("{line}");
+            if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::from(2)
         }
     }
 }

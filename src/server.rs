@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,12 +21,24 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr} (listener {name:?}): {source}")]
+    #[error(
+        "cannot listen on {addr} (listener {name:?}): {source}{}",
+        bind_hint(source)
+    )]
     Bind {
         name: String,
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// What to do about a bind error an administrator meets in a keepalived pair.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+        " (the address is not on this machine: for a keepalived virtual address that the other instance holds now, set net.ipv4.ip_nonlocal_bind=1, or bind 0.0.0.0; docs/high-availability.md)"
+    } else {
+        ""
+    }
 }
 
 /// The outcome of the last reload, for logs and the status page.
@@ -35,6 +47,13 @@ pub struct ReloadStatus {
     pub at: SystemTime,
     pub ok: bool,
     pub message: String,
+}
+
+/// A shutdown that began: when, and how long new connections are still accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainState {
+    pub since: Instant,
+    pub delay: Duration,
 }
 
 struct ListenerHandle {
@@ -57,11 +76,30 @@ pub struct Control {
     listeners: tokio::sync::Mutex<HashMap<SocketAddr, ListenerHandle>>,
     /// Taken at shutdown to tell every connection to finish and close.
     graceful: Mutex<Option<Arc<GracefulShutdown>>>,
+    /// Set when SIGTERM/SIGINT arrived (`begin_drain`); `portico health` says why not ready.
+    drain: Mutex<Option<DrainState>>,
 }
 
 impl Control {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Not ready from now on (`/readyz` 503, `portico health` non-zero) while the listeners
+    /// keep accepting: the caller waits `delay` (drain_delay), then calls `shutdown`.
+    pub fn begin_drain(&self, delay: Duration) {
+        self.ready.store(false, Ordering::Relaxed);
+        if let Ok(mut g) = self.drain.lock() {
+            g.get_or_insert(DrainState {
+                since: Instant::now(),
+                delay,
+            });
+        }
+    }
+
+    /// Since when this instance is shutting down, if it is.
+    pub fn drain_state(&self) -> Option<DrainState> {
+        self.drain.lock().ok().and_then(|g| *g)
     }
 
     pub fn last_reload(&self) -> Option<ReloadStatus> {
@@ -188,7 +226,7 @@ impl Control {
     /// Stops accepting (and `/readyz` goes false), lets requests in flight finish for up to
     /// `deadline`, then returns.
     pub async fn shutdown(&self, deadline: Duration) {
-        self.ready.store(false, Ordering::Relaxed);
+        self.begin_drain(Duration::ZERO);
         let handles: Vec<ListenerHandle> = self
             .listeners
             .lock()
@@ -313,6 +351,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> Result<Arc<Con
         last_reload: Mutex::new(None),
         listeners: tokio::sync::Mutex::new(HashMap::new()),
         graceful: Mutex::new(Some(Arc::new(GracefulShutdown::new()))),
+        drain: Mutex::new(None),
     });
     {
         let mut listeners = control.listeners.lock().await;
@@ -324,6 +363,9 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> Result<Arc<Con
     if let Some(sock) = admin {
         tracing::info!(addr = %sock.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
         tokio::spawn(crate::admin::serve(sock, Arc::clone(&control)));
+    }
+    if let Some(path) = &control.config_path {
+        crate::health::spawn_server(Arc::clone(&control), path);
     }
     control.ready.store(true, Ordering::Relaxed);
     Ok(control)
@@ -373,8 +415,21 @@ pub async fn run_until_signal(config: Config, path: PathBuf) -> Result<(), Start
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    tracing::info!("stopping: no new connections; finishing requests in flight");
     crate::notify::notify("STOPPING=1");
+    let drain_delay = control.proxy.current.load().config.drain_delay;
+    control.begin_drain(drain_delay);
+    if !drain_delay.is_zero() {
+        tracing::info!(
+            drain_delay_ms = drain_delay.as_millis() as u64,
+            "stopping: not ready from now on; still accepting for drain_delay (a second signal skips it)"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(drain_delay) => {}
+            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    tracing::info!("stopping: no new connections; finishing requests in flight");
     let deadline = control.proxy.current.load().config.shutdown_timeout;
     control.shutdown(deadline).await;
     tracing::info!("stopped");

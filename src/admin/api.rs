@@ -32,6 +32,9 @@ pub struct ConfigStatus {
     pub file: Option<String>,
     /// When the running config was read (start or last successful reload), Unix seconds.
     pub loaded_at: f64,
+    /// SHA-256 of the running config file's bytes (`sha256sum` prints the same): equal on two
+    /// instances exactly when they run the same file.
+    pub digest: String,
 }
 
 #[derive(Serialize)]
@@ -212,6 +215,7 @@ pub fn status(control: &Control) -> Status {
                 .as_ref()
                 .map(|p| p.display().to_string()),
             loaded_at: unix(snap.loaded_at),
+            digest: snap.config.digest.clone(),
         },
         last_reload: control.last_reload().map(|r| ReloadInfo {
             at: unix(r.at),

@@ -204,6 +204,14 @@ pub fn render(control: &Control) -> String {
         "When the running config was read (Unix time)",
         loaded,
     );
+    registry.register(
+        "portico_config",
+        "The running config: digest is the SHA-256 of its file (compare instances with it)",
+        prometheus_client::metrics::info::Info::new(vec![(
+            "digest".to_string(),
+            snap.config.digest.clone(),
+        )]),
+    );
     let ready: Gauge = Gauge::default();
     ready.set(i64::from(control.is_ready()));
     registry.register(

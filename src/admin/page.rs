@@ -108,10 +108,12 @@ fn render_config(h: &mut String, st: &Status) {
         h,
         "<h2>Configuration</h2><dl><dt>File</dt><dd id=\"cfg-file\">{}</dd>\
          <dt>Loaded</dt><dd id=\"cfg-loaded\" data-t=\"{}\"></dd>\
+         <dt>Digest (SHA-256)</dt><dd id=\"cfg-digest\"><code>{}</code></dd>\
          <dt>Running since</dt><dd id=\"cfg-started\" data-t=\"{}\"></dd>\
          <dt>Last reload</dt><dd id=\"cfg-reload\">",
         esc(st.config.file.as_deref().unwrap_or("(built in memory)")),
         st.config.loaded_at,
+        esc(&st.config.digest),
         st.started_at
     );
     match &st.last_reload {
@@ -317,6 +319,7 @@ const SCRIPT: &str = r#"
     prev = next; prevAt = now;
     document.getElementById('cfg-file').textContent = st.config.file || '(built in memory)';
     document.getElementById('cfg-loaded').setAttribute('data-t', st.config.loaded_at);
+    document.getElementById('cfg-digest').firstChild.textContent = st.config.digest;
     document.getElementById('cfg-started').setAttribute('data-t', st.started_at);
     fillTimes();
     var r = document.getElementById('cfg-reload');

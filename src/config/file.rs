@@ -15,6 +15,7 @@ pub type S<T> = Spanned<T>;
 pub struct File {
     pub workers: Option<S<usize>>,
     pub shutdown_timeout: Option<S<String>>,
+    pub drain_delay: Option<S<String>>,
     #[serde(default)]
     pub listener: Vec<S<Listener>>,
     pub admin: Option<S<Admin>>,

@@ -26,6 +26,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     from_str(path, &source)
 }
 
+/// The config digest: SHA-256 of the file's bytes, lower-case hex, the same text
+/// `sha256sum FILE` prints, so two instances (or an instance and a file) compare without Portico.
+pub fn digest(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    d.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// Like `load`, for a config held in memory (`path` names it in errors and anchors relative paths).
 pub fn from_str(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
     compile::compile(path, source)

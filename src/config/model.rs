@@ -15,6 +15,12 @@ pub struct Config {
     pub workers: Option<usize>,
     /// How long a graceful shutdown waits for requests in flight before closing them.
     pub shutdown_timeout: Duration,
+    /// After SIGTERM: report not-ready at once but keep accepting this long (so keepalived or
+    /// an outer balancer moves traffic first), then stop accepting and drain.
+    pub drain_delay: Duration,
+    /// SHA-256 (hex) of the config file's bytes as read: equal on two instances exactly when
+    /// `sha256sum` of their files is (docs/high-availability.md).
+    pub digest: String,
     pub listeners: Vec<ListenerConfig>,
     pub admin: Option<AdminConfig>,
     /// The ARR box's hosts file: names answered before DNS.

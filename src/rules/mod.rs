@@ -355,6 +355,20 @@ impl RuleSet {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| r.name.as_str())
     }
+
+    /// Indices (into the config's farms) of every farm some rule routes to, each once, in
+    /// order: `portico health` asks whether any of them can take a request.
+    pub fn routed_farms(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for r in &self.rules {
+            if let Action::Route { farm, .. } = &r.action {
+                if !out.contains(farm) {
+                    out.push(*farm);
+                }
+            }
+        }
+        out
+    }
 }
 
 impl Rule {

@@ -61,7 +61,7 @@ fi
 
 # Members.
 for m in m1 m2; do
-  inns $m "$BIN" member --listen "${ADDR[$m]}:8080" --name "$m" >"$TMP/$m.log" 2>&1 &
+  ip netns exec "$P-$m" "$BIN" member --listen "${ADDR[$m]}:8080" --name "$m" >"$TMP/$m.log" 2>&1 &
   PIDS+=($!); disown
 done
 
@@ -87,7 +87,8 @@ action = { route = "pool", scheme = "http" }
 EOT
 done
 start_portico() {
-  inns "$1" "$BIN" run --config "$TMP/$1.toml" >"$TMP/$1.log" 2>&1 &
+  # Not through inns: $! must be Portico itself, or the signals below reach only a subshell.
+  ip netns exec "$P-$1" "$BIN" run --config "$TMP/$1.toml" >>"$TMP/$1.log" 2>&1 &
   echo $!
 }
 PP1=$(start_portico p1); PIDS+=($PP1)
@@ -114,7 +115,7 @@ backend portico
     server portico1 ${ADDR[p1]}:8081
     server portico2 ${ADDR[p2]}:8081
 EOT
-inns l4 haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
+ip netns exec "$P-l4" haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
 PIDS+=($!); disown
 
 get() { inns client curl -s -m 5 -o /dev/null -w '%{http_code}' "$@" "http://$VIP/echo"; }
@@ -164,6 +165,7 @@ sleep 1
 kill -TERM "$PP1"
 wait $LP
 read -r f t <"$TMP/drain.out"
+kill -0 "$PP1" 2>/dev/null && fail "portico1 still runs 3 s after SIGTERM"
 say "SIGTERM on portico1 under load: $f failed of $t"
 [ "$f" = 0 ] || fail "requests failed during a graceful drain"
 
@@ -176,6 +178,7 @@ sleep 1
 kill -KILL "$PP2"
 wait $LP
 read -r f t <"$TMP/kill.out"
+kill -0 "$PP2" 2>/dev/null && fail "portico2 survived SIGKILL"
 say "SIGKILL on portico2 under load: $f failed of $t (only requests in flight on it may fail)"
 [ "$f" -le 2 ] || fail "more than the in-flight requests failed"
 for _ in 1 2 3; do [ "$(get)" = 200 ] || fail "new requests do not succeed after the kill"; done

@@ -41,7 +41,8 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, ConfigErrors>
     let mut c = Compiler { d, base };
     let config = c.config(path, parsed);
     if c.d.errors.is_empty() {
-        if let Some(config) = config {
+        if let Some(mut config) = config {
+            config.digest = super::digest(source.as_bytes());
             return Ok(config);
         }
     }
@@ -94,6 +95,17 @@ impl Compiler<'_> {
         }
     }
 
+    /// A duration where `"0s"` is allowed (and the default): `drain_delay`.
+    fn duration_or_zero(&mut self, v: &Option<S<String>>, key: &str) -> Duration {
+        match v {
+            None => Duration::ZERO,
+            Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|e| {
+                self.d.at(s.span(), key, e);
+                Duration::ZERO
+            }),
+        }
+    }
+
     fn config(&mut self, path: &Path, f: file::File) -> Option<Config> {
         if let Some(w) = &f.workers {
             if *w.get_ref() == 0 || *w.get_ref() > 1024 {
@@ -109,6 +121,7 @@ impl Compiler<'_> {
             "shutdown_timeout",
             Duration::from_secs(30),
         );
+        let drain_delay = self.duration_or_zero(&f.drain_delay, "drain_delay");
         let resolve = self.resolve(&f.resolve);
         let upstream = self.upstream(f.upstream.as_ref());
         let farms = self.farms(&f.farm, &upstream);
@@ -132,6 +145,8 @@ impl Compiler<'_> {
             loaded_at: SystemTime::now(),
             workers: f.workers.map(|w| w.into_inner()),
             shutdown_timeout,
+            drain_delay,
+            digest: String::new(),
             listeners,
             admin,
             resolve: Arc::new(resolve),
