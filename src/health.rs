@@ -15,7 +15,7 @@
 //! on its own is the farm's problem, which the peer sees too; every farm down from here
 //! means this instance is cut off from the internal network, which the peer may not be.
 
-use crate::server::Control;
+use crate::instance::Control;
 use std::io::Read;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
@@ -139,10 +139,8 @@ pub async fn readiness(control: &Control) -> Answer {
     let routed = snap.config.rules.routed_farms();
     let mut usable = 0;
     let mut detail = Vec::new();
-    for &i in &routed {
-        let Some(farm) = snap.farms.get(i) else {
-            continue;
-        };
+    for &id in &routed {
+        let farm = snap.farm_by_id(id);
         let set = farm.members();
         let up = set.members.iter().filter(|m| m.is_selectable()).count();
         if up > 0 {

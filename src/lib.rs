@@ -14,6 +14,7 @@ pub mod demo;
 pub mod farm;
 pub mod health;
 pub mod import;
+pub mod instance;
 pub mod listener;
 pub mod notify;
 #[allow(unsafe_code)]

@@ -7,7 +7,7 @@
 
 use crate::config::{LoadBalancing, MemberState};
 use crate::farm::{Farm, Member};
-use crate::server::Control;
+use crate::instance::Control;
 use http::StatusCode;
 use serde::Serialize;
 use std::sync::Arc;

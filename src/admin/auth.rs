@@ -10,7 +10,7 @@
 //! Either way a browser request whose `Origin` is not the admin listener itself is refused
 //! (403), so a web page elsewhere cannot drive a tokenless loopback listener.
 
-use crate::server::Control;
+use crate::instance::Control;
 use http::{header, HeaderMap, StatusCode};
 use std::net::SocketAddr;
 

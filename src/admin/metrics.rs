@@ -6,7 +6,7 @@
 
 use super::api::{member_ids, state_name, unix};
 use crate::config::MemberState;
-use crate::server::Control;
+use crate::instance::Control;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

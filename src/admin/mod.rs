@@ -19,7 +19,7 @@ pub mod client;
 mod metrics;
 mod page;
 
-use crate::server::Control;
+use crate::instance::Control;
 use http::{header, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};

@@ -356,9 +356,9 @@ impl RuleSet {
         self.rules.iter().map(|r| r.name.as_str())
     }
 
-    /// Indices (into the config's farms) of every farm some rule routes to, each once, in
+    /// Every farm some rule routes to, each once, in
     /// order: `portico health` asks whether any of them can take a request.
-    pub fn routed_farms(&self) -> Vec<usize> {
+    pub fn routed_farms(&self) -> Vec<FarmId> {
         let mut out = Vec::new();
         for r in &self.rules {
             if let Action::Route { farm, .. } = &r.action {
