@@ -32,6 +32,7 @@ sys.path.insert(0, BENCH)
 from longpoll import children_of, rss_kib  # noqa: E402
 
 DURATION = int(os.environ.get("DURATION", "8"))
+HELD = int(os.environ.get("HELD", "2000"))  # long polls held at once, per proxy
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 WORKERS = 2
 BASE = int(os.environ.get("BASE_PORT", "24000"))
@@ -302,6 +303,23 @@ def main():
                 with open("/etc/hosts", "w") as f:
                     f.writelines(lines)
 
+        held = {}
+        for name, port, pid in (("portico", PORTS["portico-https"], px.pid), ("nginx", PORTS["nginx-https"], ng.pid)):
+            log(f"{name}: {HELD} held long polls")
+            out = subprocess.run(
+                [sys.executable, f"{BENCH}/longpoll.py", "--port", str(port), "--cafile", f"{d}/public-ca.pem",
+                 "--pid", str(pid), "--count", str(HELD), "--secs", "60", "--member-port", str(PORTS["member-https"]),
+                 "--label", name, "--drain-wait", "2"],
+                capture_output=True, text=True,
+            )
+            import json
+
+            try:
+                held[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                sys.exit(f"longpoll.py failed for {name}:\n{out.stderr[-2000:]}")
+        results["held"] = held
+
         log("portico validate with 10,000 host rules")
         with open(f"{d}/rules10k.toml", "w") as f:
             f.write(portico_config(d, PORTS["rules1"] + 100, None, host_rules=10000))
@@ -342,6 +360,7 @@ def report(results, validate_s, validate_kib, rss, d):
         "| scenario | target | requests/s | vs nginx | proxy CPU/request (us) | vs nginx | member connections opened |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    held = results.pop("held", {})
     for scen in ("http", "https", "h2", "rules"):
         names = [n for (s, n) in results if s == scen]
         base = results.get((scen, "nginx"))
@@ -364,6 +383,14 @@ def report(results, validate_s, validate_kib, rss, d):
                 vs = f"{b['rps'] / one['rps']:.2f}x of 1 rule"
             cpu_s = f"{cpu:.1f}" if cpu is not None else "-"
             lines.append(f"| {scen} | {name} | {b['rps']:.0f} | {vs} | {cpu_s} | {vs_cpu} | {opened} |")
+    if held:
+        p, n = held.get("portico", {}), held.get("nginx", {})
+        lines += [
+            "",
+            f"Held long polls (HTTPS in, re-encrypted to the member, {HELD} requested): Portico held "
+            f"{p.get('held')} at {p.get('kib_per_held', 0):.1f} KiB each, nginx {n.get('held')} at "
+            f"{n.get('kib_per_held', 0):.1f} KiB each: **{p.get('kib_per_held', 0) / max(n.get('kib_per_held', 1), 1e-9):.2f}x nginx**.",
+        ]
     lines += [
         "",
         f"`portico validate` of 10,000 host rules: {validate_s:.2f} s, max RSS {validate_kib} KiB.",

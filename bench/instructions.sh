@@ -6,6 +6,7 @@
 #
 #   bench/instructions.sh            # N=2000
 #   N=5000 TOP=30 bench/instructions.sh
+#   PORTICO=/path/to/other/portico NO_BUILD=1 OUT=/tmp/x.md bench/instructions.sh   # another build
 #
 # Prints instructions per request and the functions that cost most (inclusive), and writes
 # bench/instructions.md. Needs valgrind (apt-get install valgrind).
@@ -18,7 +19,7 @@ MEMBER_PORT="${MEMBER_PORT:-25080}"
 PROXY_PORT="${PROXY_PORT:-25081}"
 command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 
-(cd "$REPO" && cargo build --release -q && cargo build --release -q --example bench-member)
+[ "${NO_BUILD:-0}" = 1 ] || (cd "$REPO" && cargo build --release -q && cargo build --release -q --example bench-member)
 TMP="$(mktemp -d /tmp/portico-instr.XXXXXX)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
@@ -40,7 +41,7 @@ action = { route = "fe", scheme = "http" }
 stop = true
 EOF
 valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p" \
-    "$REPO/target/release/portico" run --config "$TMP/portico.toml" > "$TMP/portico.log" 2>&1 &
+    "${PORTICO:-$REPO/target/release/portico}" run --config "$TMP/portico.toml" > "$TMP/portico.log" 2>&1 &
 VG=$!
 PIDS+=($VG)
 for _ in $(seq 1 300); do
@@ -84,9 +85,11 @@ per=$(( total / N ))
     echo
     echo "**$per instructions per request** (Portico process, all threads; $total in total)."
     echo
-    echo "Top $TOP functions, inclusive:"
+    echo "Top $TOP functions by their own instructions (the profile to work from):"
     echo
     echo '```'
-    callgrind_annotate --inclusive=yes "$out" 2>/dev/null | sed -n '/^Ir/,$p' | head -n $(( TOP + 2 )) | cut -c1-160
+    callgrind_annotate "$out" 2>/dev/null | awk -v top="$TOP" '/file:function/ {on = 1; next} on && NF && n < top + 1 {print; n++}' | cut -c1-180
     echo '```'
-} | tee "$BENCH_DIR/instructions.md"
+} > "$TMP/report.md"
+cat "$TMP/report.md"
+cp "$TMP/report.md" "${OUT:-$BENCH_DIR/instructions.md}"
