@@ -102,3 +102,12 @@ pub fn too_large(farm: &str, limit: u64) -> Response<ResponseBody> {
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
+
+/// 431: the request head is over the listener's `max_header_bytes` (the text names it).
+pub fn head_too_large(why: &str) -> Response<ResponseBody> {
+    page(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "Request Header Fields Too Large",
+        why,
+    )
+}

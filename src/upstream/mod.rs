@@ -169,7 +169,7 @@ where
     let (sender, conn) = http1::Builder::new()
         // A member's response head larger than this is refused (502), not buffered.
         .max_buf_size(256 * 1024)
-        .preserve_header_case(false)
+        .preserve_header_case(true)
         .title_case_headers(false)
         .handshake(TokioIo::new(io))
         .await
