@@ -339,3 +339,291 @@ async fn an_h2_request_reaches_an_http1_member_with_title_case_names() {
         heads[0]
     );
 }
+
+// ---- Outlook Anywhere, MAPI and ActiveSync through Portico to Exchange-like members ----
+
+use portico::demo::backend::{Backend, Role};
+use std::time::Instant;
+
+struct ExchangeLab {
+    lab: Lab,
+    proxy_ip: IpAddr,
+    members: Vec<Backend>,
+    _portico: Portico,
+}
+
+/// `count` Exchange members `ex0N.contoso.local` (TLS on 444, internal CA) in one farm
+/// `exchange` behind a TLS listener on `proxy_ip:8443`; `farm_extra` lines go into the farm,
+/// `action_extra` into the route action.
+async fn exchange_lab(count: usize, farm_extra: &str, action_extra: &str) -> ExchangeLab {
+    let lab = Lab::new();
+    lab.external_cert(
+        "external",
+        &["mail.contoso.com", "autodiscover.contoso.com"],
+    );
+    let proxy_ip = unique_loopback();
+    let mut members = Vec::new();
+    let mut resolve = String::new();
+    let mut list = Vec::new();
+    for i in 1..=count {
+        let ip = unique_loopback();
+        let name = format!("ex0{i}.contoso.local");
+        members.push(
+            lab.tls_member(SocketAddr::new(ip, 444), &name, Role::Exchange)
+                .await,
+        );
+        resolve.push_str(&format!("\"{name}\" = [\"{ip}\"]\n"));
+        list.push(format!("{{ address = \"{name}\" }}"));
+    }
+    let toml = format!(
+        r#"
+[[listener]]
+bind = "{proxy_ip}:8443"
+tls = {{ certificates = [ {{ cert = "external.pem", key = "external.key" }} ], http1_only = [ "mail.contoso.com" ] }}
+
+[resolve]
+{resolve}
+[upstream]
+ca = "internal-ca.pem"
+
+[[farm]]
+name = "exchange"
+members = [ {members} ]
+https_port = 444
+timeout = "3600s"
+{farm_extra}
+
+[[rule]]
+name = "exchange"
+action = {{ route = "exchange"{action_extra} }}
+"#,
+        members = list.join(", ")
+    );
+    let cfg = lab.write_config(&toml);
+    let portico = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+    ExchangeLab {
+        lab,
+        proxy_ip,
+        members,
+        _portico: portico,
+    }
+}
+
+impl ExchangeLab {
+    async fn client(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        tls_client(
+            &self.lab,
+            SocketAddr::new(self.proxy_ip, 8443),
+            "mail.contoso.com",
+        )
+        .await
+    }
+}
+
+/// Reads one response head (through the blank line), within `limit`.
+async fn response_head<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> String {
+    let head = tokio::time::timeout(limit, read_head(s))
+        .await
+        .expect("response head in time")
+        .expect("a response head");
+    String::from_utf8(head).unwrap()
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// One request and its Content-Length response on a kept-alive connection.
+async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    request: &str,
+) -> (String, String) {
+    s.write_all(request.as_bytes()).await.unwrap();
+    let head = response_head(s, Duration::from_secs(10)).await;
+    let mut body = vec![0u8; content_length(&head)];
+    s.read_exact(&mut body).await.unwrap();
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+const RPC_IN_HEAD: &str = "RPC_IN_DATA /rpc/rpcproxy.dll?ex01.contoso.local:6001 HTTP/1.1\r\nHost: mail.contoso.com\r\nUser-Agent: MSRPC\r\nAccept: application/rpc\r\nContent-Length: 1073741824\r\n";
+
+/// Sends 256 KiB of an RPC_IN_DATA body in 16 KiB pieces and checks that the member has all
+/// of it within a second while the request is still open.
+async fn first_256k_reach_the_member_at_once<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    member: &Backend,
+    head: &str,
+) {
+    client.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let piece = vec![0x5au8; 16 * 1024];
+    for _ in 0..16 {
+        client.write_all(&piece).await.unwrap();
+        client.flush().await.unwrap();
+    }
+    loop {
+        let seen = member.rpc_in_progress();
+        if let Some(p) = seen.last().filter(|p| p.first_256k_at.is_some()) {
+            assert!(
+                p.ended_at.is_none(),
+                "the member saw the RPC_IN_DATA body end"
+            );
+            assert_eq!(p.received, 256 * 1024, "{p:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "after 1 s the member has {:?} of the first 256 KiB",
+            seen.last().map(|p| p.received)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn rpc_in_data_declaring_1_gib_streams_to_the_member_as_it_arrives() {
+    let x = exchange_lab(1, "", "").await;
+    let mut c = x.client().await;
+    let head = format!("{RPC_IN_HEAD}Authorization: Negotiate dGVzdA==\r\n\r\n");
+    first_256k_reach_the_member_at_once(&mut c, &x.members[0], &head).await;
+}
+
+#[tokio::test]
+async fn rpc_in_data_streams_with_a_body_limit_configured() {
+    let x = exchange_lab(1, "", ", max_body = \"4GB\"").await;
+    let mut c = x.client().await;
+    let head = format!("{RPC_IN_HEAD}Authorization: Negotiate dGVzdA==\r\n\r\n");
+    first_256k_reach_the_member_at_once(&mut c, &x.members[0], &head).await;
+}
+
+#[tokio::test]
+async fn rpc_in_data_streams_on_an_ntlm_pinned_connection() {
+    let x = exchange_lab(1, "", "").await;
+    let mut c = x.client().await;
+    let t1 = common::base64(b"TYPE1");
+    let (h, _) = round_trip(
+        &mut c,
+        &format!(
+            "GET /auth/ntlm HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: NTLM {t1}\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(h.starts_with("HTTP/1.1 401"), "{h}");
+    let t3 = common::base64(b"TYPE3:alice");
+    let (h, body) = round_trip(
+        &mut c,
+        &format!(
+            "GET /auth/ntlm HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: NTLM {t3}\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}{body}");
+    // No Authorization now: only the pinned, authenticated member connection lets it in.
+    let head = format!("{RPC_IN_HEAD}\r\n");
+    first_256k_reach_the_member_at_once(&mut c, &x.members[0], &head).await;
+    assert_eq!(
+        x.members[0].connections_accepted(),
+        1,
+        "the RPC channel left the pinned connection"
+    );
+}
+
+#[tokio::test]
+async fn rpc_out_data_pieces_reach_the_client_at_once() {
+    let x = exchange_lab(1, "", "").await;
+    let mut c = x.client().await;
+    let body = "x".repeat(76);
+    c.write_all(format!("RPC_OUT_DATA /rpc/rpcproxy.dll?ex01.contoso.local:6001 HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: Negotiate dGVzdA==\r\nContent-Length: 76\r\n\r\n{body}").as_bytes()).await.unwrap();
+    let head = response_head(&mut c, Duration::from_secs(2)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("Content-Length: 1073741824\r\n"), "{head}");
+    let got_head = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut first_at: Option<Duration> = None;
+    // The member writes a 28-byte piece at once and one every 500 ms.
+    while !String::from_utf8_lossy(&seen).contains("piece 00000002") {
+        let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf))
+            .await
+            .expect("RPC_OUT_DATA piece in time")
+            .unwrap();
+        assert!(n > 0, "the channel closed");
+        seen.extend_from_slice(&buf[..n]);
+        if first_at.is_none() && String::from_utf8_lossy(&seen).contains("piece 00000001") {
+            first_at = Some(got_head.elapsed());
+        }
+    }
+    let first_at = first_at.expect("first piece");
+    assert!(
+        first_at < Duration::from_millis(300),
+        "first piece after {first_at:?}"
+    );
+    assert!(
+        got_head.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        got_head.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn mapi_processing_reaches_the_client_before_done_is_written() {
+    let x = exchange_lab(1, "", "").await;
+    let mut c = x.client().await;
+    c.write_all(b"POST /mapi/emsmdb/?MailboxId=alice@contoso.com&work_ms=1500&pending_ms=300 HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: Negotiate dGVzdA==\r\nX-RequestType: Execute\r\nContent-Type: application/mapi-http\r\nContent-Length: 4\r\n\r\nexec").await.unwrap();
+    let head = response_head(&mut c, Duration::from_secs(2)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("X-ResponseCode: 0\r\n"), "{head}");
+    assert!(head.contains("X-PendingPeriod: 300\r\n"), "{head}");
+    let mut seen = String::new();
+    let mut processing_at = None;
+    let mut pending_before_done = 0;
+    let mut buf = [0u8; 4096];
+    while !seen.contains("DONE") {
+        let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+            .await
+            .expect("MAPI keep-alive in time")
+            .unwrap();
+        assert!(n > 0, "closed before DONE");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if processing_at.is_none() && seen.contains("PROCESSING") {
+            processing_at = Some(Instant::now());
+        }
+        if !seen.contains("DONE") {
+            pending_before_done = seen.matches("PENDING").count();
+        }
+    }
+    let processing_at = processing_at.expect("PROCESSING");
+    let done = x.members[0].mapi_done_written();
+    assert_eq!(done.len(), 1);
+    assert!(
+        processing_at + Duration::from_millis(1000) < done[0],
+        "PROCESSING reached the client only {:?} before DONE was written",
+        done[0].saturating_duration_since(processing_at)
+    );
+    assert!(pending_before_done >= 2, "{seen}");
+}
+
+#[tokio::test]
+async fn activesync_ping_is_held_for_its_heartbeat() {
+    let x = exchange_lab(1, "", "").await;
+    let mut c = x.client().await;
+    let body = "<Ping><HeartbeatInterval>3</HeartbeatInterval></Ping>";
+    let started = Instant::now();
+    let (head, text) = round_trip(
+        &mut c,
+        &format!("POST /Microsoft-Server-ActiveSync?Cmd=Ping&User=alice&DeviceId=ABC&DeviceType=iPhone HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: Basic YWxpY2U6cA==\r\nMS-ASProtocolVersion: 16.1\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+    )
+    .await;
+    let held = started.elapsed();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(text.contains("<Status>1</Status>"), "{text}");
+    assert!(held >= Duration::from_secs(3), "{held:?}");
+    assert!(held < Duration::from_secs(5), "{held:?}");
+}
