@@ -59,6 +59,8 @@ pub struct Farm {
     pub tls: Arc<rustls::ClientConfig>,
     pub load_balancing: LoadBalancing,
     pub health: Option<HealthConfig>,
+    /// Every active check (per path prefix, other port, TCP); `health` is the first.
+    pub health_checks: Vec<HealthConfig>,
     pub affinity: Option<AffinityConfig>,
     pub live_traffic: LiveTrafficConfig,
     pub max_pinned_per_member: u32,
@@ -97,16 +99,8 @@ impl Farm {
             x_forwarded: cfg.x_forwarded,
             tls: Arc::clone(&cfg.tls),
             load_balancing: cfg.load_balancing.clone(),
-            health: cfg.health.as_ref().map(|h| HealthConfig {
-                url: h.url.clone(),
-                interval: h.interval,
-                timeout: h.timeout,
-                expect: h.expect.clone(),
-                body: h.body.clone(),
-                host: h.host.clone(),
-                fall: h.fall,
-                rise: h.rise,
-            }),
+            health: cfg.health.clone(),
+            health_checks: cfg.health_checks.clone(),
             affinity: cfg.affinity.as_ref().map(|a| AffinityConfig {
                 cookie: a.cookie.clone(),
             }),
