@@ -74,9 +74,18 @@ pub(super) async fn forward(
         _ => None,
     };
     let cookie_name = farm.affinity.as_ref().map(|a| a.cookie.as_str());
+    // Per-path health checks decide on the path the client asked for (issue 11 hook).
+    let pick_path = req.uri().path().to_owned();
     let first = {
         let affinity = cookie_name.and_then(|n| affinity::cookie_value(req.headers(), n));
-        farm.pick(&set, &PickInput { affinity, hash })
+        farm.pick(
+            &set,
+            &PickInput {
+                affinity,
+                hash,
+                path: &pick_path,
+            },
+        )
     };
     let had_cookie_for = |m: &Member| {
         cookie_name.is_some_and(|n| {
@@ -163,7 +172,7 @@ pub(super) async fn forward(
         return Ok(pages::unavailable(&farm.name));
     };
     let mut req = Some(req);
-    for idx in farm.failover_order(&set, first) {
+    for idx in farm.failover_order(&set, first, &pick_path) {
         let member = &set.members[idx];
         let Some(mut r) = req.take() else { break };
         set_host(&mut r, farm, member, &host, tls);
