@@ -381,6 +381,9 @@ async fn exchange_lab(count: usize, farm_extra: &str, action_extra: &str) -> Exc
 bind = "{proxy_ip}:8443"
 tls = {{ certificates = [ {{ cert = "external.pem", key = "external.key" }} ], http1_only = [ "mail.contoso.com" ] }}
 
+[admin]
+bind = "{proxy_ip}:9901"
+
 [resolve]
 {resolve}
 [upstream]
@@ -626,4 +629,149 @@ async fn activesync_ping_is_held_for_its_heartbeat() {
     assert!(text.contains("<Status>1</Status>"), "{text}");
     assert!(held >= Duration::from_secs(3), "{held:?}");
     assert!(held < Duration::from_secs(5), "{held:?}");
+}
+
+/// Per-protocol checks on every Exchange workload, each guarding its virtual directory.
+fn per_protocol_health(extra: &str) -> String {
+    let checks: Vec<String> = portico::demo::backend::WORKLOADS
+        .iter()
+        .map(|w| {
+            format!("{{ url = \"/{w}/healthcheck.htm\", path = \"/{w}\", interval = \"300ms\", fall = 1, rise = 1 }}")
+        })
+        .collect();
+    format!("health = [ {}{extra} ]", checks.join(", "))
+}
+
+/// Which member served each of `n` requests to `path` (its `X-FEServer`).
+async fn served_by(x: &ExchangeLab, path: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let r = curl_https(
+            &x.lab,
+            "mail.contoso.com",
+            x.proxy_ip,
+            8443,
+            path,
+            &["-H", "Authorization: Negotiate dGVzdA=="],
+        )
+        .await;
+        assert!(r.status == 200, "{path}: {r:?}");
+        out.push(r.header("x-feserver").unwrap_or("").to_string());
+    }
+    out
+}
+
+async fn wait_for_check(x: &ExchangeLab, check: &str, member: &str, up: u8) -> String {
+    let started = Instant::now();
+    loop {
+        let m = curl(&[&format!("http://{}:9901/metrics", x.proxy_ip)]).await;
+        let text = m.text();
+        let hit = text.lines().any(|l| {
+            l.starts_with("portico_member_check_up{")
+                && l.contains(&format!("check=\"{check}\""))
+                && l.contains(member)
+                && l.ends_with(&format!(" {up}"))
+        });
+        if hit {
+            return text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "check {check} of {member} never {up}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn ews_down_on_one_of_two_servers_moves_only_ews() {
+    let x = exchange_lab(2, &per_protocol_health(""), "").await;
+    // Both members serve both workloads at first (round robin).
+    wait_for_check(&x, "/ews", "ex02", 1).await;
+    let ews = served_by(&x, "/ews/exchange.asmx", 4).await;
+    assert!(
+        ews.contains(&"ex01.contoso.local".to_string())
+            && ews.contains(&"ex02.contoso.local".to_string()),
+        "{ews:?}"
+    );
+
+    x.members[1].set_workload_up("ews", false);
+    let metrics = wait_for_check(&x, "/ews", "ex02", 0).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("portico_member_check_up{")
+                && l.contains("check=\"/owa\"")
+                && l.contains("ex02")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l.starts_with("portico_member_up{")
+            && l.contains("ex02")
+            && l.ends_with(" 1")),
+        "ex02 as a whole must stay up:\n{metrics}"
+    );
+
+    let ews = served_by(&x, "/ews/exchange.asmx", 6).await;
+    assert!(
+        ews.iter().all(|m| m == "ex01.contoso.local"),
+        "EWS still reached ex02: {ews:?}"
+    );
+    let owa = served_by(&x, "/owa/", 6).await;
+    assert!(
+        owa.contains(&"ex02.contoso.local".to_string()),
+        "OWA moved too: {owa:?}"
+    );
+
+    // The API and the status page say which check of which member failed.
+    let api = curl(&[&format!("http://{}:9901/api/status", x.proxy_ip)]).await;
+    let json: serde_json::Value = serde_json::from_slice(&api.body).unwrap();
+    let m2 = json["farms"][0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["host"] == "ex02.contoso.local")
+        .unwrap();
+    let ews_check = m2["health"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "/ews")
+        .unwrap();
+    assert_eq!(ews_check["up"], false, "{m2}");
+    assert!(
+        ews_check["last"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{m2}"
+    );
+    let page = curl(&[&format!("http://{}:9901/", x.proxy_ip)]).await;
+    assert!(page.text().contains("/ews down"), "{}", page.text());
+
+    // EWS back: ex02 gets EWS again.
+    x.members[1].set_workload_up("ews", true);
+    wait_for_check(&x, "/ews", "ex02", 1).await;
+    let ews = served_by(&x, "/ews/exchange.asmx", 4).await;
+    assert!(ews.contains(&"ex02.contoso.local".to_string()), "{ews:?}");
+}
+
+#[tokio::test]
+async fn a_tcp_check_on_another_port_takes_the_whole_member_out_when_it_fails() {
+    // ex01 listens on 5061 (as an SfB Front End's SIP port would); ex02 does not.
+    let x = exchange_lab(
+        2,
+        &per_protocol_health(
+            ", { tcp = true, port = 5061, interval = \"300ms\", fall = 1, rise = 1 }",
+        ),
+        "",
+    )
+    .await;
+    let sip = std::net::TcpListener::bind(SocketAddr::new(x.members[0].addr.ip(), 5061)).unwrap();
+    wait_for_check(&x, "tcp:5061", "ex02", 0).await;
+    wait_for_check(&x, "tcp:5061", "ex01", 1).await;
+    let owa = served_by(&x, "/owa/", 4).await;
+    assert!(owa.iter().all(|m| m == "ex01.contoso.local"), "{owa:?}");
+    drop(sip);
 }
