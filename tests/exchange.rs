@@ -356,10 +356,26 @@ struct ExchangeLab {
 /// `exchange` behind a TLS listener on `proxy_ip:8443`; `farm_extra` lines go into the farm,
 /// `action_extra` into the route action.
 async fn exchange_lab(count: usize, farm_extra: &str, action_extra: &str) -> ExchangeLab {
+    exchange_lab_with(count, farm_extra, action_extra, false).await
+}
+
+/// With `same_certificate`, the members present the proxy's own certificate (issued for the
+/// published names and theirs), as Extended Protection wants.
+async fn exchange_lab_with(
+    count: usize,
+    farm_extra: &str,
+    action_extra: &str,
+    same_certificate: bool,
+) -> ExchangeLab {
     let lab = Lab::new();
     lab.external_cert(
         "external",
-        &["mail.contoso.com", "autodiscover.contoso.com"],
+        &[
+            "mail.contoso.com",
+            "autodiscover.contoso.com",
+            "ex01.contoso.local",
+            "ex02.contoso.local",
+        ],
     );
     let proxy_ip = unique_loopback();
     let mut members = Vec::new();
@@ -368,10 +384,21 @@ async fn exchange_lab(count: usize, farm_extra: &str, action_extra: &str) -> Exc
     for i in 1..=count {
         let ip = unique_loopback();
         let name = format!("ex0{i}.contoso.local");
-        members.push(
-            lab.tls_member(SocketAddr::new(ip, 444), &name, Role::Exchange)
-                .await,
-        );
+        let addr = SocketAddr::new(ip, 444);
+        let member = if same_certificate {
+            let cert = std::fs::read_to_string(lab.path("external.pem")).unwrap();
+            let key = std::fs::read_to_string(lab.path("external.key")).unwrap();
+            let tls = portico::demo::backend::server_config_from_pem(&cert, &key).unwrap();
+            let opts = portico::demo::backend::BackendOptions {
+                name: name.clone(),
+                tls: Some(tls),
+                role: Role::Exchange,
+            };
+            Backend::start(addr, opts).await.unwrap()
+        } else {
+            lab.tls_member(addr, &name, Role::Exchange).await
+        };
+        members.push(member);
         resolve.push_str(&format!("\"{name}\" = [\"{ip}\"]\n"));
         list.push(format!("{{ address = \"{name}\" }}"));
     }
@@ -387,7 +414,7 @@ bind = "{proxy_ip}:9901"
 [resolve]
 {resolve}
 [upstream]
-ca = "internal-ca.pem"
+ca = "{ca}"
 
 [[farm]]
 name = "exchange"
@@ -400,7 +427,12 @@ timeout = "3600s"
 name = "exchange"
 action = {{ route = "exchange"{action_extra} }}
 "#,
-        members = list.join(", ")
+        members = list.join(", "),
+        ca = if same_certificate {
+            "public-ca.pem"
+        } else {
+            "internal-ca.pem"
+        },
     );
     let cfg = lab.write_config(&toml);
     let portico = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
@@ -774,4 +806,143 @@ async fn a_tcp_check_on_another_port_takes_the_whole_member_out_when_it_fails() 
     let owa = served_by(&x, "/owa/", 4).await;
     assert!(owa.iter().all(|m| m == "ex01.contoso.local"), "{owa:?}");
     drop(sip);
+}
+
+// ---- portico check --exchange ----
+
+async fn check_exchange(
+    x: &ExchangeLab,
+    extra: &[String],
+) -> (String, Vec<(String, String, String)>) {
+    let resolve = format!("mail.contoso.com:8443:{}", x.proxy_ip);
+    let ca = x.lab.path("public-ca.pem");
+    let mut args: Vec<String> = [
+        "check",
+        "--exchange",
+        "mail.contoso.com",
+        "--resolve",
+        &resolve,
+        "--port",
+        "8443",
+        "--ca",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(ca.to_str().unwrap().to_string());
+    args.extend(extra.iter().cloned());
+    args.push("--json".into());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(&args)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let checks = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("{\"id\":"))
+        .map(|l| {
+            (
+                json_field(l, "id").unwrap_or_default(),
+                json_field(l, "status").unwrap_or_default(),
+                json_field(l, "detail").unwrap_or_default(),
+            )
+        })
+        .collect();
+    (text, checks)
+}
+
+#[tokio::test]
+async fn check_names_an_extended_protection_mismatch_and_reports_the_build() {
+    let x = exchange_lab(1, "", "").await;
+    let server = format!("{}", x.members[0].addr);
+    let (text, checks) = check_exchange(&x, &["--exchange-server".into(), server]).await;
+    let ep: Vec<_> = checks
+        .iter()
+        .filter(|(id, _, _)| id == "extended-protection")
+        .collect();
+    assert_eq!(ep.len(), 1, "{text}");
+    assert_eq!(ep[0].1, "warn", "{text}");
+    assert!(ep[0].2.contains("Extended Protection trap"), "{text}");
+    assert!(
+        ep[0].2.contains("Contoso Internal Root CA"),
+        "the server's issuer is named: {text}"
+    );
+    let build = checks
+        .iter()
+        .find(|(id, _, _)| id == "exchange-build")
+        .expect("build");
+    assert_eq!(build.1, "pass");
+    assert!(
+        build.2.contains("15.2.1544.4") && build.2.contains("Exchange Server 2019"),
+        "{text}"
+    );
+    for vdir in [
+        "owa",
+        "ecp",
+        "ews",
+        "mapi",
+        "rpc",
+        "oab",
+        "activesync",
+        "autodiscover",
+    ] {
+        let id = format!("exchange-health-{vdir}");
+        let c = checks
+            .iter()
+            .find(|(i, _, _)| *i == id)
+            .unwrap_or_else(|| panic!("{id}: {text}"));
+        assert_eq!(c.1, "pass", "{id}: {text}");
+    }
+    for id in ["exchange-ews", "exchange-autodiscover", "exchange-mapi"] {
+        let c = checks.iter().find(|(i, _, _)| i == id).unwrap();
+        assert_eq!(c.1, "pass", "{id}: {text}");
+    }
+
+    // A protocol down on the only server: its health page check fails.
+    x.members[0].set_workload_up("mapi", false);
+    let (text, checks) = check_exchange(&x, &[]).await;
+    let mapi = checks
+        .iter()
+        .find(|(i, _, _)| i == "exchange-health-mapi")
+        .unwrap();
+    assert_eq!(mapi.1, "fail", "{text}");
+    assert!(mapi.2.contains("Managed Availability"), "{text}");
+}
+
+#[tokio::test]
+async fn check_passes_extended_protection_when_proxy_and_servers_share_the_certificate() {
+    let x = exchange_lab_with(1, "", "", true).await;
+    // From the config: the members of the farm mail.contoso.com is routed to.
+    let cfg = x.lab.path("portico.toml");
+    let resolve = format!("mail.contoso.com:8443:{}", x.proxy_ip);
+    let ca = x.lab.path("public-ca.pem");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .args(["--resolve", &resolve, "--ca"])
+        .arg(&ca)
+        .arg("--json")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ep: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.contains("\"id\":\"extended-protection\"") && l.contains("\"mail.contoso.com\"")
+        })
+        .collect();
+    assert!(
+        !ep.is_empty(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for l in ep {
+        assert_eq!(json_field(l, "status").as_deref(), Some("pass"), "{l}");
+        assert!(
+            l.contains("same certificate as Exchange server ex01.contoso.local"),
+            "{l}"
+        );
+    }
 }
