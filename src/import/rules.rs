@@ -421,6 +421,9 @@ impl<'m> Converter<'m> {
                 load_balancing: None,
                 health: None,
                 affinity: None,
+                hash: None,
+                hash_query: Vec::new(),
+                live_traffic: Vec::new(),
             });
         }
         comment.push(format!(
