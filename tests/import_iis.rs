@@ -262,6 +262,7 @@ fn balancing_and_live_traffic_detection_are_carried_over_not_warned_about() {
     </webFarm>
   </webFarms>
   <system.webServer>
+    <security><requestFiltering><requestLimits maxAllowedContentLength="2147483648" /></requestFiltering></security>
     <rewrite>
       <globalRules>
         <rule name="lrt"><match url="^lrt/(.*)" /><action type="Rewrite" url="https://lrt/{R:1}" /></rule>
@@ -303,6 +304,8 @@ fn balancing_and_live_traffic_detection_are_carried_over_not_warned_about() {
         "live_traffic = { failure_codes = \"500-599,400\", failures = 4, window = \"60s\" }",
         "load_balancing = \"request-hash\"",
         "hash = \"HTTP_HOST\"",
+        // IIS request filtering's body limit (RPC over HTTP needs 2 GB) on every route.
+        "max_body = \"2147483648\"",
     ] {
         assert!(toml.contains(must), "missing {must}:\n{toml}");
     }

@@ -104,6 +104,8 @@ pub(super) enum ActionOut {
         scheme: Option<Scheme>,
         path: String,
         append_query: bool,
+        /// From IIS request filtering (`maxAllowedContentLength`), in bytes.
+        max_body: Option<u64>,
     },
     Rewrite {
         url: String,
@@ -335,6 +337,7 @@ fn rule(doc: &mut Doc, r: &RuleOut) {
             scheme,
             path,
             append_query,
+            max_body,
         } => {
             let mut p = vec![("route", q(farm))];
             match scheme {
@@ -343,6 +346,9 @@ fn rule(doc: &mut Doc, r: &RuleOut) {
                 None => {}
             }
             p.push(("path", q(path)));
+            if let Some(n) = max_body {
+                p.push(("max_body", q(&n.to_string())));
+            }
             aq(&mut p, *append_query);
             inline(&p)
         }

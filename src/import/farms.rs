@@ -14,6 +14,8 @@ pub(super) struct ProxySettings {
     pub preserve_host: bool,
     pub reverse_rewrite: bool,
     pub x_forwarded: bool,
+    /// `requestFiltering/requestLimits maxAllowedContentLength`, when set: each route's `max_body`.
+    pub max_body: Option<u64>,
 }
 
 impl ProxySettings {
@@ -25,6 +27,7 @@ impl ProxySettings {
             preserve_host: false,
             reverse_rewrite: true,
             x_forwarded: true,
+            max_body: None,
         }
     }
 
@@ -36,6 +39,7 @@ impl ProxySettings {
             preserve_host: true,
             reverse_rewrite: false,
             x_forwarded: true,
+            max_body: None,
         }
     }
 }
