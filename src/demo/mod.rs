@@ -284,7 +284,15 @@ pub async fn run_member(
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     name: String,
+    role: &str,
 ) -> anyhow::Result<()> {
+    let role = match role {
+        "front-end" | "sfb" => Role::FrontEnd,
+        "oos" => Role::OfficeOnline,
+        "exchange" => Role::Exchange,
+        "echo" => Role::Echo,
+        other => anyhow::bail!("--role {other:?}: expected front-end, oos, exchange or echo"),
+    };
     let tls = match (cert, key) {
         (Some(c), Some(k)) => {
             let cert = std::fs::read_to_string(&c)
@@ -295,16 +303,9 @@ pub async fn run_member(
         }
         _ => None,
     };
-    let member = Backend::start(
-        listen,
-        BackendOptions {
-            name,
-            tls,
-            role: Role::FrontEnd,
-        },
-    )
-    .await
-    .with_context(|| format!("cannot listen on {listen}"))?;
+    let member = Backend::start(listen, BackendOptions { name, tls, role })
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     println!("member listening on {}", member.addr);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
