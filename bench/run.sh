@@ -149,7 +149,7 @@ workers = $WORKERS
 [[listener]]
 bind = "127.0.0.1:$1"
 tls = { certificates = [ { cert = "pki/public.pem", key = "pki/public.key" } ] }
-# Every bench client comes from 127.0.0.1: lift the per-client cap (default 1,000), as
+# Every bench client comes from 127.0.0.1: lift any per-client cap (there is none by default; kept explicit), as
 # nginx has none.
 max_connections_per_client = $(( most + 1000 ))
 

@@ -81,6 +81,9 @@ enum Command {
         /// Name returned in X-Backend.
         #[arg(long, default_value = "member")]
         name: String,
+        /// Which site it plays: front-end (SfB), oos, exchange, echo.
+        #[arg(long, default_value = "front-end")]
+        role: String,
     },
 }
 
@@ -125,12 +128,12 @@ fn main() -> ExitCode {
             cert,
             key,
             name,
+            role,
         } => {
             init_logging(Some("warn"));
-            report(
-                runtime(None)
-                    .and_then(|rt| rt.block_on(portico::demo::run_member(listen, cert, key, name))),
-            )
+            report(runtime(None).and_then(|rt| {
+                rt.block_on(portico::demo::run_member(listen, cert, key, name, &role))
+            }))
         }
         Command::Check(opts) => check(opts),
         Command::Init { profile } => match portico::profiles::cli::run(&profile) {

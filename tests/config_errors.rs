@@ -40,6 +40,20 @@ fn lab() -> tempfile::TempDir {
 }
 
 #[test]
+fn one_health_table_and_a_list_of_checks_both_validate() {
+    let d = lab();
+    let one = GOOD.replace(
+        "timeout = \"960s\"",
+        "timeout = \"960s\"\nhealth = { url = \"/meet/\", interval = \"10s\" }",
+    );
+    let (code, out) = validate(d.path(), &one);
+    assert_eq!(code, 0, "{out}");
+    let many = GOOD.replace("timeout = \"960s\"", "timeout = \"960s\"\nhealth = [ { url = \"/ews/healthcheck.htm\", path = \"/ews\", interval = \"10s\" }, { url = \"/owa/healthcheck.htm\", path = \"/owa\" }, { tcp = true, port = 5061 } ]");
+    let (code, out) = validate(d.path(), &many);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn a_good_config_validates() {
     let d = lab();
     let (code, out) = validate(d.path(), GOOD);
@@ -65,6 +79,9 @@ fn each_bad_config_is_refused_with_file_line_key_and_accepted_values() {
         ("no listener", &GOOD.replace("[[listener]]\nbind = \"127.0.0.1:18443\"", ""), &["no [[listener]]"]),
         ("toml syntax", &GOOD.replace("name = \"meet\"\nmembers", "name = \"meet\nmembers"), &["portico.toml:6", "invalid basic string"]),
         ("missing CA file", &format!("[upstream]\nca = \"no-ca.pem\"\n{GOOD}"), &["portico.toml:2", "upstream.ca", "no-ca.pem"]),
+        ("health check without url", &GOOD.replace("timeout = \"960s\"", "timeout = \"960s\"\nhealth = [ { url = \"/ews/healthcheck.htm\", path = \"/ews\" }, { path = \"/owa\" } ]"), &["portico.toml:10", "farm \"meet\".health[1].url", "tcp = true"]),
+        ("health path not a path", &GOOD.replace("timeout = \"960s\"", "timeout = \"960s\"\nhealth = [ { url = \"/ews/healthcheck.htm\", path = \"ews\" } ]"), &["portico.toml:10", "health[0].path", "starting with '/'"]),
+        ("two checks one name", &GOOD.replace("timeout = \"960s\"", "timeout = \"960s\"\nhealth = [ { url = \"/a\", path = \"/ews\" }, { url = \"/b\", path = \"/ews\" } ]"), &["health[1]", "second check named \"/ews\""]),
         ("resolve not an IP", &format!("{GOOD}\n[resolve]\n\"fe01.contoso.local\" = [\"fe01\"]\n"), &["resolve.\"fe01.contoso.local\"", "not an IP address"]),
     ];
     for (what, toml, needles) in cases {

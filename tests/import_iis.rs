@@ -235,6 +235,99 @@ const EVERYTHING: &str = r#"<configuration>
 </configuration>
 "#;
 
+/// Balancing and passive health that Portico has now: carried over, not warned about.
+#[test]
+fn balancing_and_live_traffic_detection_are_carried_over_not_warned_about() {
+    let lab = Lab::new();
+    let xml = r#"<configuration>
+  <webFarms>
+    <webFarm name="lrt">
+      <server address="a.contoso.local" />
+      <applicationRequestRouting>
+        <loadBalancing algorithm="LeastResponseTime" />
+        <healthCheck url="http://lrt/health" liveTrafficFailureCodes="500-599;400" maxLiveTrafficFailures="4" liveTrafficFailurePeriod="00:01:00" minServers="1" />
+      </applicationRequestRouting>
+    </webFarm>
+    <webFarm name="byhost">
+      <server address="b.contoso.local" />
+      <applicationRequestRouting>
+        <loadBalancing algorithm="RequestHash" hashServerVariable="HTTP_HOST" />
+      </applicationRequestRouting>
+    </webFarm>
+    <webFarm name="byurl">
+      <server address="c.contoso.local" />
+      <applicationRequestRouting>
+        <loadBalancing algorithm="RequestHash" />
+      </applicationRequestRouting>
+    </webFarm>
+  </webFarms>
+  <system.webServer>
+    <security><requestFiltering><requestLimits maxAllowedContentLength="2147483648" /></requestFiltering></security>
+    <rewrite>
+      <globalRules>
+        <rule name="lrt"><match url="^lrt/(.*)" /><action type="Rewrite" url="https://lrt/{R:1}" /></rule>
+        <rule name="byhost"><match url="^h/(.*)" /><action type="Rewrite" url="https://byhost/{R:1}" /></rule>
+        <rule name="byurl"><match url="(.*)" /><action type="Rewrite" url="https://byurl/{R:1}" /></rule>
+      </globalRules>
+    </rewrite>
+  </system.webServer>
+</configuration>
+"#;
+    let out = import(lab.dir.path(), xml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let toml = String::from_utf8(out.stdout).unwrap();
+    let warnings = String::from_utf8_lossy(&out.stderr).into_owned();
+    for gone in [
+        "hash balancing",
+        "least-response-time balancing",
+        "liveTrafficFailureCodes",
+        "maxLiveTrafficFailures",
+        "liveTrafficFailurePeriod",
+    ] {
+        assert!(
+            !warnings.contains(gone),
+            "still warned about {gone}:\n{warnings}"
+        );
+    }
+    assert!(
+        warnings
+            .lines()
+            .any(|l| l.contains(":7: ") && l.contains("minServers")),
+        "minServers has no Portico equivalent and must be named:\n{warnings}"
+    );
+    for must in [
+        "load_balancing = \"least-response-time\"",
+        "live_traffic = { failure_codes = \"500-599,400\", failures = 4, window = \"60s\" }",
+        "load_balancing = \"request-hash\"",
+        "hash = \"HTTP_HOST\"",
+        // IIS request filtering's body limit (RPC over HTTP needs 2 GB) on every route.
+        "max_body = \"2147483648\"",
+    ] {
+        assert!(toml.contains(must), "missing {must}:\n{toml}");
+    }
+    assert_eq!(
+        toml.matches("load_balancing = \"request-hash\"").count(),
+        2,
+        "{toml}"
+    );
+    write_placeholders(&lab, &toml);
+    let config = lab.write_config(&toml);
+    let v = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "{}\n{toml}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
 #[test]
 fn everything_arr_can_say_is_carried_over_or_reported_with_its_line() {
     let lab = Lab::new();
@@ -249,7 +342,6 @@ fn everything_arr_can_say_is_carried_over_or_reported_with_its_line() {
     for (line, what) in [
         (3, "Web Farm Framework"),
         (6, "<mystery>"),
-        (12, "RequestHash (query string hash of user"),
         (16, "memory cache"),
         (32, "HTTP_X_FORWARDED_PROTO"),
         (60, "matchType=\"IsFile\""),
@@ -279,6 +371,9 @@ fn everything_arr_can_say_is_carried_over_or_reported_with_its_line() {
         "timeout = \"3900s\"",
         "preserve_host = false",
         "affinity = { cookie = \"AppAffinity\" }",
+        // ARR's RequestHash on a query-string name is Portico's request-hash.
+        "load_balancing = \"request-hash\"",
+        "hash_query = [ \"user\" ]",
         "health = { url = \"/health\", interval = \"10s\", timeout = \"30s\", expect = \"200-299\", body = \"OK\", host = \"apps.contoso.com\" }",
         // The {HTTPS} pair is one route following the client.
         "action = { route = \"apps\", path = \"/{R:0}\" }",

@@ -151,7 +151,7 @@ async fn init_sfb_config_validates_and_routes_every_published_name() {
         lab.tls_member(
             SocketAddr::new(ex, oos_port),
             "ex01.contoso.local",
-            Role::Echo,
+            Role::Exchange,
         )
         .await,
     );
@@ -348,4 +348,166 @@ fn init_without_required_facts_and_no_terminal_names_the_missing_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--webext") && err.contains("--pool"), "{err}");
     assert!(out.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_exchange_config_run_unchanged_serves_every_workload() {
+    let lab = Lab::new();
+    lab.external_cert(
+        "external",
+        &["mail.contoso.com", "autodiscover.contoso.com"],
+    );
+    let proxy_ip = unique_loopback();
+    let ex = [unique_loopback(), unique_loopback()];
+    let members = format!("ex01.contoso.local={},ex02.contoso.local={}", ex[0], ex[1]);
+    let proxy = proxy_ip.to_string();
+    let (https, http) = (HTTPS.to_string(), HTTP.to_string());
+    let out = portico(
+        &[
+            "init",
+            "exchange",
+            "--namespace",
+            "mail.contoso.com",
+            "--namespace",
+            "autodiscover.contoso.com",
+            "--members",
+            &members,
+            "--cert",
+            "external.pem",
+            "--key",
+            "external.key",
+            "--ca",
+            "internal-ca.pem",
+            "--listen",
+            &proxy,
+            "--https-port",
+            &https,
+            "--http-port",
+            &http,
+            "--no-prompt",
+            "--output",
+            "portico.toml",
+        ],
+        lab.dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = lab.path("portico.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("timeout = \"3900s\""), "{text}");
+    for vdir in portico::demo::backend::WORKLOADS {
+        let check = format!("{{ url = \"/{vdir}/healthcheck.htm\", path = \"/{vdir}\"");
+        assert!(
+            text.contains(&check),
+            "no per-protocol check for {vdir}:\n{text}"
+        );
+    }
+    // Only the members' port changes, where this test may not bind 443.
+    let port = if ex.iter().all(|ip| can_bind_443(*ip)) {
+        443
+    } else {
+        text = text.replace("https_port = 443 ", "https_port = 9443 ");
+        std::fs::write(&config, &text).unwrap();
+        9443
+    };
+    validate(&config);
+    let mut backends = Vec::new();
+    for (ip, name) in [(ex[0], "ex01.contoso.local"), (ex[1], "ex02.contoso.local")] {
+        backends.push(
+            lab.tls_member(SocketAddr::new(ip, port), name, Role::Exchange)
+                .await,
+        );
+    }
+    let p = Portico::start(&config, SocketAddr::new(proxy_ip, HTTPS));
+    let servers = ["ex01.contoso.local", "ex02.contoso.local"];
+    let get = |host: &'static str, path: String, extra: Vec<&'static str>| {
+        let lab = &lab;
+        async move { curl_https(lab, host, proxy_ip, HTTPS, &path, &extra).await }
+    };
+    // Every workload's health page, through the proxy, from an Exchange server.
+    for vdir in portico::demo::backend::WORKLOADS {
+        let r = get(
+            "mail.contoso.com",
+            format!("/{vdir}/healthcheck.htm"),
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{vdir}: {r:?}\n{}", p.log_text());
+        assert!(
+            servers.contains(&r.header("x-feserver").unwrap_or("")),
+            "{r:?}"
+        );
+    }
+    let owa = get("mail.contoso.com", "/owa/".into(), vec![]).await;
+    assert!(
+        owa.status == 200 && owa.header("x-owa-version").is_some(),
+        "{owa:?}"
+    );
+    let ecp = get("mail.contoso.com", "/ecp/".into(), vec![]).await;
+    assert_eq!(ecp.status, 200, "{ecp:?}");
+    for (host, path) in [
+        ("mail.contoso.com", "/EWS/Exchange.asmx"),
+        ("autodiscover.contoso.com", "/autodiscover/autodiscover.xml"),
+        ("mail.contoso.com", "/oab/"),
+        ("mail.contoso.com", "/rpc/rpcproxy.dll"),
+        ("mail.contoso.com", "/mapi/emsmdb/"),
+    ] {
+        let r = get(host, path.into(), vec!["--http2"]).await;
+        assert_eq!(r.status, 401, "{host}{path}: {r:?}");
+        assert_eq!(
+            r.http_version, "HTTP/1.1",
+            "Windows auth names must stay HTTP/1.1"
+        );
+        let auth = r.headers_named("www-authenticate");
+        assert!(
+            auth.contains(&"Negotiate") && auth.contains(&"NTLM"),
+            "{path}: {auth:?}"
+        );
+    }
+    let eas = get(
+        "mail.contoso.com",
+        "/Microsoft-Server-ActiveSync".into(),
+        vec!["-X", "OPTIONS"],
+    )
+    .await;
+    assert!(
+        eas.status == 200 && eas.header("ms-asprotocolversions").is_some(),
+        "{eas:?}"
+    );
+    let mapi = get(
+        "mail.contoso.com",
+        "/mapi/emsmdb/?MailboxId=alice@contoso.com&work_ms=600&pending_ms=200".into(),
+        vec![
+            "-X",
+            "POST",
+            "-H",
+            "Authorization: Negotiate dGVzdA==",
+            "--data-binary",
+            "x",
+        ],
+    )
+    .await;
+    assert!(
+        mapi.status == 200 && mapi.text().starts_with("PROCESSING") && mapi.text().contains("DONE"),
+        "{mapi:?}"
+    );
+    let ping = get(
+        "mail.contoso.com",
+        "/Microsoft-Server-ActiveSync?Cmd=Ping&User=alice&DeviceId=A&DeviceType=iPhone".into(),
+        vec![
+            "-H",
+            "Authorization: Basic YWxpY2U6cA==",
+            "--data-binary",
+            "<Ping><HeartbeatInterval>1</HeartbeatInterval></Ping>",
+        ],
+    )
+    .await;
+    assert!(
+        ping.status == 200 && ping.text().contains("<Status>1</Status>"),
+        "{ping:?}"
+    );
+    drop(backends);
 }

@@ -83,6 +83,18 @@ pub struct HealthStatus {
     pub active_up: bool,
     pub passively_down: bool,
     pub last_check: Option<CheckInfo>,
+    /// Each active check of the member (one per path prefix on an Exchange farm).
+    pub checks: Vec<MemberCheck>,
+}
+
+/// One health check of one member.
+#[derive(Serialize)]
+pub struct MemberCheck {
+    pub name: String,
+    /// The path prefix it guards; null: the whole member.
+    pub path: Option<String>,
+    pub up: bool,
+    pub last: Option<CheckInfo>,
 }
 
 #[derive(Serialize)]
@@ -263,6 +275,21 @@ fn member_status(m: &Member, id: String) -> MemberStatus {
                 detail: c.detail,
                 at: unix(c.at),
             }),
+            checks: m
+                .health
+                .checks()
+                .iter()
+                .map(|c| MemberCheck {
+                    name: c.label.clone(),
+                    path: c.path.clone(),
+                    up: c.is_up(),
+                    last: c.last().map(|r| CheckInfo {
+                        ok: r.ok,
+                        detail: r.detail,
+                        at: unix(r.at),
+                    }),
+                })
+                .collect(),
         },
         in_flight: m.in_flight(),
         requests: m.total(|s| &s.requests),

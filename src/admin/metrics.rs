@@ -35,6 +35,7 @@ struct MemberFamilies {
     pool_idle: Family<Labels, Gauge>,
     opened: Family<Labels, Counter>,
     reused: Family<Labels, Counter>,
+    check_up: Family<Labels, Gauge>,
 }
 
 impl MemberFamilies {
@@ -68,6 +69,11 @@ impl MemberFamilies {
             "portico_member_response_time_seconds",
             "Moving average of the member's time to response headers",
             self.response_time.clone(),
+        );
+        r.register(
+            "portico_member_check_up",
+            "1 while this health check of the member passes (label check: its name, e.g. the path prefix it guards)",
+            self.check_up.clone(),
         );
         r.register(
             "portico_member_up",
@@ -141,6 +147,11 @@ pub fn render(control: &Control) -> String {
             fam.up
                 .get_or_create(&labels)
                 .set(i64::from(m.health.is_up()));
+            for c in m.health.checks().iter() {
+                let mut l = labels.clone();
+                l.push(("check".into(), c.label.clone()));
+                fam.check_up.get_or_create(&l).set(i64::from(c.is_up()));
+            }
             for st in [
                 MemberState::Available,
                 MemberState::Draining,

@@ -159,12 +159,24 @@ fn render_farm(h: &mut String, f: &FarmStatus) {
 
 fn render_member(h: &mut String, farm: &str, m: &MemberStatus) {
     let health = if m.health.up { "up" } else { "down" };
-    let check = m
-        .health
-        .last_check
-        .as_ref()
-        .map(|c| format!("{} {}", if c.ok { "ok" } else { "failed" }, c.detail))
-        .unwrap_or_else(|| "–".into());
+    let check = if m.health.checks.len() > 1 {
+        // Per-protocol checks: each one's verdict, so "EWS down, OWA up" reads at a glance.
+        m.health
+            .checks
+            .iter()
+            .map(|c| {
+                let detail = c.last.as_ref().map_or("", |l| l.detail.as_str());
+                format!("{} {} {detail}", c.name, if c.up { "up" } else { "down" })
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    } else {
+        m.health
+            .last_check
+            .as_ref()
+            .map(|c| format!("{} {}", if c.ok { "ok" } else { "failed" }, c.detail))
+            .unwrap_or_else(|| "–".into())
+    };
     let _ = write!(
         h,
         "<tr data-member=\"{id}\"><td>{id}</td><td class=\"st-{state}\">{state}</td>\
@@ -254,7 +266,10 @@ const SCRIPT: &str = r#"
       [m.id, ''],
       [m.state, 'st-' + m.state],
       [m.health.up ? 'up' : 'down', m.health.up ? 'up' : 'down'],
-      [c ? (c.ok ? 'ok ' : 'failed ') + c.detail + ' (' + ago(c.at) + ')' : '–', c && !c.ok ? 'check failed' : 'check'],
+      m.health.checks.length > 1
+        ? [m.health.checks.map(function (k) { return k.name + ' ' + (k.up ? 'up' : 'down') + (k.last ? ' ' + k.last.detail : ''); }).join('; '),
+           m.health.checks.every(function (k) { return k.up; }) ? 'check' : 'check failed']
+        : [c ? (c.ok ? 'ok ' : 'failed ') + c.detail + ' (' + ago(c.at) + ')' : '–', c && !c.ok ? 'check failed' : 'check'],
       [rate === null ? '–' : rate.toFixed(1), ''],
       [m.in_flight, ''], [m.requests, ''], [m.failures, m.failures ? 'warn' : ''],
       [m.response_time_ms.toFixed(1), ''], [bytes(m.bytes_in), ''], [bytes(m.bytes_out), ''],

@@ -9,6 +9,7 @@
 //! docs/check.md describes every check id.
 
 mod client;
+mod exchange;
 mod names;
 mod report;
 mod signs;
@@ -46,6 +47,11 @@ pub struct CheckOptions {
     /// Exchange namespace (OWA, EWS, ActiveSync, MAPI, RPC, Autodiscover).
     #[arg(long, value_name = "NAME")]
     pub exchange: Vec<String>,
+    /// An Exchange server (ADDR:PORT or NAME:PORT, repeatable) whose certificate must be the
+    /// one the proxy presents for the Exchange names (Extended Protection). With --config,
+    /// the members of the farm each Exchange name is routed to are compared too.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub exchange_server: Vec<String>,
     /// Connect to ADDR for HOST:PORT instead of asking DNS, as curl's --resolve (repeatable).
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<String>,
@@ -317,6 +323,25 @@ pub async fn run(
         .find(|t| t.service == Service::WebExt)
         .or(report.targets.first())
         .map(|t| (t.host.clone(), t.addr));
+    let mut flagged_servers = Vec::new();
+    for spec in &opts.exchange_server {
+        flagged_servers.push(
+            exchange::parse_server(spec)
+                .await
+                .map_err(CheckError::Usage)?,
+        );
+    }
+    let loaded = match &opts.config {
+        Some(path)
+            if report
+                .targets
+                .iter()
+                .any(|t| t.service == Service::Exchange) =>
+        {
+            crate::config::load(path).ok()
+        }
+        _ => None,
+    };
     let targets = report.targets.clone();
     let mut tls_done: Vec<(String, SocketAddr)> = Vec::new();
     for (i, t) in targets.iter().enumerate() {
@@ -335,6 +360,26 @@ pub async fn run(
         }
         progress(&format!("{step}: {} web services", t.service.label()));
         report.findings.extend(web::check(&ctx, t).await);
+        if t.service == Service::Exchange {
+            progress(&format!(
+                "{step}: Exchange health pages, build, certificates"
+            ));
+            report.findings.extend(exchange::checks(&ctx, t).await);
+            let mut servers = flagged_servers.clone();
+            if let Some(cfg) = &loaded {
+                let farm = report
+                    .derived
+                    .iter()
+                    .find(|d| d.name == t.host && d.listener == Some(t.addr))
+                    .and_then(|d| d.farm.clone());
+                if let Some(farm) = farm {
+                    servers.extend(exchange::servers_from_config(cfg, &farm));
+                }
+            }
+            report
+                .findings
+                .extend(exchange::extended_protection(&ctx, t, &servers).await);
+        }
     }
     if let Some(secs) = opts.long_poll {
         if let Some((host, addr)) = long_poll_host {

@@ -132,7 +132,7 @@ pub struct Farm {
     pub timeout: Option<S<String>>,
     pub connect_timeout: Option<S<String>>,
     pub load_balancing: Option<S<String>>,
-    pub health: Option<S<Health>>,
+    pub health: Option<S<HealthList>>,
     pub affinity: Option<S<Affinity>>,
     pub preserve_host: Option<bool>,
     pub x_forwarded: Option<bool>,
@@ -167,7 +167,12 @@ pub struct Member {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
-    pub url: S<String>,
+    /// Required unless `tcp = true`.
+    pub url: Option<S<String>>,
+    pub name: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub port: Option<S<u16>>,
+    pub tcp: Option<bool>,
     pub interval: Option<S<String>>,
     pub timeout: Option<S<String>>,
     pub expect: Option<S<String>>,
@@ -175,6 +180,49 @@ pub struct Health {
     pub host: Option<S<String>>,
     pub fall: Option<S<u32>>,
     pub rise: Option<S<u32>>,
+}
+
+/// `health = { .. }` (one check) or `health = [ { .. }, .. ]` (one per path prefix).
+#[derive(Debug)]
+pub struct HealthList(pub Vec<S<Health>>);
+
+impl<'de> Deserialize<'de> for HealthList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<Result<S<Health>, Health>>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a health check table { url = .. } or a list of them")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                m: M,
+            ) -> Result<Self::Value, M::Error> {
+                Health::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(|h| vec![Err(h)])
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(h) = seq.next_element::<S<Health>>()? {
+                    out.push(Ok(h));
+                }
+                Ok(out)
+            }
+        }
+        Ok(HealthList(
+            d.deserialize_any(V)?
+                .into_iter()
+                .map(|h| match h {
+                    Ok(h) => h,
+                    // A single table: the outer `health` span stands for it (set by the caller).
+                    Err(h) => S::new(0..0, h),
+                })
+                .collect(),
+        ))
+    }
 }
 
 #[derive(Debug, Deserialize)]

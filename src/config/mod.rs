@@ -8,6 +8,7 @@ pub mod file;
 pub mod model;
 pub mod size;
 
+pub use compile::parse_status_ranges;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 

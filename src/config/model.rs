@@ -124,7 +124,17 @@ pub struct MemberConfig {
     pub state: MemberState,
 }
 
+#[derive(Clone)]
 pub struct HealthConfig {
+    /// Name of the check on the status page and in metrics: `name`, else the path, else
+    /// the URL (or `tcp:PORT`).
+    pub label: String,
+    /// The path prefix this check guards; None: the whole member.
+    pub path: Option<String>,
+    /// Port to check instead of the member's traffic port.
+    pub port: Option<u16>,
+    /// A plain TCP connect instead of an HTTP GET.
+    pub tcp: bool,
     pub url: String,
     pub interval: Duration,
     pub timeout: Duration,
@@ -169,6 +179,7 @@ pub struct FarmConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub load_balancing: LoadBalancing,
+    /// The first of `health_checks` (what a farm with one check has).
     pub health: Option<HealthConfig>,
     pub affinity: Option<AffinityConfig>,
     pub preserve_host: bool,
@@ -182,6 +193,8 @@ pub struct FarmConfig {
     /// (never longer than `timeout`).
     pub pool_max_idle: usize,
     pub pool_idle_timeout: Duration,
+    /// Every active check, in config order (`health = { .. }` or `health = [ { .. }, .. ]`).
+    pub health_checks: Vec<HealthConfig>,
 }
 
 pub struct LogConfig {

@@ -8,6 +8,7 @@
 
 mod body;
 mod codec;
+mod exchange;
 mod generic;
 mod roles;
 mod ws;
@@ -40,6 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 pub use body::Payload;
+pub use exchange::{RpcInProgress, EXCHANGE_BUILD, WORKLOADS};
 
 /// How long a TLS client may take to finish its handshake before the member gives up.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,6 +68,8 @@ pub enum Role {
     OfficeOnline,
     /// Only the generic test endpoints.
     Echo,
+    /// An Exchange Server Client Access member (OWA, EWS, Outlook Anywhere, MAPI, ActiveSync).
+    Exchange,
 }
 
 /// What a member is and how it serves.
@@ -116,6 +120,8 @@ struct Shared {
     role: Role,
     connections: AtomicU64,
     requests: AtomicU64,
+    /// Workload health and streaming records of the Exchange role.
+    exchange: exchange::ExchangeState,
 }
 
 /// What one TCP connection knows about itself; lives in the connection's service closure.
@@ -175,6 +181,7 @@ impl Backend {
             role: opts.role,
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            exchange: exchange::ExchangeState::default(),
         });
         let (stop, stop_rx) = watch::channel(());
         let tls = opts.tls.map(tokio_rustls::TlsAcceptor::from);
@@ -199,6 +206,22 @@ impl Backend {
     /// Requests (any endpoint) seen so far.
     pub fn requests_seen(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Exchange role: takes one workload's health page (and the workload) down or up, as
+    /// Managed Availability does (`/portico-demo/workload?name=ews&up=0` does the same).
+    pub fn set_workload_up(&self, workload: &str, up: bool) {
+        self.shared.exchange.set_up(workload, up);
+    }
+
+    /// Exchange role: every RPC_IN_DATA body seen so far, and how far it came.
+    pub fn rpc_in_progress(&self) -> Vec<RpcInProgress> {
+        self.shared.exchange.rpc_in()
+    }
+
+    /// Exchange role: when each MAPI response's `DONE` was written.
+    pub fn mapi_done_written(&self) -> Vec<std::time::Instant> {
+        self.shared.exchange.mapi_done()
     }
 
     /// The member name (`X-Backend`).
@@ -288,10 +311,19 @@ async fn serve_stream(
     conn: Arc<ConnInfo>,
     stop: watch::Receiver<()>,
 ) {
+    let exchange = shared.role == Role::Exchange;
     match tls {
+        None if exchange => {
+            let io = exchange::CaseFix { inner: stream };
+            serve_io(TokioIo::new(io), shared, conn, stop).await
+        }
         None => serve_io(TokioIo::new(stream), shared, conn, stop).await,
         Some(acceptor) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) if exchange => {
+                    let io = exchange::CaseFix { inner: s };
+                    serve_io(TokioIo::new(io), shared, conn, stop).await
+                }
                 Ok(Ok(s)) => serve_io(TokioIo::new(s), shared, conn, stop).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "backend TLS handshake failed"),
                 Err(_) => tracing::debug!("backend TLS handshake timed out"),

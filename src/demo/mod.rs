@@ -1,6 +1,7 @@
 //! `portico demo`: a Skype for Business pool in miniature on loopback — demo Front End
-//! members (internal CA, ports 4443/8080), an Office Online member, and a Portico routing
-//! the simple URLs to them — so a newcomer sees the whole job with nothing installed.
+//! members (internal CA, ports 4443/8080), an Office Online member, two Exchange servers,
+//! and a Portico routing the simple URLs, `mail.` and `autodiscover.` to them — so a
+//! newcomer sees the whole job with nothing installed.
 
 pub mod backend;
 pub mod pki;
@@ -25,16 +26,31 @@ pub struct DemoOptions {
 }
 
 /// Demo pool members: name, loopback address, role.
-const MEMBERS: [(&str, &str, Role); 3] = [
+const MEMBERS: [(&str, &str, Role); 5] = [
     ("fe01.contoso.local", "127.0.0.11", Role::FrontEnd),
     ("fe02.contoso.local", "127.0.0.12", Role::FrontEnd),
     ("owas01.contoso.local", "127.0.0.21", Role::OfficeOnline),
+    ("ex01.contoso.local", "127.0.0.31", Role::Exchange),
+    ("ex02.contoso.local", "127.0.0.32", Role::Exchange),
 ];
 
 const FE_HTTPS: u16 = 4443;
 const FE_HTTP: u16 = 8080;
 /// Office Online listens on 443 in production; the demo cannot assume it may bind 443.
 const OOS_HTTPS: u16 = 9443;
+/// Exchange listens on 443 in production; the demo cannot assume it may bind 443.
+const EX_HTTPS: u16 = 9444;
+
+/// The Exchange farm's checks: one per virtual directory, each guarding its own path.
+fn exchange_health() -> String {
+    let checks: Vec<String> = backend::WORKLOADS
+        .iter()
+        .map(|w| {
+            format!("  {{ url = \"/{w}/healthcheck.htm\", path = \"/{w}\", interval = \"5s\" }},")
+        })
+        .collect();
+    format!("health = [\n{}\n]", checks.join("\n"))
+}
 
 /// The demo's config, written next to its certificates so it can be read and reused.
 pub fn demo_config(https_port: u16, http_port: u16) -> String {
@@ -44,8 +60,8 @@ pub fn demo_config(https_port: u16, http_port: u16) -> String {
 
 [[listener]]                      # the external NIC (443 in production)
 bind = "127.0.0.1:{https_port}"
-tls = {{ certificates = [ {{ cert = "external.pem", key = "external.key" }} ], http1_only = [ "lyncweb.contoso.com" ] }}
-                                  # Windows auth flows on lyncweb: keep it HTTP/1.1 (IIS refuses NTLM over h2)
+tls = {{ certificates = [ {{ cert = "external.pem", key = "external.key" }} ], http1_only = [ "lyncweb.contoso.com", "mail.contoso.com", "autodiscover.contoso.com" ] }}
+                                  # Windows auth flows on lyncweb and Exchange: keep them HTTP/1.1 (IIS refuses NTLM over h2)
 
 [[listener]]                      # port 80 in production: bridged to the pool's 8080
 bind = "127.0.0.1:{http_port}"
@@ -54,6 +70,8 @@ bind = "127.0.0.1:{http_port}"
 "fe01.contoso.local" = ["127.0.0.11"]
 "fe02.contoso.local" = ["127.0.0.12"]
 "owas01.contoso.local" = ["127.0.0.21"]
+"ex01.contoso.local" = ["127.0.0.31"]
+"ex02.contoso.local" = ["127.0.0.32"]
 
 [upstream]
 ca = "internal-ca.pem"            # re-encryption to the pool is verified against the internal CA
@@ -86,6 +104,21 @@ members = [ {{ address = "owas01.contoso.local" }} ]
 https_port = {OOS_HTTPS}                 # 443 in production: Office Online is not bridged
 timeout = "200s"
 
+[[farm]]
+name = "exchange"                 # Exchange 2016+: one farm, no affinity, health per protocol
+members = [ {{ address = "ex01.contoso.local" }}, {{ address = "ex02.contoso.local" }} ]
+https_port = {EX_HTTPS}                 # 443 in production
+ssl_offload = false               # Extended Protection: re-encrypt, same certificate as the servers
+timeout = "3600s"                 # ActiveSync Direct Push holds up to 59 minutes; RPC channels for hours
+{exchange_health}
+
+[[rule]]
+name = "exchange"
+match = ".*"
+conditions = [ {{ input = "{{HTTP_HOST}}", pattern = "^(mail|autodiscover)\\." }} ]
+action = {{ route = "exchange", scheme = "https", path = "/{{R:0}}" }}
+stop = true
+
 [[rule]]
 name = "lyncweb"
 match = ".*"
@@ -113,7 +146,8 @@ match = ".*"
 conditions = [ {{ input = "{{HTTP_HOST}}", pattern = "^owas\\." }} ]
 action = {{ route = "owas", scheme = "https", path = "/{{R:0}}" }}
 stop = true
-"#
+"#,
+        exchange_health = exchange_health(),
     )
 }
 
@@ -158,6 +192,7 @@ async fn start_members(dir: &Path) -> anyhow::Result<Vec<Backend>> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (https, http) = match role {
             Role::OfficeOnline => (OOS_HTTPS, None),
+            Role::Exchange => (EX_HTTPS, None),
             _ => (FE_HTTPS, Some(FE_HTTP)),
         };
         let member = name.split('.').next().unwrap_or(name).to_string();
@@ -199,8 +234,12 @@ fn print_instructions(dir: &Path, config: &Path, https: u16, http: u16) {
     let curl = |host: &str, path: &str| {
         format!("curl -si --cacert {ca} --resolve {host}.contoso.com:{https}:127.0.0.1 https://{host}.contoso.com:{https}{path}")
     };
+    let curl_x = |host: &str, extra: &str, path: &str| {
+        format!("curl -si {extra} --cacert {ca} --resolve {host}.contoso.com:{https}:127.0.0.1 https://{host}.contoso.com:{https}{path}")
+    };
     println!(
-        "\nPortico demo is running. Members: fe01/fe02 (Front End pool, TLS 4443 + HTTP 8080), owas01 (Office Online).\n\
+        "\nPortico demo is running. Members: fe01/fe02 (Front End pool, TLS 4443 + HTTP 8080), owas01 (Office Online),\n\
+ex01/ex02 (Exchange Server 2019 {build}, TLS {EX_HTTPS}; mail. and autodiscover.).\n\
 Config: {config}\n\nTry these (each answer carries X-Backend: the member that served it):\n\
   {}    # 200 meeting page\n\
   {}    # 200 dial-in page\n\
@@ -209,12 +248,32 @@ Config: {config}\n\nTry these (each answer carries X-Backend: the member that se
   {}    # 200 WOPI discovery XML\n\
   curl -si --resolve meet.contoso.com:{http}:127.0.0.1 http://meet.contoso.com:{http}/    # 200 over plain HTTP: port 80 -> 8080 bridging\n\
   curl -si --cacert {ca} --resolve unknown.contoso.com:{https}:127.0.0.1 https://unknown.contoso.com:{https}/    # 404: no default farm\n\n\
+Exchange (each answer carries X-FEServer: the server that served it):\n\
+  {}    # 200 OWA health page (the farm checks one per protocol)\n\
+  {}    # 200 OWA sign-in page, X-OWA-Version shows the build\n\
+  {}    # 401 Negotiate + NTLM challenge from EWS, passed through\n\
+  {}    # 401 Autodiscover challenge\n\
+  {}    # 200 ActiveSync protocol versions\n\
+  {}    # 200 MAPI over HTTP: PROCESSING, PENDING..., DONE, each as it is written\n\n\
+Play Managed Availability: https://mail.contoso.com:{https}/portico-demo/workload?name=ews&up=0 takes EWS down on the\n\
+server that answers; within 15 s /ews goes only to the other one while OWA stays on both. up=1 brings it back.\n\n\
 Stop with Ctrl-C.",
         curl("meet", "/"),
         curl("dialin", "/"),
         curl("lyncweb", "/abs/handler"),
         curl("lyncdiscover", "/"),
         curl("owas", "/hosting/discovery"),
+        curl("mail", "/owa/healthcheck.htm"),
+        curl("mail", "/owa/"),
+        curl("mail", "/ews/exchange.asmx"),
+        curl("autodiscover", "/autodiscover/autodiscover.xml"),
+        curl_x("mail", "-X OPTIONS", "/Microsoft-Server-ActiveSync"),
+        curl_x(
+            "mail",
+            "-N -X POST -H 'Authorization: Negotiate dGVzdA==' -H 'X-RequestType: Execute' -H 'Content-Type: application/mapi-http' --data-binary x",
+            "/mapi/emsmdb/?MailboxId=alice@contoso.com"
+        ),
+        build = backend::EXCHANGE_BUILD,
         config = config.display(),
     );
 }
@@ -225,7 +284,15 @@ pub async fn run_member(
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     name: String,
+    role: &str,
 ) -> anyhow::Result<()> {
+    let role = match role {
+        "front-end" | "sfb" => Role::FrontEnd,
+        "oos" => Role::OfficeOnline,
+        "exchange" => Role::Exchange,
+        "echo" => Role::Echo,
+        other => anyhow::bail!("--role {other:?}: expected front-end, oos, exchange or echo"),
+    };
     let tls = match (cert, key) {
         (Some(c), Some(k)) => {
             let cert = std::fs::read_to_string(&c)
@@ -236,16 +303,9 @@ pub async fn run_member(
         }
         _ => None,
     };
-    let member = Backend::start(
-        listen,
-        BackendOptions {
-            name,
-            tls,
-            role: Role::FrontEnd,
-        },
-    )
-    .await
-    .with_context(|| format!("cannot listen on {listen}"))?;
+    let member = Backend::start(listen, BackendOptions { name, tls, role })
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     println!("member listening on {}", member.addr);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

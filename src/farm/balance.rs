@@ -72,14 +72,14 @@ fn gcd(a: u32, b: u32) -> u32 {
 }
 
 /// Fewest in-flight requests relative to weight; ties broken by the round-robin order.
-pub fn least_requests(members: &[Arc<Member>], schedule: &Schedule) -> Option<usize> {
-    let start = schedule.next(|i| members[i].is_selectable())?;
+pub fn least_requests(members: &[Arc<Member>], schedule: &Schedule, path: &str) -> Option<usize> {
+    let start = schedule.next(|i| members[i].is_selectable_for(path))?;
     let n = members.len();
     let mut best = start;
     let mut best_load = load(&members[start]);
     for k in 1..n {
         let i = (start + k) % n;
-        if !members[i].is_selectable() {
+        if !members[i].is_selectable_for(path) {
             continue;
         }
         let l = load(&members[i]);
@@ -92,10 +92,10 @@ pub fn least_requests(members: &[Arc<Member>], schedule: &Schedule) -> Option<us
 }
 
 /// Two members by weighted round robin, the less loaded one wins.
-pub fn power_of_two(members: &[Arc<Member>], schedule: &Schedule) -> Option<usize> {
-    let a = schedule.next(|i| members[i].is_selectable())?;
+pub fn power_of_two(members: &[Arc<Member>], schedule: &Schedule, path: &str) -> Option<usize> {
+    let a = schedule.next(|i| members[i].is_selectable_for(path))?;
     let b = schedule
-        .next(|i| members[i].is_selectable() && i != a)
+        .next(|i| members[i].is_selectable_for(path) && i != a)
         .unwrap_or(a);
     Some(if load(&members[b]) < load(&members[a]) {
         b
@@ -105,14 +105,18 @@ pub fn power_of_two(members: &[Arc<Member>], schedule: &Schedule) -> Option<usiz
 }
 
 /// Lowest moving-average response time; members without a sample yet go first so they get one.
-pub fn least_response_time(members: &[Arc<Member>], schedule: &Schedule) -> Option<usize> {
-    let start = schedule.next(|i| members[i].is_selectable())?;
+pub fn least_response_time(
+    members: &[Arc<Member>],
+    schedule: &Schedule,
+    path: &str,
+) -> Option<usize> {
+    let start = schedule.next(|i| members[i].is_selectable_for(path))?;
     let n = members.len();
     let mut best = start;
     let mut best_rt = members[start].response_time.micros();
     for k in 1..n {
         let i = (start + k) % n;
-        if !members[i].is_selectable() {
+        if !members[i].is_selectable_for(path) {
             continue;
         }
         let rt = members[i].response_time.micros();
@@ -126,10 +130,10 @@ pub fn least_response_time(members: &[Arc<Member>], schedule: &Schedule) -> Opti
 
 /// Weighted rendezvous hashing: the same key picks the same member on every instance, and
 /// only the keys of a member that goes away move.
-pub fn rendezvous(members: &[Arc<Member>], key: u64) -> Option<usize> {
+pub fn rendezvous(members: &[Arc<Member>], key: u64, path: &str) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for (i, m) in members.iter().enumerate() {
-        if !m.is_selectable() {
+        if !m.is_selectable_for(path) {
             continue;
         }
         let h = mix(key ^ m.hash_seed);

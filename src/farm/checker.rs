@@ -4,6 +4,7 @@
 
 use super::health::Transition;
 use super::{Farm, Member};
+use crate::config::HealthConfig;
 use crate::upstream::{Connector, RequestBody, Target};
 use http::{header, HeaderValue, Request};
 use http_body_util::BodyExt;
@@ -37,12 +38,13 @@ pub fn spawn_background(
             }
         });
     }
-    if farm.health.is_some() {
-        let mut stop = stop;
+    // One task per check, each on its own interval; all of them check every member.
+    for index in 0..farm.health_checks.len() {
+        let farm = Arc::clone(&farm);
+        let connector = Arc::clone(&connector);
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            let Some(interval) = farm.health.as_ref().map(|h| h.interval) else {
-                return;
-            };
+            let interval = farm.health_checks[index].interval;
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -53,8 +55,10 @@ pub fn spawn_background(
                 let set = farm.members();
                 let mut checks = tokio::task::JoinSet::new();
                 for m in &set.members {
+                    // Members DNS added since, or kept from a config with other checks.
+                    m.health.configure(&farm.health_checks);
                     let (farm, m, c) = (Arc::clone(&farm), Arc::clone(m), Arc::clone(&connector));
-                    checks.spawn(async move { check_member(&farm, &m, &c).await });
+                    checks.spawn(async move { check_member(&farm, index, &m, &c).await });
                 }
                 while checks.join_next().await.is_some() {}
             }
@@ -101,16 +105,20 @@ async fn refresh_dns(farm: &Farm, resolve: &HashMap<String, Vec<IpAddr>>) {
     }
 }
 
-/// One active check: GET the health URL on the member, as requests reach it.
-async fn check_member(farm: &Farm, member: &Member, connector: &Connector) {
-    let Some(cfg) = &farm.health else { return };
-    let result = tokio::time::timeout(cfg.timeout, probe(farm, member, connector)).await;
+/// One active check: GET the health URL on the member, as requests reach it (or on the
+/// check's own port), or only connect for a TCP check.
+async fn check_member(farm: &Farm, index: usize, member: &Member, connector: &Connector) {
+    let Some(cfg) = farm.health_checks.get(index) else {
+        return;
+    };
+    let result = tokio::time::timeout(cfg.timeout, probe(farm, cfg, member, connector)).await;
     let (ok, detail) = match result {
         Err(_) => (
             false,
             format!("no answer within {}s", cfg.timeout.as_secs()),
         ),
         Ok(Err(e)) => (false, e),
+        Ok(Ok(_)) if cfg.tcp => (true, "connected".to_string()),
         Ok(Ok((status, body))) => {
             let status_ok = cfg
                 .expect
@@ -136,12 +144,25 @@ async fn check_member(farm: &Farm, member: &Member, connector: &Connector) {
             }
         }
     };
-    match member.health.record_check(ok, detail.clone(), cfg) {
+    let out = member
+        .health
+        .record_check_at(index, ok, detail.clone(), cfg);
+    let check = cfg.label.as_str();
+    match (out.check, &cfg.path) {
+        (Some(Transition::WentDown), Some(path)) => {
+            tracing::warn!(farm = %farm.name, member = %member.label(), check, %detail, "member failed a health check: no more requests under {path} to it")
+        }
+        (Some(Transition::CameBack), Some(path)) => {
+            tracing::info!(farm = %farm.name, member = %member.label(), check, "member passed a health check: requests under {path} go to it again")
+        }
+        _ => {}
+    }
+    match out.member {
         Some(Transition::WentDown) => {
-            tracing::warn!(farm = %farm.name, member = %member.label(), %detail, "member failed its health check: taken out")
+            tracing::warn!(farm = %farm.name, member = %member.label(), check, %detail, "member failed its health check: taken out")
         }
         Some(Transition::CameBack) => {
-            tracing::info!(farm = %farm.name, member = %member.label(), "member passed its health check: back in")
+            tracing::info!(farm = %farm.name, member = %member.label(), check, "member passed its health check: back in")
         }
         None => {}
     }
@@ -149,21 +170,25 @@ async fn check_member(farm: &Farm, member: &Member, connector: &Connector) {
 
 async fn probe(
     farm: &Farm,
+    cfg: &HealthConfig,
     member: &Member,
     connector: &Connector,
 ) -> Result<(u16, String), String> {
-    let Some(cfg) = &farm.health else {
-        return Err("no check configured".into());
-    };
     let tls = !farm.ssl_offload;
+    let port = cfg.port.unwrap_or(if tls {
+        member.https_port
+    } else {
+        member.http_port
+    });
+    if cfg.tcp {
+        return tcp_connect(member, port, connector)
+            .await
+            .map(|()| (200, String::new()));
+    }
     let target = Target {
         host: &member.host,
         ip: member.ip,
-        port: if tls {
-            member.https_port
-        } else {
-            member.http_port
-        },
+        port,
         tls: if tls {
             member.server_name.as_ref().map(|n| (&farm.tls, n))
         } else {
@@ -199,6 +224,25 @@ async fn probe(
         body = String::from_utf8_lossy(&bytes).into_owned();
     }
     Ok((status, body))
+}
+
+/// A TCP check: the member accepts a connection on `port` (any of its addresses).
+async fn tcp_connect(member: &Member, port: u16, connector: &Connector) -> Result<(), String> {
+    let addrs = match member.ip {
+        Some(ip) => vec![std::net::SocketAddr::new(ip, port)],
+        None => connector
+            .resolve(&member.host, port)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    let mut last = String::from("no address");
+    for addr in addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("connect to {addr} failed: {e}"),
+        }
+    }
+    Err(last)
 }
 
 fn ranges(r: &[(u16, u16)]) -> String {

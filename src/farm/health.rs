@@ -1,9 +1,16 @@
-//! Member health: active checks (a URL polled per interval) and passive detection from live
-//! traffic (failures in a window take a member out until a check or a probe brings it back).
+//! Member health: active checks (URLs or TCP connects polled per interval) and passive
+//! detection from live traffic (failures in a window take a member out until a check or a
+//! probe brings it back).
+//!
+//! A farm may carry several checks, each for a path prefix (Exchange: one per virtual
+//! directory). A failing check with a `path` takes the member out for requests under that
+//! prefix only ([`HealthState::is_up_for`]); a failing check without one, or every check
+//! failing, takes it out for everything ([`HealthState::is_up`]).
 
 use crate::config::{HealthConfig, LiveTrafficConfig};
+use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// Milliseconds since the process started: a cheap monotonic clock for atomics.
@@ -24,28 +31,114 @@ pub struct CheckResult {
     pub at: std::time::SystemTime,
 }
 
-pub struct HealthState {
-    active_up: AtomicBool,
+/// One active check of one member: its own up/down with rise/fall counting.
+pub struct CheckState {
+    /// The check's name on the status page and in metrics (`check` label).
+    pub label: String,
+    /// The path prefix it guards; None: the whole member.
+    pub path: Option<String>,
+    up: AtomicBool,
     consecutive_ok: AtomicU32,
     consecutive_fail: AtomicU32,
+    last: Mutex<Option<CheckResult>>,
+}
+
+impl CheckState {
+    fn new(cfg: &HealthConfig) -> CheckState {
+        CheckState {
+            label: cfg.label.clone(),
+            path: cfg.path.clone(),
+            up: AtomicBool::new(true),
+            consecutive_ok: AtomicU32::new(0),
+            consecutive_fail: AtomicU32::new(0),
+            last: Mutex::new(None),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub fn last(&self) -> Option<CheckResult> {
+        self.last.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// True when `path` lies under this check's prefix (segment boundary, ASCII case ignored
+    /// as IIS does: `/ews` guards `/EWS/Exchange.asmx`, not `/ewsx`).
+    pub fn guards(&self, path: &str) -> bool {
+        match &self.path {
+            None => true,
+            Some(prefix) => path_under(path, prefix),
+        }
+    }
+
+    /// Counts one result; returns the check's own transition.
+    fn record(&self, ok: bool, detail: String, cfg: &HealthConfig) -> Option<Transition> {
+        if let Ok(mut g) = self.last.lock() {
+            *g = Some(CheckResult {
+                ok,
+                detail,
+                at: std::time::SystemTime::now(),
+            });
+        }
+        let was = self.is_up();
+        if ok {
+            self.consecutive_fail.store(0, Ordering::Relaxed);
+            let n = self.consecutive_ok.fetch_add(1, Ordering::Relaxed) + 1;
+            if !was && n >= cfg.rise {
+                self.up.store(true, Ordering::Relaxed);
+            }
+        } else {
+            self.consecutive_ok.store(0, Ordering::Relaxed);
+            let n = self.consecutive_fail.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= cfg.fall {
+                self.up.store(false, Ordering::Relaxed);
+            }
+        }
+        transition(was, self.is_up())
+    }
+}
+
+/// `path` is `prefix` or below it; a trailing `/` on the prefix is ignored.
+pub fn path_under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return true;
+    }
+    path.len() >= prefix.len()
+        && path.is_char_boundary(prefix.len())
+        && path[..prefix.len()].eq_ignore_ascii_case(prefix)
+        && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/' | b'?'))
+}
+
+/// What one recorded check changed: the member as a whole, and the check itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckOutcome {
+    pub member: Option<Transition>,
+    pub check: Option<Transition>,
+}
+
+pub struct HealthState {
+    /// The member-level verdict of the active checks: every path-less check up, and not
+    /// every check down.
+    active_up: AtomicBool,
+    /// One state per configured check, in config order; swapped when a reload changes them.
+    checks: ArcSwap<Vec<Arc<CheckState>>>,
     passive_down_until: AtomicU64,
     passive_backoff_ms: AtomicU64,
     window_start: AtomicU64,
     window_failures: AtomicU32,
-    last_check: Mutex<Option<CheckResult>>,
 }
 
 impl Default for HealthState {
     fn default() -> Self {
         HealthState {
             active_up: AtomicBool::new(true),
-            consecutive_ok: AtomicU32::new(0),
-            consecutive_fail: AtomicU32::new(0),
+            checks: ArcSwap::from_pointee(Vec::new()),
             passive_down_until: AtomicU64::new(0),
             passive_backoff_ms: AtomicU64::new(0),
             window_start: AtomicU64::new(0),
             window_failures: AtomicU32::new(0),
-            last_check: Mutex::new(None),
         }
     }
 }
@@ -76,38 +169,98 @@ impl HealthState {
         self.passive_down_until.load(Ordering::Relaxed) != 0
     }
 
+    /// The most recent result of any check, for the one-line status.
     pub fn last_check(&self) -> Option<CheckResult> {
-        self.last_check.lock().ok().and_then(|g| g.clone())
+        self.checks
+            .load()
+            .iter()
+            .filter_map(|c| c.last())
+            .max_by_key(|r| r.at)
     }
 
-    /// Records an active check; `rise` passes bring a down member back, `fall` failures take
-    /// an up member out. A passing check also clears a passive "down".
+    /// Up for a new request to `path`: up as a whole, and no failing check guards the path.
+    pub fn is_up_for(&self, path: &str) -> bool {
+        self.is_up()
+            && self
+                .checks
+                .load()
+                .iter()
+                .all(|c| c.is_up() || !c.guards(path))
+    }
+
+    /// The per-check states, in config order (status page, metrics, API).
+    pub fn checks(&self) -> Arc<Vec<Arc<CheckState>>> {
+        self.checks.load_full()
+    }
+
+    /// Makes the per-check states match the farm's checks; a check kept across a reload
+    /// (same label and path) keeps its state.
+    pub fn configure(&self, cfgs: &[HealthConfig]) {
+        let current = self.checks.load_full();
+        let same = current.len() == cfgs.len()
+            && current
+                .iter()
+                .zip(cfgs)
+                .all(|(c, f)| c.label == f.label && c.path == f.path);
+        if same {
+            return;
+        }
+        let next: Vec<Arc<CheckState>> = cfgs
+            .iter()
+            .map(|f| {
+                current
+                    .iter()
+                    .find(|c| c.label == f.label && c.path == f.path)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(CheckState::new(f)))
+            })
+            .collect();
+        self.checks.store(Arc::new(next));
+        self.recompute_active();
+    }
+
+    fn recompute_active(&self) {
+        let checks = self.checks.load();
+        let whole_ok = checks
+            .iter()
+            .filter(|c| c.path.is_none())
+            .all(|c| c.is_up());
+        let any_up = checks.is_empty() || checks.iter().any(|c| c.is_up());
+        self.active_up.store(whole_ok && any_up, Ordering::Relaxed);
+    }
+
+    /// Records an active check of a farm with one check (see [`HealthState::record_check_at`]).
     pub fn record_check(&self, ok: bool, detail: String, cfg: &HealthConfig) -> Option<Transition> {
-        if let Ok(mut g) = self.last_check.lock() {
-            *g = Some(CheckResult {
-                ok,
-                detail,
-                at: std::time::SystemTime::now(),
-            });
+        if self.checks.load().is_empty() {
+            self.configure(std::slice::from_ref(cfg));
         }
+        self.record_check_at(0, ok, detail, cfg).member
+    }
+
+    /// Records the result of check `index` (`cfg` is its config): `rise` passes bring it
+    /// back, `fall` failures take it out; then the member-level verdict is recomputed. A
+    /// passing check that leaves the member up also clears a passive "down".
+    pub fn record_check_at(
+        &self,
+        index: usize,
+        ok: bool,
+        detail: String,
+        cfg: &HealthConfig,
+    ) -> CheckOutcome {
+        let checks = self.checks.load_full();
+        let Some(check) = checks.get(index) else {
+            return CheckOutcome::default();
+        };
         let was_up = self.is_up();
-        if ok {
-            self.consecutive_fail.store(0, Ordering::Relaxed);
-            let n = self.consecutive_ok.fetch_add(1, Ordering::Relaxed) + 1;
-            if !self.active_up.load(Ordering::Relaxed) && n >= cfg.rise {
-                self.active_up.store(true, Ordering::Relaxed);
-            }
-            if self.active_up.load(Ordering::Relaxed) {
-                self.clear_passive();
-            }
-        } else {
-            self.consecutive_ok.store(0, Ordering::Relaxed);
-            let n = self.consecutive_fail.fetch_add(1, Ordering::Relaxed) + 1;
-            if n >= cfg.fall {
-                self.active_up.store(false, Ordering::Relaxed);
-            }
+        let check_t = check.record(ok, detail, cfg);
+        self.recompute_active();
+        if ok && self.active_up.load(Ordering::Relaxed) {
+            self.clear_passive();
         }
-        transition(was_up, self.is_up())
+        CheckOutcome {
+            member: transition(was_up, self.is_up()),
+            check: check_t,
+        }
     }
 
     /// A request to the member failed (connect error, timeout, failure status).
@@ -183,6 +336,10 @@ mod tests {
 
     fn health(fall: u32, rise: u32) -> HealthConfig {
         HealthConfig {
+            label: "/".into(),
+            path: None,
+            port: None,
+            tcp: false,
             url: "/".into(),
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
@@ -217,6 +374,61 @@ mod tests {
             Some(Transition::CameBack)
         );
         assert!(h.last_check().unwrap().ok);
+    }
+
+    fn check(label: &str, path: Option<&str>) -> HealthConfig {
+        HealthConfig {
+            label: label.into(),
+            path: path.map(String::from),
+            ..health(1, 1)
+        }
+    }
+
+    #[test]
+    fn a_failing_path_check_takes_the_member_out_for_that_path_only() {
+        let h = HealthState::default();
+        let cfgs = [check("ews", Some("/ews")), check("owa", Some("/owa"))];
+        h.configure(&cfgs);
+        let out = h.record_check_at(0, false, "503".into(), &cfgs[0]);
+        assert_eq!(out.check, Some(Transition::WentDown));
+        assert_eq!(out.member, None, "one protocol down is not the member down");
+        assert!(h.is_up());
+        assert!(!h.is_up_for("/ews/Exchange.asmx"));
+        assert!(!h.is_up_for("/EWS"));
+        assert!(h.is_up_for("/ewsx"));
+        assert!(h.is_up_for("/owa/"));
+        // Every check down: the member is out.
+        let out = h.record_check_at(1, false, "503".into(), &cfgs[1]);
+        assert_eq!(out.member, Some(Transition::WentDown));
+        assert!(!h.is_up_for("/owa/"));
+        assert!(!h.is_up_for("/other"));
+        let out = h.record_check_at(1, true, "200".into(), &cfgs[1]);
+        assert_eq!(out.member, Some(Transition::CameBack));
+        assert!(h.is_up_for("/owa/") && !h.is_up_for("/ews"));
+    }
+
+    #[test]
+    fn a_failing_check_without_a_path_takes_the_whole_member_out() {
+        let h = HealthState::default();
+        let cfgs = [check("tcp:5061", None), check("ews", Some("/ews"))];
+        h.configure(&cfgs);
+        let out = h.record_check_at(0, false, "refused".into(), &cfgs[0]);
+        assert_eq!(out.member, Some(Transition::WentDown));
+        assert!(!h.is_up_for("/owa"));
+        // A reload with the same checks keeps their state.
+        h.configure(&cfgs);
+        assert!(!h.is_up());
+        // A reload without the failing check brings the member back.
+        h.configure(&cfgs[1..]);
+        assert!(h.is_up());
+    }
+
+    #[test]
+    fn path_prefixes_match_whole_segments() {
+        assert!(path_under("/owa", "/owa/"));
+        assert!(path_under("/owa/auth/logon.aspx", "/OWA"));
+        assert!(!path_under("/owanot", "/owa"));
+        assert!(path_under("/anything", "/"));
     }
 
     #[test]

@@ -167,6 +167,12 @@ impl Member {
         self.state() == MemberState::Available && self.health.is_up()
     }
 
+    /// May take a new request for `path`: selectable, and no failing per-path health check
+    /// guards the path (Exchange: EWS down on this server, OWA still served).
+    pub fn is_selectable_for(&self, path: &str) -> bool {
+        self.state() == MemberState::Available && self.health.is_up_for(path)
+    }
+
     /// May take requests from clients with affinity to it (draining keeps those).
     pub fn accepts_affinity(&self) -> bool {
         self.state() != MemberState::Unavailable && self.health.is_up()

@@ -42,6 +42,8 @@ pub struct PickInput<'a> {
     pub affinity: Option<&'a str>,
     /// Hash of the request key for `request-hash`.
     pub hash: Option<u64>,
+    /// The request path: per-path health checks decide which members may take it.
+    pub path: &'a str,
 }
 
 /// A farm at run time: its compiled spec (the one place each setting lives) and the live
@@ -172,25 +174,24 @@ impl Farm {
     /// Chooses the member for a new request, or None when no member may take one.
     pub fn pick(&self, set: &MemberSet, input: &PickInput<'_>) -> Option<usize> {
         if let (Some(_), Some(cookie)) = (&self.affinity, input.affinity) {
-            if let Some(i) = set
-                .members
-                .iter()
-                .position(|m| m.affinity_key == cookie && m.accepts_affinity())
-            {
+            if let Some(i) = set.members.iter().position(|m| {
+                m.affinity_key == cookie && m.accepts_affinity() && m.health.is_up_for(input.path)
+            }) {
                 return Some(i);
             }
         }
         let members = &set.members;
-        let selectable = |i: usize| members[i].is_selectable();
+        let path = input.path;
+        let selectable = |i: usize| members[i].is_selectable_for(path);
         match &self.load_balancing {
             LoadBalancing::WeightedRoundRobin => set.schedule.next(selectable),
-            LoadBalancing::LeastRequests => balance::least_requests(members, &set.schedule),
+            LoadBalancing::LeastRequests => balance::least_requests(members, &set.schedule, path),
             LoadBalancing::LeastResponseTime => {
-                balance::least_response_time(members, &set.schedule)
+                balance::least_response_time(members, &set.schedule, path)
             }
-            LoadBalancing::PowerOfTwoChoices => balance::power_of_two(members, &set.schedule),
+            LoadBalancing::PowerOfTwoChoices => balance::power_of_two(members, &set.schedule, path),
             LoadBalancing::RequestHash(_) => match input.hash {
-                Some(h) => balance::rendezvous(members, h),
+                Some(h) => balance::rendezvous(members, h, path),
                 None => set.schedule.next(selectable),
             },
         }
@@ -202,12 +203,13 @@ impl Farm {
         &self,
         set: &'a MemberSet,
         first: usize,
+        path: &'a str,
     ) -> impl Iterator<Item = usize> + 'a {
         let n = set.members.len();
         std::iter::once(first).chain(
             (1..n)
                 .map(move |k| (first + k) % n)
-                .filter(move |&i| set.members[i].is_selectable()),
+                .filter(move |&i| set.members[i].is_selectable_for(path)),
         )
     }
 }

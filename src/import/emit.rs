@@ -2,7 +2,7 @@
 //! each came from.
 
 use super::Warning;
-use crate::profiles::toml_out::{array, inline, q, Doc};
+use crate::profiles::toml_out::{array, inline, q, str_array, Doc};
 use crate::rules::{PatternSyntax, Scheme};
 
 /// Everything the importer found, in the order it is written.
@@ -67,6 +67,11 @@ pub(super) struct FarmOut {
     /// Rendered `health` keys in order.
     pub health: Option<Vec<(&'static str, String)>>,
     pub affinity: Option<String>,
+    /// `request-hash`: the server variable (`hash`) or query-string names (`hash_query`).
+    pub hash: Option<String>,
+    pub hash_query: Vec<String>,
+    /// Rendered `live_traffic` keys in order (ARR's liveTrafficFailure* attributes).
+    pub live_traffic: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +104,8 @@ pub(super) enum ActionOut {
         scheme: Option<Scheme>,
         path: String,
         append_query: bool,
+        /// From IIS request filtering (`maxAllowedContentLength`), in bytes.
+        max_body: Option<u64>,
     },
     Rewrite {
         url: String,
@@ -248,6 +255,28 @@ fn farm(doc: &mut Doc, f: &FarmOut) {
     if let Some(lb) = &f.load_balancing {
         doc.kv("load_balancing", &q(lb), None);
     }
+    if let Some(h) = &f.hash {
+        doc.kv("hash", &q(h), Some("ARR hashServerVariable"));
+    }
+    if !f.hash_query.is_empty() {
+        doc.kv(
+            "hash_query",
+            &str_array(&f.hash_query),
+            Some("ARR queryStringNames"),
+        );
+    }
+    if !f.live_traffic.is_empty() {
+        let pairs: Vec<(&str, String)> = f
+            .live_traffic
+            .iter()
+            .map(|(k, v)| (*k, if *k == "failures" { v.clone() } else { q(v) }))
+            .collect();
+        doc.kv(
+            "live_traffic",
+            &inline(&pairs),
+            Some("ARR live traffic failure detection"),
+        );
+    }
     if let Some(h) = &f.health {
         let pairs: Vec<(&str, String)> = h
             .iter()
@@ -308,6 +337,7 @@ fn rule(doc: &mut Doc, r: &RuleOut) {
             scheme,
             path,
             append_query,
+            max_body,
         } => {
             let mut p = vec![("route", q(farm))];
             match scheme {
@@ -316,6 +346,9 @@ fn rule(doc: &mut Doc, r: &RuleOut) {
                 None => {}
             }
             p.push(("path", q(path)));
+            if let Some(n) = max_body {
+                p.push(("max_body", q(&n.to_string())));
+            }
             aq(&mut p, *append_query);
             inline(&p)
         }

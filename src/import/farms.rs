@@ -14,6 +14,8 @@ pub(super) struct ProxySettings {
     pub preserve_host: bool,
     pub reverse_rewrite: bool,
     pub x_forwarded: bool,
+    /// `requestFiltering/requestLimits maxAllowedContentLength`, when set: each route's `max_body`.
+    pub max_body: Option<u64>,
 }
 
 impl ProxySettings {
@@ -25,6 +27,7 @@ impl ProxySettings {
             preserve_host: false,
             reverse_rewrite: true,
             x_forwarded: true,
+            max_body: None,
         }
     }
 
@@ -36,6 +39,7 @@ impl ProxySettings {
             preserve_host: true,
             reverse_rewrite: false,
             x_forwarded: true,
+            max_body: None,
         }
     }
 }
@@ -454,25 +458,14 @@ fn load_balancing(ctx: &mut Ctx, a: Node, farm: &mut FarmOut) {
     let lb = match algorithm.to_ascii_lowercase().as_str() {
         "weightedroundrobin" | "0" => None,
         "leastrequests" | "1" => Some("least-requests"),
-        "leastresponsetime" | "2" => {
-            ctx.warn(a, "LeastResponseTime: Portico has no least-response-time balancing yet; using least-requests (ARR 3.0 itself falls back to weighted round robin)");
-            Some("least-requests")
-        }
+        "leastresponsetime" | "2" => Some("least-response-time"),
         "weightedtotaltraffic" | "3" => {
             ctx.warn(a, "WeightedTotalTraffic is not supported (ARR 3.0 falls back to it as weighted round robin); using weighted-round-robin");
             None
         }
         "requesthash" | "4" => {
-            let variant = match (
-                a.attribute("hashServerVariable"),
-                a.attribute("queryStringNames"),
-            ) {
-                (Some(v), Some(q)) if !q.is_empty() => format!("query string hash of {q} ({v})"),
-                (Some(v), _) if !v.is_empty() => format!("server variable hash of {v}"),
-                _ => "request (URL) hash".to_string(),
-            };
-            ctx.warn(a, format!("RequestHash ({variant}): Portico has no hash balancing yet; using weighted-round-robin (add affinity = {{ cookie = \"...\" }} if clients must stick)"));
-            None
+            request_hash(ctx, a, farm);
+            Some("request-hash")
         }
         other => {
             ctx.warn(
@@ -485,6 +478,73 @@ fn load_balancing(ctx: &mut Ctx, a: Node, farm: &mut FarmOut) {
     farm.load_balancing = lb.map(str::to_string);
     if bool_attr(a, "randomizeLBTies") == Some(true) {
         ctx.warn(a, "randomizeLBTies is not carried over");
+    }
+}
+
+/// ARR's RequestHash: a query-string hash (`queryStringNames`) or a server-variable hash
+/// (`hashServerVariable`, default the URL), as Portico's `hash_query` / `hash`.
+fn request_hash(ctx: &mut Ctx, a: Node, farm: &mut FarmOut) {
+    let names: Vec<String> = a
+        .attribute("queryStringNames")
+        .unwrap_or("")
+        .split([',', ';'])
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if !names.is_empty() {
+        farm.hash_query = names;
+        return;
+    }
+    let var = a
+        .attribute("hashServerVariable")
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .to_ascii_uppercase();
+    match var.as_str() {
+        "" | "URL" => {}
+        "REMOTE_ADDR" | "HTTP_HOST" | "QUERY_STRING" | "REQUEST_URI" => farm.hash = Some(var),
+        v if v.starts_with("HTTP_") && v.len() > 5 => farm.hash = Some(var),
+        "PATH_INFO" | "SCRIPT_NAME" => farm.hash = Some("URL".into()),
+        _ => ctx.warn(
+            a,
+            format!("hashServerVariable=\"{var}\": Portico hashes REMOTE_ADDR, HTTP_HOST, URL, QUERY_STRING, REQUEST_URI or HTTP_<HEADER>; hashing the URL instead"),
+        ),
+    }
+}
+
+/// ARR's live traffic failure detection, as Portico's `live_traffic` table.
+fn live_traffic(ctx: &mut Ctx, h: Node, farm: &mut FarmOut) {
+    if let Some(codes) = h.attribute("liveTrafficFailureCodes") {
+        let text = codes.replace(';', ",");
+        match crate::config::parse_status_ranges(&text) {
+            Ok(_) => farm.live_traffic.push(("failure_codes", text)),
+            Err(e) => ctx.warn(
+                h,
+                format!("liveTrafficFailureCodes=\"{codes}\" is not carried over: {e}"),
+            ),
+        }
+    }
+    if let Some(n) = h.attribute("maxLiveTrafficFailures") {
+        match n.trim().parse::<u32>() {
+            Ok(n) => farm.live_traffic.push(("failures", n.max(1).to_string())),
+            Err(_) => ctx.warn(
+                h,
+                format!(
+                    "maxLiveTrafficFailures=\"{n}\" is not a number; Portico's default applies"
+                ),
+            ),
+        }
+    }
+    if let Some(p) = h.attribute("liveTrafficFailurePeriod") {
+        match parse_timespan(p) {
+            Some(d) => farm.live_traffic.push(("window", duration_text(d))),
+            None => ctx.warn(h, format!("liveTrafficFailurePeriod=\"{p}\" is not an IIS time span; Portico's default applies")),
+        }
+    }
+    if let Some(v) = h.attribute("minServers") {
+        ctx.warn(h, format!("minServers=\"{v}\" is not carried over: Portico takes every failing member out (no minimum kept in)"));
     }
 }
 
@@ -504,16 +564,7 @@ fn health(ctx: &mut Ctx, h: Node, farm: &mut FarmOut) {
             "minServers",
         ],
     );
-    for attr in [
-        "liveTrafficFailureCodes",
-        "maxLiveTrafficFailures",
-        "liveTrafficFailurePeriod",
-        "minServers",
-    ] {
-        if let Some(v) = h.attribute(attr) {
-            ctx.warn(h, format!("{attr}=\"{v}\" is not carried over: Portico's passive failure detection is not configurable per farm"));
-        }
-    }
+    live_traffic(ctx, h, farm);
     let url = h.attribute("url").unwrap_or("").trim();
     if url.is_empty() {
         return; // URL test disabled, as in ARR.

@@ -397,6 +397,7 @@ impl<'m> Converter<'m> {
                 scheme: Some(scheme),
                 path,
                 append_query,
+                max_body: self.server_proxy.max_body,
             };
         }
         // A plain proxy URL: a one-member farm with the server-level <proxy> settings.
@@ -421,6 +422,9 @@ impl<'m> Converter<'m> {
                 load_balancing: None,
                 health: None,
                 affinity: None,
+                hash: None,
+                hash_query: Vec::new(),
+                live_traffic: Vec::new(),
             });
         }
         comment.push(format!(
@@ -436,6 +440,7 @@ impl<'m> Converter<'m> {
             scheme: Some(scheme),
             path,
             append_query,
+            max_body: self.server_proxy.max_body,
         }
     }
 }
@@ -493,12 +498,14 @@ pub(super) fn merge_https_pairs(rules: &mut Vec<RuleOut>) {
                     scheme: Some(Scheme::Https),
                     path: pa,
                     append_query: qa,
+                    ..
                 },
                 ActionOut::Route {
                     farm: fb,
                     scheme: Some(Scheme::Http),
                     path: pb,
                     append_query: qb,
+                    ..
                 },
             ) => {
                 fa == fb
@@ -572,12 +579,13 @@ pub(super) fn validate(model: &mut Model, warnings: &mut Vec<Warning>) {
                     scheme,
                     path,
                     append_query,
+                    max_body,
                 } => ActionSpec::Route {
                     farm: farm.clone(),
                     scheme: *scheme,
                     path: Some(path.clone()),
                     append_query: *append_query,
-                    max_body: None,
+                    max_body: *max_body,
                 },
                 ActionOut::Rewrite { url, append_query } => ActionSpec::Rewrite {
                     url: url.clone(),

@@ -311,6 +311,34 @@ pub(super) fn slug(s: &str) -> String {
     }
 }
 
+/// `<security>`: request filtering's body limit becomes each route's `max_body` (Exchange's
+/// RPC over HTTP needs it at 2 GB); the rest is reported.
+fn security(ctx: &mut Ctx, n: Node, proxy: &mut ProxySettings) {
+    for c in elements(n) {
+        if c.tag_name().name() != "requestFiltering" {
+            ctx.warn(c, "IIS security setting, not about proxying; not imported");
+            continue;
+        }
+        for l in elements(c) {
+            if l.tag_name().name() != "requestLimits" {
+                ctx.warn(l, "request filtering rule is not carried over (Portico's rules can refuse requests by path, header or address instead)");
+                continue;
+            }
+            if let Some(v) = l.attribute("maxAllowedContentLength") {
+                match v.trim().parse::<u64>() {
+                    Ok(n) => proxy.max_body = Some(n),
+                    Err(_) => ctx.warn(l, format!("maxAllowedContentLength=\"{v}\" is not a number; Portico's default (2GB) applies")),
+                }
+            }
+            for attr in ["maxUrl", "maxQueryString"] {
+                if let Some(v) = l.attribute(attr) {
+                    ctx.warn(l, format!("{attr}=\"{v}\" is not carried over (Portico limits the whole request head: listener max_header_bytes)"));
+                }
+            }
+        }
+    }
+}
+
 /// `<system.webServer>`: `<proxy>`, `<rewrite>`; disk cache and the rest are reported.
 fn web_server<'a, 'input>(
     ctx: &mut Ctx,
@@ -324,6 +352,7 @@ fn web_server<'a, 'input>(
             "proxy" => farms::server_proxy(ctx, c, proxy),
             "rewrite" => rewrite.push((c, location.clone())),
             "diskCache" => ctx.warn(c, "ARR disk cache is not carried over: Portico does not cache (SfB requires the cache off anyway)"),
+            "security" => security(ctx, c, proxy),
             _ => ctx.warn(c, "IIS web server setting, not about proxying; not imported"),
         }
     }

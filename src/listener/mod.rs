@@ -82,7 +82,12 @@ fn builder(s: &ListenerSettings) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(s.header_read_timeout)
         .keep_alive(true)
-        .max_buf_size(s.max_header_bytes.max(8192));
+        // Old Outlook builds break on lower-cased response headers: on HTTP/1.1 names keep
+        // the spelling the member wrote (the case map travels in the response extensions);
+        // names Portico adds, or that came from an h2 member, are written Title-Case.
+        .preserve_header_case(true)
+        .title_case_headers(true)
+        .max_buf_size(head_buffer_bytes(s.max_header_bytes));
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(s.h2_max_concurrent_streams)
@@ -90,10 +95,19 @@ fn builder(s: &ListenerSettings) -> auto::Builder<TokioExecutor> {
         // is sent GOAWAY instead of costing a request each time.
         .max_pending_accept_reset_streams(Some(50))
         .max_local_error_reset_streams(Some(256))
-        .max_header_list_size(s.max_header_bytes as u32)
+        .max_header_list_size(head_buffer_bytes(s.max_header_bytes) as u32)
         .keep_alive_interval(Some(Duration::from_secs(60)))
         .keep_alive_timeout(Duration::from_secs(20));
     b
+}
+
+/// How much head hyper may read: above the configured limit, so a head a little over it still
+/// parses and gets Portico's 431 naming `max_header_bytes` (`proxy::check_head_size`) instead
+/// of hyper's bare one.
+fn head_buffer_bytes(max_header_bytes: usize) -> usize {
+    max_header_bytes
+        .saturating_add(max_header_bytes / 2)
+        .max(8192)
 }
 
 /// Open connections of one listener, in total and per client address. Lives as long as the
@@ -256,14 +270,17 @@ pub async fn serve(
                 .any(|c| c.contains(remote.ip()));
             match &rt.settings.tls {
                 None => {
-                    let info = ConnInfo::new(remote, local, false, None).trusting(trusted);
+                    let info = ConnInfo::new(remote, local, false, None)
+                        .trusting(trusted)
+                        .limiting_head(rt.settings.max_header_bytes);
                     serve_conn(tcp, info, proxy, &rt.builder, watcher).await;
                 }
                 // Boxed: the handshake state is large and is not needed once it is done.
                 Some(tls) => match Box::pin(tls.accept(tcp)).await {
                     Ok(acc) => {
-                        let info =
-                            ConnInfo::new(remote, local, true, Some(acc.version)).trusting(trusted);
+                        let info = ConnInfo::new(remote, local, true, Some(acc.version))
+                            .trusting(trusted)
+                            .limiting_head(rt.settings.max_header_bytes);
                         serve_conn(acc.stream, info, proxy, &rt.builder, watcher).await;
                     }
                     Err(e) => {

@@ -9,6 +9,18 @@ use std::net::IpAddr;
 pub const SFB_TIMEOUT: &str = "960s";
 /// Idle timeout of the Exchange farm: ActiveSync heartbeats last up to 3540 s, so > 3600 s.
 pub const EXCHANGE_TIMEOUT: &str = "3900s";
+/// Exchange's virtual directories, each with its own `/<vdir>/healthcheck.htm` that Managed
+/// Availability turns to 503 when that protocol is unhealthy on that server.
+pub const EXCHANGE_VDIRS: [&str; 8] = [
+    "owa",
+    "ecp",
+    "ews",
+    "mapi",
+    "rpc",
+    "oab",
+    "Microsoft-Server-ActiveSync",
+    "autodiscover",
+];
 /// Idle timeout of the Office Online Server farm.
 pub const OOS_TIMEOUT: &str = "960s";
 
@@ -41,6 +53,9 @@ struct FarmOut<'a> {
     timeout: &'static str,
     timeout_comment: &'static str,
     health: (&'static str, &'static str),
+    /// Virtual directories checked one by one, each check guarding its path (Exchange);
+    /// empty: the one `health` check.
+    per_path: &'static [&'static str],
     body_note: &'static str,
 }
 
@@ -115,6 +130,7 @@ pub fn render(d: &Deployment) -> String {
             timeout: SFB_TIMEOUT,
             timeout_comment: "per-read idle: UCWA long polls 180 s, mobile push waits up to 900 s",
             health: ("/meet/", "200-499"),
+            per_path: &[],
             body_note: "Body size: meeting content uploads reach 500 MB (/DataCollabWeb/Ext/Handler accepts\n524,288,000 bytes). Portico streams bodies and sets no size limit, so nothing to raise;\nan upstream limit here would have to allow at least 500 MB.",
         });
     }
@@ -127,6 +143,7 @@ pub fn render(d: &Deployment) -> String {
             timeout: OOS_TIMEOUT,
             timeout_comment: "per-read idle; PowerPoint sharing holds requests open",
             health: ("/hosting/discovery", "200"),
+            per_path: &[],
             body_note: "WopiSrc query values arrive double-encoded: Portico forwards path and query byte for byte.",
         });
     }
@@ -139,7 +156,8 @@ pub fn render(d: &Deployment) -> String {
             timeout: EXCHANGE_TIMEOUT,
             timeout_comment: "per-read idle: ActiveSync heartbeats last up to 3540 s, so > 3600 s",
             health: ("/owa/healthcheck.htm", "200"),
-            body_note: "Body size: RPC over HTTP sends RPC_IN_DATA / RPC_OUT_DATA with Content-Length up to 2 GB,\nstreamed message by message for hours. Portico streams bodies and sets no size limit;\nany limit here would have to allow 2 GB.",
+            per_path: &EXCHANGE_VDIRS,
+            body_note: "Body size: RPC over HTTP sends RPC_IN_DATA / RPC_OUT_DATA with Content-Length up to 2 GB,\nstreamed message by message for hours. Portico streams bodies both ways; the route's\ndefault max_body (2 GB) lets them through, and any limit set here must allow 2 GB.\nExtended Protection (on by default since 2022): keep ssl_offload = false and serve the SAME\ncertificate on the listener as the Exchange servers present, or NTLM fails with endless\nprompts. `portico check --exchange NAME` compares the two.",
         });
     }
 
@@ -278,16 +296,32 @@ fn farm(doc: &mut Doc, f: &FarmOut) {
         Some("pass the client's Host header unchanged"),
     );
     doc.kv("timeout", &q(f.timeout), Some(f.timeout_comment));
-    doc.kv(
-        "health",
-        &inline(&[
-            ("url", q(f.health.0)),
-            ("interval", q("10s")),
-            ("timeout", q("5s")),
-            ("expect", q(f.health.1)),
-        ]),
-        None,
-    );
+    if f.per_path.is_empty() {
+        doc.kv(
+            "health",
+            &inline(&[
+                ("url", q(f.health.0)),
+                ("interval", q("10s")),
+                ("timeout", q("5s")),
+                ("expect", q(f.health.1)),
+            ]),
+            None,
+        );
+    } else {
+        doc.comment("Health per protocol: a server whose EWS is down stops getting /EWS but keeps serving OWA;\na server failing every check is out. (One OWA check for the whole farm keeps sending EWS to it.)");
+        doc.line("health = [", None);
+        for vdir in f.per_path {
+            let check = inline(&[
+                ("url", q(&format!("/{vdir}/healthcheck.htm"))),
+                ("path", q(&format!("/{vdir}"))),
+                ("interval", q("10s")),
+                ("timeout", q("5s")),
+                ("expect", q("200")),
+            ]);
+            doc.line(&format!("  {check},"), None);
+        }
+        doc.line("]", None);
+    }
     doc.comment(if f.bridged {
         "No affinity: not needed on the external web FQDN (if a cookie is ever used, SfB names it MS-WSMAN).\nNo cache: Portico does not cache (Microsoft: disk cache off)."
     } else {

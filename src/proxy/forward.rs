@@ -77,11 +77,19 @@ pub(super) async fn forward(
         .and_then(|n| affinity::cookie_value(req.headers(), n));
     // The member the client's affinity cookie names: it needs no new cookie.
     let cookie_member = cookie.and_then(|c| set.members.iter().position(|m| m.affinity_key == c));
+    // Per-path health checks (Exchange: /ews down, /owa up) decide on the client's path;
+    // copied only for farms that have such checks (String::new() does not allocate).
+    let pick_path = if farm.health_checks.iter().any(|c| c.path.is_some()) {
+        req.uri().path().to_owned()
+    } else {
+        String::new()
+    };
     let first = farm.pick(
         &set,
         &PickInput {
             affinity: cookie,
             hash,
+            path: &pick_path,
         },
     );
 
@@ -131,7 +139,7 @@ pub(super) async fn forward(
     let Some(first) = first else {
         return Ok(pages::unavailable(&farm.name));
     };
-    let mut candidates = farm.failover_order(&set, first);
+    let mut candidates = farm.failover_order(&set, first, &pick_path);
     let mut next = candidates.next();
     let mut replayed = false;
     while let Some(idx) = next {
@@ -143,7 +151,12 @@ pub(super) async fn forward(
         set_host(&mut req, farm, member, &host, tls);
         let in_flight = InFlight::new(endpoint);
         let started = Instant::now();
-        let mut err = match endpoint.send(&reach, req).await {
+        let sent = if replayed {
+            endpoint.send_new(&reach, req).await
+        } else {
+            endpoint.send(&reach, req).await
+        };
+        let mut err = match sent {
             Ok(x) => {
                 let had_cookie = cookie_member == Some(idx);
                 let x = Sent::Leased(x);
@@ -152,7 +165,8 @@ pub(super) async fn forward(
             Err(e) => e,
         };
         req = match (err.retry(), err.take_request()) {
-            // A pooled connection died under an idempotent request: once more, same member.
+            // A pooled connection died under an idempotent request: once more, same member,
+            // on a new connection.
             (Retry::Idempotent, Some(copy)) if !replayed => {
                 replayed = true;
                 copy

@@ -114,6 +114,8 @@ pub struct ConnInfo {
     pub tls_version: Option<&'static str>,
     /// The peer is a trusted proxy: its X-Forwarded-For is extended, not replaced.
     pub trusted_peer: bool,
+    /// The listener's `max_header_bytes`: a larger request head is answered 431 naming it.
+    pub max_header_bytes: usize,
     /// The member connection this client connection authenticated on (HTTP/1.1 only:
     /// its requests come one after another, so the lock is never contended).
     pin: Mutex<Option<PinSlot>>,
@@ -132,12 +134,19 @@ impl ConnInfo {
             https,
             tls_version,
             trusted_peer: false,
+            max_header_bytes: usize::MAX,
             pin: Mutex::new(None),
         }
     }
 
     pub fn trusting(mut self, trusted: bool) -> Self {
         self.trusted_peer = trusted;
+        self
+    }
+
+    /// Sets the request-head limit (the listener's `max_header_bytes`).
+    pub fn limiting_head(mut self, max_header_bytes: usize) -> Self {
+        self.max_header_bytes = max_header_bytes;
         self
     }
 
@@ -211,6 +220,9 @@ async fn route_request(
     let is_h1 = req.version() < http::Version::HTTP_2;
     if let Err(why) = guard::check_request(&req, is_h1) {
         return Ok(pages::bad_request_close(why, is_h1));
+    }
+    if let Some(resp) = check_head_size(&req, conn.max_header_bytes) {
+        return Ok(resp);
     }
     let host_value = match req.headers().get(header::HOST) {
         Some(h) => Some(h.clone()),
@@ -326,4 +338,41 @@ async fn route_request(
         Outcome::Abort { rule } => Err(ProxyError::Aborted(rule.to_string())),
         Outcome::NoMatch => Ok(pages::no_route(host)),
     }
+}
+
+/// The size of a request head as HTTP/1.1 writes it: request line, then `name: value` lines.
+pub fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n".len()
+        + 1;
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
+        + 2
+}
+
+/// 431 naming the limit when the head is over `max_header_bytes` (hyper reads up to half as
+/// much again, so a head over the limit reaches this check instead of hyper's bare 431).
+fn check_head_size<B>(req: &Request<B>, max_header_bytes: usize) -> Option<Response<ResponseBody>> {
+    let size = head_size(req);
+    if size <= max_header_bytes {
+        return None;
+    }
+    let largest = req
+        .headers()
+        .iter()
+        .max_by_key(|(k, v)| k.as_str().len() + v.len())
+        .map(|(k, v)| format!(" (largest header: {k}, {} bytes)", v.len()))
+        .unwrap_or_default();
+    tracing::info!(
+        size,
+        max_header_bytes,
+        "request head over the listener's max_header_bytes; answered 431"
+    );
+    Some(pages::head_too_large(&format!(
+        "The request head is {size} bytes{largest}, over this listener's max_header_bytes = {max_header_bytes}."
+    )))
 }

@@ -116,3 +116,12 @@ pub fn overloaded(farm: &str) -> Response<ResponseBody> {
         .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     r
 }
+
+/// 431: the request head is over the listener's `max_header_bytes` (the text names it).
+pub fn head_too_large(why: &str) -> Response<ResponseBody> {
+    page(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "Request Header Fields Too Large",
+        why,
+    )
+}

@@ -116,21 +116,40 @@ impl Endpoint {
     pub async fn send(
         self: &Arc<Self>,
         reach: &Reach<'_>,
+        req: Request<RequestBody>,
+    ) -> Result<Exchange, SendError> {
+        self.send_with(reach, req, true).await
+    }
+
+    /// Sends on a new connection: the replay of a request whose pooled connection died
+    /// (the others in the pool may be as dead, if the member restarted).
+    pub async fn send_new(
+        self: &Arc<Self>,
+        reach: &Reach<'_>,
+        req: Request<RequestBody>,
+    ) -> Result<Exchange, SendError> {
+        self.send_with(reach, req, false).await
+    }
+
+    async fn send_with(
+        self: &Arc<Self>,
+        reach: &Reach<'_>,
         mut req: Request<RequestBody>,
+        pooled: bool,
     ) -> Result<Exchange, SendError> {
         req.body_mut().count_into(self);
-        while let Some((mut sender, idle_ms)) = self.pool.checkout(reach.pool_idle_timeout) {
+        while let Some(mut sender) = pooled
+            .then(|| self.pool.checkout(reach.pool_idle_timeout))
+            .flatten()
+        {
             if sender.ready().await.is_err() {
                 continue;
             }
             self.stats.reused.fetch_add(1, Ordering::Relaxed);
-            // A connection just used is not one the member is closing: copying the request
-            // for a replay is only worth it after a pause (costs a HeaderMap clone).
-            let copy = if idle_ms >= REPLAY_AFTER_IDLE_MS {
-                replayable_copy(&req)
-            } else {
-                None
-            };
+            // Even a connection used a moment ago may be one the member is closing (it was
+            // restarted, an app pool recycled): keep what a replay needs (a HeaderMap clone,
+            // whose values share the bytes hyper read).
+            let copy = replayable_copy(&req);
             match send_on(&mut sender, req, reach.read_timeout).await {
                 Ok(response) => return Ok(self.exchange(response, sender)),
                 Err(mut e) => match e.take_unsent() {
@@ -184,9 +203,6 @@ impl Endpoint {
             .map_err(ErrorKind::from_connect)
     }
 }
-
-/// Idle at least this long before a pooled connection's request is copied for a replay.
-const REPLAY_AFTER_IDLE_MS: u64 = 1_000;
 
 /// Sends and waits for the response head. The per-read idle timeout cannot stop a member
 /// that trickles header bytes, so a bodyless request's head must arrive within `timeout` in

@@ -177,8 +177,10 @@ where
     let (sender, conn) = http1::Builder::new()
         // A member's response head larger than this is refused (502), not buffered.
         .max_buf_size(256 * 1024)
-        .preserve_header_case(false)
-        .title_case_headers(false)
+        // Header names keep the spelling the client wrote (old Outlook builds need it); a
+        // name with no recorded spelling (an h2 client's) goes out Title-Case.
+        .preserve_header_case(true)
+        .title_case_headers(true)
         .handshake(TokioIo::new(io))
         .await
         .map_err(|source| ConnectError::Http { addr, source })?;

@@ -26,10 +26,9 @@ impl Pool {
         }
     }
 
-    /// The most recently used open connection and how long it was idle (ms), dropping those
-    /// idle past `idle_timeout`. It may still be finishing its last exchange: await
-    /// `ready()` before sending.
-    pub(super) fn checkout(&self, idle_timeout: Duration) -> Option<(Sender, u64)> {
+    /// The most recently used open connection, dropping those idle past `idle_timeout`. It
+    /// may still be finishing its last exchange: await `ready()` before sending.
+    pub(super) fn checkout(&self, idle_timeout: Duration) -> Option<Sender> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // The oldest are at the front: cut every expired one in one go.
@@ -37,9 +36,9 @@ impl Pool {
         if expired > 0 {
             idle.drain(..expired);
         }
-        while let Some((sender, since)) = idle.pop() {
+        while let Some((sender, _)) = idle.pop() {
             if !sender.is_closed() {
-                return Some((sender, now.duration_since(since).as_millis() as u64));
+                return Some(sender);
             }
         }
         None

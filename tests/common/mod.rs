@@ -447,3 +447,52 @@ action = {{ route = "app", scheme = "http" }}
 "#
     )
 }
+
+/// Reads one request head (through the blank line); None at end of stream. Only the head: a
+/// body that follows stays unread.
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read(s, &mut byte),
+        )
+        .await
+        {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => return None,
+        }
+        if head.len() > 1 << 20 {
+            return None;
+        }
+    }
+    Some(head)
+}
+
+/// A raw TLS client to `addr` (SNI `sni`, ALPN `http/1.1`) trusting the lab's public CA, for
+/// tests that read the bytes on the wire.
+pub async fn tls_client(
+    lab: &Lab,
+    addr: SocketAddr,
+    sni: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut lab.public.cert_pem().as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS to the proxy")
+}

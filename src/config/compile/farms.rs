@@ -174,7 +174,11 @@ impl Compiler<'_> {
                     }
                 }
             };
-            let health = f.health.as_ref().map(|h| self.health(h, &key));
+            let health_checks = match &f.health {
+                None => Vec::new(),
+                Some(list) => self.health_checks(list, &key),
+            };
+            let health = health_checks.first().cloned();
             let affinity = f.affinity.as_ref().map(|a| AffinityConfig {
                 cookie: a
                     .get_ref()
@@ -238,22 +242,114 @@ impl Compiler<'_> {
                         .map_or(1000, |v| *v.get_ref()),
                     pool_max_idle: upstream.pool_max_idle_per_member,
                     pool_idle_timeout: upstream.pool_idle_timeout.min(timeout),
+                    health_checks,
                 }));
             }
         }
         out
     }
 
-    pub(super) fn health(&mut self, h: &S<file::Health>, key: &str) -> HealthConfig {
-        let hh = h.get_ref();
-        let key = format!("{key}.health");
-        if !hh.url.get_ref().starts_with('/') {
+    /// `health = { .. }` or `health = [ { .. }, .. ]`: one config per check; labels unique.
+    pub(super) fn health_checks(
+        &mut self,
+        list: &S<file::HealthList>,
+        key: &str,
+    ) -> Vec<HealthConfig> {
+        let checks = &list.get_ref().0;
+        let single = checks.len() == 1 && checks[0].span() == (0..0);
+        let mut out: Vec<HealthConfig> = Vec::new();
+        for (j, h) in checks.iter().enumerate() {
+            let hkey = if single {
+                format!("{key}.health")
+            } else {
+                format!("{key}.health[{j}]")
+            };
+            let span = if single { list.span() } else { h.span() };
+            let cfg = self.health(h.get_ref(), span.clone(), &hkey);
+            if out.iter().any(|c| c.label == cfg.label) {
+                self.d.at(
+                    span,
+                    hkey,
+                    format!(
+                        "a second check named {:?}; give each check its own `name` (or `path`)",
+                        cfg.label
+                    ),
+                );
+            }
+            out.push(cfg);
+        }
+        if checks.is_empty() {
             self.d.at(
-                hh.url.span(),
-                format!("{key}.url"),
-                "must be a path starting with '/', e.g. \"/meet/\"",
+                list.span(),
+                format!("{key}.health"),
+                "lists no check; give at least one { url = \"/...\" } or { tcp = true }",
             );
         }
+        out
+    }
+
+    pub(super) fn health(
+        &mut self,
+        hh: &file::Health,
+        span: std::ops::Range<usize>,
+        key: &str,
+    ) -> HealthConfig {
+        let key = key.to_string();
+        let tcp = hh.tcp.unwrap_or(false);
+        let url = match (&hh.url, tcp) {
+            (Some(u), false) => {
+                if !u.get_ref().starts_with('/') {
+                    self.d.at(
+                        u.span(),
+                        format!("{key}.url"),
+                        "must be a path starting with '/', e.g. \"/meet/\"",
+                    );
+                }
+                u.get_ref().clone()
+            }
+            (Some(u), true) => {
+                self.d.at(
+                    u.span(),
+                    format!("{key}.url"),
+                    "a `tcp = true` check only connects; remove `url` (or `tcp`)",
+                );
+                String::new()
+            }
+            (None, true) => String::new(),
+            (None, false) => {
+                self.d.at(span, format!("{key}.url"), "missing: give the page to GET, e.g. url = \"/owa/healthcheck.htm\", or `tcp = true` for a connect-only check");
+                String::new()
+            }
+        };
+        let path = hh.path.as_ref().map(|p| {
+            if !p.get_ref().starts_with('/') {
+                self.d.at(
+                    p.span(),
+                    format!("{key}.path"),
+                    "must be a path prefix starting with '/', e.g. \"/ews\"",
+                );
+            }
+            p.get_ref().clone()
+        });
+        let port = hh.port.as_ref().map(|p| {
+            if *p.get_ref() == 0 {
+                self.d.at(
+                    p.span(),
+                    format!("{key}.port"),
+                    "must be a port from 1 to 65535",
+                );
+            }
+            *p.get_ref()
+        });
+        let label = match (&hh.name, &path) {
+            (Some(n), _) => n.get_ref().clone(),
+            (None, Some(p)) => p.clone(),
+            (None, None) if tcp => format!(
+                "tcp:{}",
+                port.map_or_else(|| "traffic-port".to_string(), |p| p.to_string())
+            ),
+            (None, None) => url.clone(),
+        };
         let expect = match &hh.expect {
             None => vec![(200, 399)],
             Some(e) => parse_status_ranges(e.get_ref()).unwrap_or_else(|msg| {
@@ -262,7 +358,11 @@ impl Compiler<'_> {
             }),
         };
         HealthConfig {
-            url: hh.url.get_ref().clone(),
+            label,
+            path,
+            port,
+            tcp,
+            url,
             interval: self.duration(
                 &hh.interval,
                 &format!("{key}.interval"),

@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// Default request-head limit: a Kerberos `Authorization: Negotiate` header reaches ~64 KiB
+/// (48,000-byte tokens, base64) and Exchange heads 96 KiB with cookies; IIS is set for it.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 128 * 1024;
+
 impl Compiler<'_> {
     pub(super) fn listeners(&mut self, listeners: &[S<file::Listener>]) -> Vec<ListenerConfig> {
         let mut out = Vec::new();
@@ -57,7 +61,7 @@ impl Compiler<'_> {
                 max_connections_per_client: l
                     .max_connections_per_client
                     .as_ref()
-                    .map_or(1_000, |v| (*v.get_ref()).max(1)),
+                    .map_or(usize::MAX, |v| (*v.get_ref()).max(1)),
                 reuse_port: l.reuse_port.unwrap_or(false),
                 trusted_proxies: l
                     .trusted_proxies
@@ -73,7 +77,7 @@ impl Compiler<'_> {
                 max_header_bytes: l
                     .max_header_bytes
                     .as_ref()
-                    .map_or(64 * 1024, |v| *v.get_ref()),
+                    .map_or(DEFAULT_MAX_HEADER_BYTES, |v| *v.get_ref()),
                 h2_max_concurrent_streams: l
                     .h2_max_concurrent_streams
                     .as_ref()

@@ -33,6 +33,8 @@ pub enum Payload {
     Download { remaining: u64 },
     /// One chunk now, then `last` after the delay (for read-timeout tests).
     Slow(SlowState),
+    /// Pieces as a task produces them (Exchange's streamed responses); ends when it stops.
+    Channel(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 /// Progress of a [`Payload::Slow`] body.
@@ -56,6 +58,10 @@ impl Payload {
 
     pub fn text(s: impl Into<Bytes>) -> Self {
         Payload::Full(Some(s.into()))
+    }
+
+    pub fn channel(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        Payload::Channel(rx)
     }
 
     pub fn slow(first: Bytes, wait: Duration, last: Bytes) -> Self {
@@ -99,6 +105,7 @@ impl Body for Payload {
                 },
                 SlowState::Done => Poll::Ready(None),
             },
+            Payload::Channel(rx) => rx.poll_recv(cx).map(|p| p.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -107,7 +114,7 @@ impl Body for Payload {
             Payload::Full(b) => b.is_none(),
             Payload::Download { remaining } => *remaining == 0,
             Payload::Slow(SlowState::Done) => true,
-            Payload::Slow(_) => false,
+            Payload::Slow(_) | Payload::Channel(_) => false,
         }
     }
 
@@ -115,7 +122,7 @@ impl Body for Payload {
         match self {
             Payload::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Payload::Download { remaining } => SizeHint::with_exact(*remaining),
-            Payload::Slow(_) => SizeHint::default(),
+            Payload::Slow(_) | Payload::Channel(_) => SizeHint::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::body::Payload;
 use super::codec::{base64_decode, base64_encode, json_str};
-use super::{roles, ws, ConnInfo, Role, Shared};
+use super::{exchange, roles, ws, ConnInfo, Role, Shared};
 
 /// Longest wait `/long-poll` and `/slow-body` accept (an hour: beyond any proxy timeout tested).
 const MAX_WAIT_SECS: u64 = 3600;
@@ -162,6 +162,7 @@ pub(super) async fn route(
         Role::FrontEnd => roles::front_end(&req, shared, conn.tls),
         Role::OfficeOnline => roles::office_online(&req),
         Role::Echo => not_found(),
+        Role::Exchange => exchange::serve(req, shared, conn).await,
     }
 }
 
