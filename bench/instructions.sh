@@ -27,6 +27,8 @@ trap cleanup EXIT
 
 "$REPO/target/release/examples/bench-member" "127.0.0.1:$MEMBER_PORT" > "$TMP/member.log" 2>&1 &
 PIDS+=($!)
+# HOST_RULES=N: N tenant host rules ahead of the one that matches (the cost of a big config).
+HOST_RULES="${HOST_RULES:-0}"
 cat > "$TMP/portico.toml" <<EOF
 workers = 2
 [[listener]]
@@ -35,6 +37,11 @@ bind = "127.0.0.1:$PROXY_PORT"
 name = "fe"
 members = [ { address = "127.0.0.1" } ]
 http_port = $MEMBER_PORT
+EOF
+for i in $(seq 1 "$HOST_RULES"); do
+    printf '[[rule]]\nname = "tenant%s"\nmatch = ".*"\nconditions = [ { input = "{HTTP_HOST}", pattern = "^tenant%s\\\\.example\\\\.com$" } ]\naction = { route = "fe", scheme = "http" }\nstop = true\n' "$i" "$i" >> "$TMP/portico.toml"
+done
+cat >> "$TMP/portico.toml" <<EOF
 [[rule]]
 name = "everything"
 action = { route = "fe", scheme = "http" }
@@ -81,14 +88,14 @@ per=$(( total / N ))
 {
     echo "# Instructions per request (bench/instructions.sh)"
     echo
-    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); git $(git -C "$REPO" rev-parse --short HEAD); plain HTTP keep-alive, 1 KiB responses, $N requests after a warm-up of 300."
+    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); git $(git -C "$REPO" rev-parse --short HEAD); plain HTTP keep-alive, 1 KiB responses, $N requests after a warm-up of 300; $HOST_RULES host rules ahead of the matching one."
     echo
     echo "**$per instructions per request** (Portico process, all threads; $total in total)."
     echo
     echo "Top $TOP functions by their own instructions (the profile to work from):"
     echo
     echo '```'
-    callgrind_annotate "$out" 2>/dev/null | awk -v top="$TOP" '/file:function/ {on = 1; next} on && NF && n < top + 1 {print; n++}' | cut -c1-180
+    callgrind_annotate --inclusive=no --auto=no "$out" 2>/dev/null | awk -v top="$TOP" '/file:function/ {on++; next} on >= 2 && /^-+$/ {next} on >= 2 && NF && n < top {print; n++}' | cut -c1-180
     echo '```'
 } > "$TMP/report.md"
 cat "$TMP/report.md"
