@@ -14,6 +14,7 @@ pub mod import;
 pub mod listener;
 pub mod memory;
 pub mod notify;
+pub mod perimeter;
 pub mod profiles;
 pub mod proxy;
 pub mod rules;
