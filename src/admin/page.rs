@@ -97,10 +97,50 @@ pub fn render(st: &Status) -> String {
     if st.certificates.is_empty() {
         h.push_str("<tr><td colspan=\"4\" class=\"muted\">no TLS listener</td></tr>");
     }
-    h.push_str("</tbody></table></section>\n<script>");
+    h.push_str("</tbody></table></section>\n");
+    render_perimeter(&mut h, st);
+    h.push_str("<script>");
     h.push_str(SCRIPT);
     h.push_str("</script>\n</body></html>\n");
     h
+}
+
+/// Failed-sign-in protection: who is held back now, with a release button each.
+fn render_perimeter(h: &mut String, st: &Status) {
+    let p = &st.perimeter;
+    h.push_str("<section class=\"certs\" id=\"perimeter\"><h2>Sign-in protection and rate limits</h2>");
+    let _ = write!(
+        h,
+        "<p class=\"muted\">rate-limited requests {} · connections {}",
+        p.rate_limited_requests, p.rate_limited_connections
+    );
+    if let Some(l) = &p.lockout {
+        let _ = write!(
+            h,
+            " · lockout: {} failures per account (address: {}) in {} s; failures {}, held back {}, released {}",
+            l.threshold, l.address_threshold, l.window_secs, l.failures, l.blocked, l.releases
+        );
+    }
+    h.push_str("</p><table id=\"held\"><thead><tr><th>Held back</th><th>Name</th><th>Failures in window</th>\
+                <th>Attempts held</th><th>Lifts in (s)</th><th>Actions</th></tr></thead><tbody>");
+    let held = p.lockout.as_ref().map_or(&[][..], |l| &l.held[..]);
+    for e in held {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td><button type=\"button\" data-act=\"release\" data-name=\"{}\">Release</button></td></tr>",
+            e.kind,
+            esc(&e.name),
+            e.failures,
+            e.held_attempts,
+            e.retry_after_secs,
+            esc(&e.name)
+        );
+    }
+    if held.is_empty() {
+        h.push_str("<tr><td colspan=\"6\" class=\"muted\">nothing held back</td></tr>");
+    }
+    h.push_str("</tbody></table></section>\n");
 }
 
 fn render_config(h: &mut String, st: &Status) {
@@ -364,6 +404,7 @@ const SCRIPT: &str = r#"
     var act = b.getAttribute('data-act');
     if (act === 'reset') return post('/api/reset', '');
     if (act === 'reload') return post('/api/reload', '');
+    if (act === 'release') return post('/api/lockout/release', b.getAttribute('data-name')).then(function () { location.reload(); });
     post('/api/farms/' + encodeURIComponent(b.getAttribute('data-farm')) + '/members/' +
       encodeURIComponent(b.getAttribute('data-member')) + '/state', act);
   });

@@ -23,6 +23,8 @@ pub struct Config {
     pub farms: Vec<FarmConfig>,
     pub rules: RuleSet,
     pub log: LogConfig,
+    /// `[lockout]`: applies to farms with `lockout = true`; None when the table is absent.
+    pub lockout: Option<Arc<crate::perimeter::lockout::LockoutSettings>>,
 }
 
 pub struct ListenerConfig {
@@ -43,6 +45,8 @@ pub struct ListenerConfig {
     pub reuse_port: bool,
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    /// New connections per client address (after PROXY protocol) and the table's cap.
+    pub max_connection_rate: Option<(crate::perimeter::ratelimit::RateSpec, usize)>,
 }
 
 pub struct AdminConfig {
@@ -170,6 +174,8 @@ pub struct FarmConfig {
     pub live_traffic: LiveTrafficConfig,
     /// Cap on NTLM/Negotiate-pinned connections per member; beyond it clients get 503.
     pub max_pinned_per_member: u32,
+    /// Sign-ins through this farm are counted and protected (`[lockout]`).
+    pub lockout: bool,
 }
 
 pub struct LogConfig {

@@ -236,6 +236,7 @@ impl Compiler<'_> {
                         .max_pinned_per_member
                         .as_ref()
                         .map_or(1000, |v| *v.get_ref()),
+                    lockout: f.lockout.unwrap_or(false),
                 });
             }
         }

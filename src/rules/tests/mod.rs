@@ -72,6 +72,7 @@ pub(super) fn cond(input: &str, pattern: &str) -> ConditionSpec {
         pattern: pattern.to_owned(),
         negate: false,
         ignore_case: true,
+        cidr: None,
     }
 }
 
@@ -178,6 +179,7 @@ fn route_outcome_carries_scheme_and_rule_name() {
             path_and_query: None,
             rule: "meet",
             max_body: None,
+            rate_limit: None,
         }
     );
 }
