@@ -253,7 +253,13 @@ fn perimeter(control: &Control, registry: &mut Registry) {
         table("rate_limit", rule, l.len(), l.capacity(), load(&l.evicted));
     }
     for (listener, l) in p.connection_limiters() {
-        table("connection_rate", &listener, l.len(), l.capacity(), load(&l.evicted));
+        table(
+            "connection_rate",
+            &listener,
+            l.len(),
+            l.capacity(),
+            load(&l.evicted),
+        );
     }
     if let Some(s) = &snap.config.lockout {
         let l = &p.lockout;

@@ -108,7 +108,9 @@ pub fn render(st: &Status) -> String {
 /// Failed-sign-in protection: who is held back now, with a release button each.
 fn render_perimeter(h: &mut String, st: &Status) {
     let p = &st.perimeter;
-    h.push_str("<section class=\"certs\" id=\"perimeter\"><h2>Sign-in protection and rate limits</h2>");
+    h.push_str(
+        "<section class=\"certs\" id=\"perimeter\"><h2>Sign-in protection and rate limits</h2>",
+    );
     let _ = write!(
         h,
         "<p class=\"muted\">rate-limited requests {} · connections {}",

@@ -254,14 +254,16 @@ async fn route_request(
                 r.set_farm(&farm.name);
             }
             let perimeter = &proxy.perimeter;
-            if let Some(refused) = protect::rate_limit(perimeter, rate_limit, client, rule, record) {
+            if let Some(refused) = protect::rate_limit(perimeter, rate_limit, client, rule, record)
+            {
                 return Ok(refused);
             }
             let lockout = snap.config.lockout.as_ref().filter(|_| protected);
-            let attempt = match protect::before(perimeter, lockout, req.headers(), client, is_h1, record) {
-                Ok(a) => a,
-                Err(answer) => return Ok(answer),
-            };
+            let attempt =
+                match protect::before(perimeter, lockout, req.headers(), client, is_h1, record) {
+                    Ok(a) => a,
+                    Err(answer) => return Ok(answer),
+                };
             let path_and_query = match path_and_query {
                 None => None,
                 Some(p) => match PathAndQuery::try_from(p) {

@@ -83,11 +83,9 @@ pub(super) fn before(
             }
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             Err(match settings.answer {
-                Answer::TooManyRequests => too_many(
-                    secs,
-                    "Too many failed sign-ins; try again later.",
-                    is_h1,
-                ),
+                Answer::TooManyRequests => {
+                    too_many(secs, "Too many failed sign-ins; try again later.", is_h1)
+                }
                 Answer::Unauthorized => unauthorized(&credentials, secs, is_h1),
             })
         }
@@ -145,7 +143,9 @@ fn unauthorized(c: &Credentials, retry_after_secs: u64, close: bool) -> Response
         Credentials::NtlmAuthenticate { .. } => "NTLM",
         _ => "Negotiate",
     };
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
     r
 }

@@ -94,9 +94,14 @@ class Handler(BaseHTTPRequestHandler):
             blob = base64.b64decode(token)
             name = ntlm_user(blob)
             if name is None:
-                # NEGOTIATE: a fresh handshake on this connection.
+                # NEGOTIATE: a fresh handshake on this connection. Anything else (a
+                # Kerberos ticket this member cannot read) is refused like a bad password.
                 self.ctx = spnego.server(protocol="ntlm")
-                out = self.ctx.step(blob)
+                try:
+                    out = self.ctx.step(blob)
+                except Exception:
+                    count(ATTEMPTS, "(unnamed)")
+                    return self.challenge()
                 with LOCK:
                     CHALLENGES[0] += 1
                 return self.reply(401, "challenge\n", [("WWW-Authenticate", "NTLM " + base64.b64encode(out).decode())])

@@ -42,7 +42,11 @@ impl Compiler<'_> {
         }
         if let Some(list) = &cc.cidr {
             if list.get_ref().is_empty() {
-                self.d.at(list.span(), format!("{key}.cidr"), "lists no range; give ranges such as [\"10.0.0.0/8\", \"fd00::/8\"]");
+                self.d.at(
+                    list.span(),
+                    format!("{key}.cidr"),
+                    "lists no range; give ranges such as [\"10.0.0.0/8\", \"fd00::/8\"]",
+                );
                 return Err(());
             }
             let mut ranges = Vec::with_capacity(list.get_ref().len());
@@ -95,7 +99,8 @@ impl Compiler<'_> {
         let per = match crate::config::duration::parse_duration(per.get_ref()) {
             Ok(d) if !d.is_zero() => d,
             Ok(_) => {
-                self.d.at(per.span(), format!("{key}.per"), "must be longer than zero");
+                self.d
+                    .at(per.span(), format!("{key}.per"), "must be longer than zero");
                 return None;
             }
             Err(e) => {
@@ -106,7 +111,11 @@ impl Compiler<'_> {
         let burst = match burst {
             None => *count.get_ref(),
             Some(b) if *b.get_ref() == 0 => {
-                self.d.at(b.span(), format!("{key}.burst"), "must be at least 1 (the requests allowed at once)");
+                self.d.at(
+                    b.span(),
+                    format!("{key}.burst"),
+                    "must be at least 1 (the requests allowed at once)",
+                );
                 ok = false;
                 1
             }
@@ -149,7 +158,13 @@ impl Compiler<'_> {
         let cr = l.max_connection_rate.as_ref()?;
         let v = cr.get_ref();
         let key = format!("{key}.max_connection_rate");
-        let spec = self.rate_spec(&v.connections, "connections", &v.per, v.burst.as_ref(), &key)?;
+        let spec = self.rate_spec(
+            &v.connections,
+            "connections",
+            &v.per,
+            v.burst.as_ref(),
+            &key,
+        )?;
         let cap = v
             .max_clients
             .as_ref()
