@@ -262,7 +262,7 @@ async fn route_request(
             let attempt =
                 match protect::before(perimeter, lockout, req.headers(), client, is_h1, record) {
                     Ok(a) => a,
-                    Err(answer) => return Ok(answer),
+                    Err(answer) => return Ok(*answer),
                 };
             let path_and_query = match path_and_query {
                 None => None,

@@ -53,7 +53,7 @@ pub(super) fn before(
     client: IpAddr,
     is_h1: bool,
     record: Option<&Arc<AccessRecord>>,
-) -> Result<Option<Attempt>, Response<ResponseBody>> {
+) -> Result<Option<Attempt>, Box<Response<ResponseBody>>> {
     let Some(settings) = settings else {
         return Ok(None);
     };
@@ -82,12 +82,12 @@ pub(super) fn before(
                 r.set_answered_by_portico("lockout");
             }
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            Err(match settings.answer {
+            Err(Box::new(match settings.answer {
                 Answer::TooManyRequests => {
                     too_many(secs, "Too many failed sign-ins; try again later.", is_h1)
                 }
                 Answer::Unauthorized => unauthorized(&credentials, secs, is_h1),
-            })
+            }))
         }
     }
 }
