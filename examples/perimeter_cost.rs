@@ -49,7 +49,14 @@ fn per_op(n: u64, f: impl FnMut(u64)) -> f64 {
 fn ntlm_header(user: &str) -> http::HeaderValue {
     use base64::Engine as _;
     let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect() };
-    let fields = [vec![0u8; 24], vec![0xAB; 232], utf16("CONTOSO"), utf16(user), utf16("WS01"), vec![0; 16]];
+    let fields = [
+        vec![0u8; 24],
+        vec![0xAB; 232],
+        utf16("CONTOSO"),
+        utf16(user),
+        utf16("WS01"),
+        vec![0; 16],
+    ];
     let mut m = b"NTLMSSP\0".to_vec();
     m.extend_from_slice(&3u32.to_le_bytes());
     let mut next = 72u32;
@@ -64,7 +71,10 @@ fn ntlm_header(user: &str) -> http::HeaderValue {
     for f in &fields {
         m.extend_from_slice(f);
     }
-    let v = format!("NTLM {}", base64::engine::general_purpose::STANDARD.encode(&m));
+    let v = format!(
+        "NTLM {}",
+        base64::engine::general_purpose::STANDARD.encode(&m)
+    );
     http::HeaderValue::from_str(&v).unwrap()
 }
 
@@ -124,7 +134,10 @@ fn main() {
     let headers: Vec<http::HeaderMap> = (0..256)
         .map(|n| {
             let mut h = http::HeaderMap::new();
-            h.insert(http::header::AUTHORIZATION, ntlm_header(&format!("user{}", n * 37)));
+            h.insert(
+                http::header::AUTHORIZATION,
+                ntlm_header(&format!("user{}", n * 37)),
+            );
             h
         })
         .collect();

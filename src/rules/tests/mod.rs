@@ -734,3 +734,46 @@ fn match_everything_patterns_capture_the_whole_input() {
     let r = Req::new("h", "/a\nb", None);
     assert_eq!(expand("(.*)", "/x/{R:1}", &r), "/x/a");
 }
+
+#[test]
+fn address_conditions_hold_by_range_and_negate() {
+    use crate::perimeter::cidr::{CidrSet, CidrSource};
+    let ranges = CidrSource::Inline(std::sync::Arc::new(
+        CidrSet::parse_list(&["10.0.0.0/8", "fd00::/8"]).unwrap(),
+    ));
+    let mut inside = cond("{REMOTE_ADDR}", "");
+    inside.cidr = Some(ranges.clone());
+    let mut outside = inside.clone();
+    outside.negate = true;
+    let set = compile(vec![
+        RuleSpec {
+            conditions: vec![outside],
+            ..rule("ecp-internal-only", "^ecp", ActionSpec::Abort)
+        },
+        RuleSpec {
+            conditions: vec![inside],
+            ..rule("inside", ".*", route("meet", None))
+        },
+    ]);
+    let mut req = Req::new("mail.contoso.com", "/ecp/", None);
+    assert!(matches!(set.evaluate(&req.view()), Outcome::Abort { .. }));
+    for ok in ["10.9.8.7", "fd00::5", "::ffff:10.0.0.1"] {
+        req.addr = ok.parse().unwrap();
+        assert!(
+            matches!(set.evaluate(&req.view()), Outcome::Route { .. }),
+            "{ok}"
+        );
+    }
+    // A cidr condition needs an address input.
+    let mut bad = cond("{HTTP_HOST}", "");
+    bad.cidr = Some(ranges);
+    let err = RuleSet::compile(
+        vec![RuleSpec {
+            conditions: vec![bad],
+            ..rule("x", ".*", ActionSpec::Abort)
+        }],
+        FARMS,
+    )
+    .unwrap_err();
+    assert!(err.1.message.contains("REMOTE_ADDR"), "{}", err.1.message);
+}
