@@ -382,6 +382,24 @@ const SCRIPT: &str = r#"
       tr.appendChild(el('td', c.days_to_expiry, c.days_to_expiry < 14 ? 'bad' : c.days_to_expiry < 30 ? 'warn' : ''));
       tb.appendChild(tr);
     });
+    var held = (st.perimeter && st.perimeter.lockout) ? st.perimeter.lockout.held : [];
+    var hb = document.querySelector('#held tbody');
+    hb.textContent = '';
+    if (!held.length) {
+      var nothing = el('td', 'nothing held back', 'muted');
+      nothing.colSpan = 6;
+      hb.appendChild(el('tr')).appendChild(nothing);
+    }
+    held.forEach(function (e) {
+      var tr = el('tr');
+      [e.kind, e.name, e.failures, e.held_attempts, e.retry_after_secs].forEach(function (v) { tr.appendChild(el('td', String(v))); });
+      var b = el('button', 'Release');
+      b.type = 'button';
+      b.setAttribute('data-act', 'release');
+      b.setAttribute('data-name', e.name);
+      tr.appendChild(el('td')).appendChild(b);
+      hb.appendChild(tr);
+    });
     conn.textContent = (st.ready ? 'ready' : 'NOT READY') + ' · updated ' + new Date().toLocaleTimeString();
     conn.className = st.ready ? 'muted' : 'bad';
   }
@@ -406,7 +424,7 @@ const SCRIPT: &str = r#"
     var act = b.getAttribute('data-act');
     if (act === 'reset') return post('/api/reset', '');
     if (act === 'reload') return post('/api/reload', '');
-    if (act === 'release') return post('/api/lockout/release', b.getAttribute('data-name')).then(function () { location.reload(); });
+    if (act === 'release') return post('/api/lockout/release', b.getAttribute('data-name'));
     post('/api/farms/' + encodeURIComponent(b.getAttribute('data-farm')) + '/members/' +
       encodeURIComponent(b.getAttribute('data-member')) + '/state', act);
   });
