@@ -173,12 +173,18 @@ impl<K: Hash + Eq + Clone, V: Default + Expiring> Table<K, V> {
         }
     }
 
-    fn shard(&self, k: &K) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
+    /// `K` and its borrowed form hash alike (`String` / `str`), so either finds the shard.
+    fn shard<Q: Hash + ?Sized>(&self, k: &Q) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
         let i = (self.hasher.hash_one(k) as usize) % SHARDS;
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read<R>(&self, k: &K, f: impl FnOnce(Option<&mut V>) -> R) -> R {
+    /// Looks `k` up without building an owned key (the check on every attempt allocates nothing).
+    fn read<Q, R>(&self, k: &Q, f: impl FnOnce(Option<&mut V>) -> R) -> R
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut s = self.shard(k);
         f(s.get_mut(k))
     }
@@ -294,8 +300,7 @@ impl Lockout {
         }
         let mut familiar = false;
         if let Some(a) = account {
-            let key = a.to_string();
-            let held = self.accounts.read(&key, |e| {
+            let held = self.accounts.read(a, |e| {
                 let e = e?;
                 familiar = e.familiar.iter().any(|(ip, t)| {
                     *ip == client && now.saturating_duration_since(*t) < s.familiar_for
@@ -310,7 +315,7 @@ impl Lockout {
             if let Some(retry_after) = held {
                 self.stats.blocked.fetch_add(1, Ordering::Relaxed);
                 return Verdict::Held {
-                    why: Hold::Account(key),
+                    why: Hold::Account(a.to_string()),
                     retry_after,
                 };
             }
@@ -412,7 +417,7 @@ impl Lockout {
             let key = super::ntlm::fold_account("", name)?;
             // The familiar addresses stay: only the failures are forgiven.
             self.accounts
-                .read(&key, |e| {
+                .read(key.as_str(), |e| {
                     let e = e?;
                     e.failures = Failures::default();
                     Some(())
