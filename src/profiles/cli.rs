@@ -105,7 +105,7 @@ impl CommonArgs {
                 })?;
             }
         }
-        if self.ad_lockout_threshold < 2 || self.instances == 0 {
+        if self.lockout && (self.ad_lockout_threshold < 2 || self.instances == 0) {
             return Err(InitError::Invalid {
                 flag: "--ad-lockout-threshold",
                 value: self.ad_lockout_threshold.to_string(),
