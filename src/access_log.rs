@@ -37,7 +37,7 @@ pub struct AccessLog {
 }
 
 const QUEUE: usize = 64 * 1024;
-const W3C_FIELDS: &str = "#Fields: date time c-ip cs-host cs-method cs-uri-stem cs-uri-query sc-status cs-bytes sc-bytes time-taken x-farm x-member x-rule x-tls";
+const W3C_FIELDS: &str = "#Fields: date time c-ip cs-host cs-method cs-uri-stem cs-uri-query sc-status cs-bytes sc-bytes time-taken x-farm x-member x-rule x-tls x-portico";
 
 impl AccessLog {
     /// Opens the target (a file is created or appended to) and starts the writer thread.
@@ -146,6 +146,9 @@ pub struct AccessRecord {
     rule: OnceLock<String>,
     farm: OnceLock<String>,
     member: OnceLock<String>,
+    /// Why Portico answered the request itself instead of the member (perimeter: `lockout`,
+    /// `rate-limit`); unset when the member answered or no farm was involved.
+    answered_by_portico: OnceLock<&'static str>,
     written: Mutex<bool>,
 }
 
@@ -173,6 +176,7 @@ impl AccessRecord {
             rule: OnceLock::new(),
             farm: OnceLock::new(),
             member: OnceLock::new(),
+            answered_by_portico: OnceLock::new(),
             written: Mutex::new(false),
         }
     }
@@ -185,6 +189,10 @@ impl AccessRecord {
     }
     pub fn set_member(&self, member: String) {
         let _ = self.member.set(member);
+    }
+    /// Portico answered for the member (`x-portico` / `answered_by_portico`).
+    pub fn set_answered_by_portico(&self, why: &'static str) {
+        let _ = self.answered_by_portico.set(why);
     }
     pub fn set_status(&self, status: u16) {
         self.status.store(u64::from(status), Ordering::Relaxed);
@@ -232,7 +240,7 @@ impl AccessRecord {
             }
         };
         format!(
-            "{date} {time} {} {} {} {} {} {} {} {} {} {} {} {} {}\n",
+            "{date} {time} {} {} {} {} {} {} {} {} {} {} {} {} {} {}\n",
             self.client.ip(),
             f(&self.host),
             f(&self.method),
@@ -246,6 +254,7 @@ impl AccessRecord {
             f(self.member.get().map_or("", |s| s)),
             f(self.rule.get().map_or("", |s| s)),
             f(self.tls.unwrap_or("")),
+            f(self.answered_by_portico.get().copied().unwrap_or("")),
         )
     }
 
@@ -278,6 +287,10 @@ impl AccessRecord {
         json_str(&mut s, self.rule.get().map_or("", |s| s));
         s.push_str(",\"tls\":");
         json_str(&mut s, self.tls.unwrap_or(""));
+        if let Some(why) = self.answered_by_portico.get() {
+            s.push_str(",\"answered_by_portico\":");
+            json_str(&mut s, why);
+        }
         s.push_str("}\n");
         s
     }

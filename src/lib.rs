@@ -19,6 +19,7 @@ pub mod listener;
 pub mod notify;
 #[allow(unsafe_code)]
 pub mod os;
+pub mod perimeter;
 pub mod profiles;
 pub mod proxy;
 pub mod rules;

@@ -150,3 +150,47 @@ fn run_refuses_a_bad_config_and_binds_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+/// Perimeter keys (issue 12): each mistake names the line and the key.
+#[test]
+fn bad_perimeter_settings_name_line_and_key() {
+    let d = lab();
+    std::fs::create_dir_all(d.path().join("ranges")).unwrap();
+    std::fs::write(
+        d.path().join("ranges/m365.txt"),
+        "# M365\n40.96.0.0/13\nnot-a-range\n",
+    )
+    .unwrap();
+    let cond = |c: &str| GOOD.replace("{ input = \"{HTTP_HOST}\", pattern = \"^meet\\\\.\" }", c);
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("cidr on a host input", cond("{ input = \"{HTTP_HOST}\", cidr = [\"10.0.0.0/8\"] }"), vec!["portico.toml:13", "conditions[0].input", "{REMOTE_ADDR}"]),
+        ("pattern and cidr", cond("{ input = \"{REMOTE_ADDR}\", pattern = \"x\", cidr = [\"10.0.0.0/8\"] }"), vec!["portico.toml:13", "conditions[0]", "exactly one"]),
+        ("no test", cond("{ input = \"{REMOTE_ADDR}\" }"), vec!["conditions[0]", "tests nothing"]),
+        ("bad range", cond("{ input = \"{REMOTE_ADDR}\", cidr = [\"10.0.0.0/33\"] }"), vec!["portico.toml:13", "conditions[0].cidr", "10.0.0.0/33"]),
+        ("bad range file line", cond("{ input = \"{REMOTE_ADDR}\", cidr_file = \"ranges/m365.txt\" }"), vec!["conditions[0].cidr_file", "m365.txt:3", "not-a-range"]),
+        ("missing range file", cond("{ input = \"{REMOTE_ADDR}\", cidr_file = \"ranges/none.txt\" }"), vec!["conditions[0].cidr_file", "none.txt"]),
+        ("rate limit per", GOOD.replace("action = { route = \"meet\" }", "action = { route = \"meet\" }\nrate_limit = { requests = 5, per = \"5\" }"), vec!["portico.toml:15", "rate_limit.per"]),
+        ("rate limit on respond", GOOD.replace("action = { route = \"meet\" }", "action = { respond = 403 }\nrate_limit = { requests = 5, per = \"1s\" }"), vec!["rate_limit", "route"]),
+        ("lockout over AD", format!("{GOOD}\n[lockout]\nthreshold = 5\nad_threshold = 10\ninstances = 2\n"), vec!["lockout.threshold", "at most 4"]),
+        ("lockout answer", format!("{GOOD}\n[lockout]\nanswer = 403\n"), vec!["lockout.answer", "429", "401"]),
+        ("connection rate", GOOD.replace("bind = \"127.0.0.1:18443\"", "bind = \"127.0.0.1:18443\"\nmax_connection_rate = { connections = 0, per = \"1s\" }"), vec!["portico.toml:4", "max_connection_rate.connections"]),
+    ];
+    for (what, toml, wants) in cases {
+        let (code, out) = validate(d.path(), &toml);
+        assert_eq!(code, 1, "{what}: {out}");
+        for w in wants {
+            assert!(out.contains(w), "{what}: {w:?} missing from {out}");
+        }
+    }
+    // And the contract spellings validate.
+    std::fs::write(d.path().join("ranges/m365.txt"), "40.96.0.0/13\n").unwrap();
+    let good = format!(
+        "{}\n[lockout]\nthreshold = 5\nwindow = \"15m\"\ntrusted = [\"10.0.0.0/8\"]\n",
+        GOOD.replace("timeout = \"960s\"", "timeout = \"960s\"\nlockout = true").replace(
+            "action = { route = \"meet\" }",
+            "action = { route = \"meet\" }\nrate_limit = { requests = 50, per = \"1s\", burst = 100 }\n[[rule]]\nname = \"ecp\"\nmatch = \"^ecp(/.*)?$\"\nconditions = [ { input = \"{REMOTE_ADDR}\", cidr = [\"10.0.0.0/8\", \"fd00::/8\"], negate = true }, { input = \"{REMOTE_ADDR}\", cidr_file = \"ranges/m365.txt\" } ]\naction = { respond = 403 }\nstop = true"
+        )
+    );
+    let (code, out) = validate(d.path(), &good);
+    assert_eq!(code, 0, "{out}\n{good}");
+}

@@ -511,3 +511,88 @@ async fn init_exchange_config_run_unchanged_serves_every_workload() {
     );
     drop(backends);
 }
+
+#[test]
+fn init_exchange_with_ecp_from_and_lockout_keeps_ecp_inside_and_protects_sign_ins() {
+    let lab = Lab::new();
+    lab.external_cert("mail", &["mail.contoso.com"]);
+    let out = portico(
+        &[
+            "init",
+            "exchange",
+            "--namespace",
+            "mail.contoso.com",
+            "--members",
+            "ex01.contoso.local=10.0.2.11",
+            "--cert",
+            "mail.pem",
+            "--key",
+            "mail.key",
+            "--ecp-from",
+            "10.0.0.0/8,fd00::/8",
+            "--lockout",
+            "--instances",
+            "2",
+            "--trusted",
+            "10.0.0.0/8",
+            "--output",
+            "exchange.toml",
+        ],
+        lab.dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(lab.path("exchange.toml")).unwrap();
+    for want in [
+        "match = \"^ecp(/.*)?$\"",
+        "cidr = [ \"10.0.0.0/8\", \"fd00::/8\" ], negate = true",
+        "respond = 403",
+        "OWA's Options pages live under /ecp",
+        "[lockout]",
+        "threshold = 2 ",
+        "ad_threshold = 10",
+        "lockout = true",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    // The /ecp rule comes before the rule that routes everything else of the name.
+    assert!(text.find("exchange-ecp-internal-only") < text.find("name = \"exchange\"\nmatch"));
+    validate(&lab.path("exchange.toml"));
+    // Without the flags nothing is on; the lockout block is offered in a comment.
+    let out = portico(
+        &[
+            "init",
+            "exchange",
+            "--namespace",
+            "mail.contoso.com",
+            "--cert",
+            "mail.pem",
+            "--key",
+            "mail.key",
+        ],
+        lab.dir.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("\nlockout = true") && !text.contains("\n[lockout]"),
+        "{text}"
+    );
+    assert!(text.contains("# [lockout]"), "{text}");
+    let bad = portico(
+        &[
+            "init",
+            "exchange",
+            "--namespace",
+            "mail.contoso.com",
+            "--ecp-from",
+            "10.0.0.0/99",
+            "--no-prompt",
+        ],
+        lab.dir.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--ecp-from"));
+}

@@ -25,6 +25,40 @@ pub struct Status {
     pub last_reload: Option<ReloadInfo>,
     pub farms: Vec<FarmStatus>,
     pub certificates: Vec<CertificateStatus>,
+    pub perimeter: PerimeterStatus,
+}
+
+/// Rate limits and failed-sign-in protection.
+#[derive(Serialize)]
+pub struct PerimeterStatus {
+    /// None when no farm has `lockout = true`.
+    pub lockout: Option<LockoutStatus>,
+    pub rate_limited_requests: u64,
+    pub rate_limited_connections: u64,
+    /// Client addresses each rule's rate limiter remembers now.
+    pub rate_limit_tables: Vec<TableSize>,
+}
+
+#[derive(Serialize)]
+pub struct LockoutStatus {
+    pub threshold: u32,
+    pub address_threshold: u32,
+    pub window_secs: u64,
+    /// Accounts and addresses held back now, with their counts.
+    pub held: Vec<crate::perimeter::lockout::HeldEntry>,
+    pub failures: u64,
+    pub successes: u64,
+    pub blocked: u64,
+    pub releases: u64,
+    pub accounts_tracked: usize,
+    pub addresses_tracked: usize,
+}
+
+#[derive(Serialize)]
+pub struct TableSize {
+    pub name: String,
+    pub entries: usize,
+    pub capacity: usize,
 }
 
 #[derive(Serialize)]
@@ -236,6 +270,45 @@ pub fn status(control: &Control) -> Status {
         }),
         farms,
         certificates,
+        perimeter: perimeter_status(control),
+    }
+}
+
+/// The perimeter part of `/api/status`.
+pub fn perimeter_status(control: &Control) -> PerimeterStatus {
+    let snap = control.proxy.current.load_full();
+    let p = &control.proxy.perimeter;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let lockout = snap.config.lockout.as_ref().map(|s| {
+        let l = &p.lockout;
+        let (accounts, addresses) = l.table_sizes();
+        LockoutStatus {
+            threshold: s.threshold,
+            address_threshold: s.address_threshold,
+            window_secs: s.window.as_secs(),
+            held: l.held(s),
+            failures: load(&l.stats.failures),
+            successes: load(&l.stats.successes),
+            blocked: load(&l.stats.blocked),
+            releases: load(&l.stats.releases),
+            accounts_tracked: accounts,
+            addresses_tracked: addresses,
+        }
+    });
+    PerimeterStatus {
+        lockout,
+        rate_limited_requests: load(&p.rate_limited_requests),
+        rate_limited_connections: load(&p.rate_limited_connections),
+        rate_limit_tables: snap
+            .config
+            .rules
+            .rate_limits()
+            .map(|(name, l)| TableSize {
+                name: name.to_string(),
+                entries: l.len(),
+                capacity: l.capacity(),
+            })
+            .collect(),
     }
 }
 
@@ -344,9 +417,31 @@ pub async fn action(control: &Control, path: &str, body: &[u8]) -> (StatusCode, 
             (status, outcome)
         }
         ["farms", farm, "members", member, "state"] => set_state(control, farm, member, body),
+        ["lockout", "release"] => release(control, body),
         _ => (
             StatusCode::NOT_FOUND,
             Outcome::err(format!("no action at {path}")),
+        ),
+    }
+}
+
+/// Lifts a failed-sign-in hold at once: the body names an account (any spelling) or an address.
+fn release(control: &Control, body: &[u8]) -> (StatusCode, Outcome) {
+    let name = String::from_utf8_lossy(body).trim().to_string();
+    if name.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Outcome::err("name the account (CONTOSO\\alice, alice@contoso.com, alice) or the client address to release in the body".into()),
+        );
+    }
+    match control.proxy.perimeter.lockout.release(&name) {
+        Some(what) => {
+            tracing::info!(released = %what, "admin: failed-sign-in hold released");
+            (StatusCode::OK, Outcome::ok(format!("{what} released")))
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Outcome::err(format!("no failures are counted for {name:?}")),
         ),
     }
 }

@@ -247,9 +247,103 @@ pub fn render(control: &Control) -> String {
         );
     }
 
+    perimeter(control, &mut registry);
+
     let mut out = String::new();
     if encode(&mut out, &registry).is_err() {
         tracing::error!("cannot encode metrics");
     }
     out
+}
+
+/// Rate limits and failed-sign-in protection.
+fn perimeter(control: &Control, registry: &mut Registry) {
+    let snap = control.proxy.current.load_full();
+    let p = &control.proxy.perimeter;
+    let counter = |v: u64| {
+        let c: Counter = Counter::default();
+        c.inc_by(v);
+        c
+    };
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    registry.register(
+        "portico_rate_limited_requests",
+        "Requests answered 429 by a rule's rate limit",
+        counter(load(&p.rate_limited_requests)),
+    );
+    registry.register(
+        "portico_rate_limited_connections",
+        "Connections closed at accept by a listener's max_connection_rate",
+        counter(load(&p.rate_limited_connections)),
+    );
+    let entries: Family<Labels, Gauge> = Family::default();
+    let capacity: Family<Labels, Gauge> = Family::default();
+    let evicted: Family<Labels, Counter> = Family::default();
+    let table = |kind: &str, name: &str, len: usize, cap: usize, ev: u64| {
+        let labels: Labels = vec![("table".into(), kind.into()), ("name".into(), name.into())];
+        entries.get_or_create(&labels).set(gauge_value(len as u64));
+        capacity.get_or_create(&labels).set(gauge_value(cap as u64));
+        evicted.get_or_create(&labels).inc_by(ev);
+    };
+    for (rule, l) in snap.config.rules.rate_limits() {
+        table("rate_limit", rule, l.len(), l.capacity(), load(&l.evicted));
+    }
+    for (listener, l) in p.connection_limiters() {
+        table(
+            "connection_rate",
+            &listener,
+            l.len(),
+            l.capacity(),
+            load(&l.evicted),
+        );
+    }
+    if let Some(s) = &snap.config.lockout {
+        let l = &p.lockout;
+        let (accounts, addresses) = l.table_sizes();
+        let ev = load(&l.stats.evicted);
+        table("lockout_accounts", "lockout", accounts, s.max_entries, ev);
+        table("lockout_addresses", "lockout", addresses, s.max_entries, 0);
+        registry.register(
+            "portico_lockout_failures",
+            "Failed sign-ins counted (a member answered 401 to credentials)",
+            counter(load(&l.stats.failures)),
+        );
+        registry.register(
+            "portico_lockout_successes",
+            "Successful sign-ins seen on protected farms",
+            counter(load(&l.stats.successes)),
+        );
+        registry.register(
+            "portico_lockout_blocks",
+            "Sign-in attempts Portico answered itself because the account or address was held back",
+            counter(load(&l.stats.blocked)),
+        );
+        registry.register(
+            "portico_lockout_releases",
+            "Holds lifted through the admin API",
+            counter(load(&l.stats.releases)),
+        );
+        let held: Gauge = Gauge::default();
+        held.set(gauge_value(l.held(s).len() as u64));
+        registry.register(
+            "portico_lockout_held",
+            "Accounts and addresses held back now",
+            held,
+        );
+    }
+    registry.register(
+        "portico_perimeter_table_entries",
+        "Entries in a bounded perimeter table (rate limit, connection rate, lockout)",
+        entries,
+    );
+    registry.register(
+        "portico_perimeter_table_capacity",
+        "Most entries the table holds",
+        capacity,
+    );
+    registry.register(
+        "portico_perimeter_table_evictions",
+        "Live entries dropped because the table was full",
+        evicted,
+    );
 }

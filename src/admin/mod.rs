@@ -7,6 +7,7 @@
 //! | `/api/farms/{farm}/members/{member}/state` | POST | body `available`, `draining` or `unavailable` |
 //! | `/api/reset` | POST | zero every member's totals |
 //! | `/api/reload` | POST | re-read the config file (as SIGHUP does) |
+//! | `/api/lockout/release` | POST | body: an account or client address held back by failed-sign-in protection |
 //! | `/metrics` | GET | Prometheus / OpenMetrics text (`metrics.rs`) |
 //! | `/healthz` | GET | 200 while the process runs |
 //! | `/readyz` | GET | 200 while serving, 503 once a graceful shutdown began |

@@ -97,10 +97,52 @@ pub fn render(st: &Status) -> String {
     if st.certificates.is_empty() {
         h.push_str("<tr><td colspan=\"4\" class=\"muted\">no TLS listener</td></tr>");
     }
-    h.push_str("</tbody></table></section>\n<script>");
+    h.push_str("</tbody></table></section>\n");
+    render_perimeter(&mut h, st);
+    h.push_str("<script>");
     h.push_str(SCRIPT);
     h.push_str("</script>\n</body></html>\n");
     h
+}
+
+/// Failed-sign-in protection: who is held back now, with a release button each.
+fn render_perimeter(h: &mut String, st: &Status) {
+    let p = &st.perimeter;
+    h.push_str(
+        "<section class=\"certs\" id=\"perimeter\"><h2>Sign-in protection and rate limits</h2>",
+    );
+    let _ = write!(
+        h,
+        "<p class=\"muted\">rate-limited requests {} · connections {}",
+        p.rate_limited_requests, p.rate_limited_connections
+    );
+    if let Some(l) = &p.lockout {
+        let _ = write!(
+            h,
+            " · lockout: {} failures per account (address: {}) in {} s; failures {}, held back {}, released {}",
+            l.threshold, l.address_threshold, l.window_secs, l.failures, l.blocked, l.releases
+        );
+    }
+    h.push_str("</p><table id=\"held\"><thead><tr><th>Held back</th><th>Name</th><th>Failures in window</th>\
+                <th>Attempts held</th><th>Lifts in (s)</th><th>Actions</th></tr></thead><tbody>");
+    let held = p.lockout.as_ref().map_or(&[][..], |l| &l.held[..]);
+    for e in held {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td><button type=\"button\" data-act=\"release\" data-name=\"{}\">Release</button></td></tr>",
+            e.kind,
+            esc(&e.name),
+            e.failures,
+            e.held_attempts,
+            e.retry_after_secs,
+            esc(&e.name)
+        );
+    }
+    if held.is_empty() {
+        h.push_str("<tr><td colspan=\"6\" class=\"muted\">nothing held back</td></tr>");
+    }
+    h.push_str("</tbody></table></section>\n");
 }
 
 fn render_config(h: &mut String, st: &Status) {
@@ -358,6 +400,24 @@ const SCRIPT: &str = r#"
       tr.appendChild(el('td', c.days_to_expiry, c.days_to_expiry < 14 ? 'bad' : c.days_to_expiry < 30 ? 'warn' : ''));
       tb.appendChild(tr);
     });
+    var held = (st.perimeter && st.perimeter.lockout) ? st.perimeter.lockout.held : [];
+    var hb = document.querySelector('#held tbody');
+    hb.textContent = '';
+    if (!held.length) {
+      var nothing = el('td', 'nothing held back', 'muted');
+      nothing.colSpan = 6;
+      hb.appendChild(el('tr')).appendChild(nothing);
+    }
+    held.forEach(function (e) {
+      var tr = el('tr');
+      [e.kind, e.name, e.failures, e.held_attempts, e.retry_after_secs].forEach(function (v) { tr.appendChild(el('td', String(v))); });
+      var b = el('button', 'Release');
+      b.type = 'button';
+      b.setAttribute('data-act', 'release');
+      b.setAttribute('data-name', e.name);
+      tr.appendChild(el('td')).appendChild(b);
+      hb.appendChild(tr);
+    });
     conn.textContent = (st.ready ? 'ready' : 'NOT READY') + ' · updated ' + new Date().toLocaleTimeString();
     conn.className = st.ready ? 'muted' : 'bad';
   }
@@ -382,6 +442,7 @@ const SCRIPT: &str = r#"
     var act = b.getAttribute('data-act');
     if (act === 'reset') return post('/api/reset', '');
     if (act === 'reload') return post('/api/reload', '');
+    if (act === 'release') return post('/api/lockout/release', b.getAttribute('data-name'));
     post('/api/farms/' + encodeURIComponent(b.getAttribute('data-farm')) + '/members/' +
       encodeURIComponent(b.getAttribute('data-member')) + '/state', act);
   });

@@ -71,8 +71,9 @@ pub fn derive_names(config: &Config, raw: &file::File) -> Vec<DerivedName> {
             {
                 continue;
             }
+            let Some(pattern) = &c.pattern else { continue };
             let source = format!("rule {:?}", r.name.get_ref());
-            for lit in host_literals(c.pattern.get_ref()) {
+            for lit in host_literals(pattern.get_ref()) {
                 if lit.ends_with('.') || !lit.contains('.') {
                     let prefix = if lit.ends_with('.') {
                         lit.clone()

@@ -27,6 +27,7 @@ pub struct File {
     #[serde(default)]
     pub rule: Vec<S<Rule>>,
     pub log: Option<S<Log>>,
+    pub lockout: Option<S<Lockout>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +45,7 @@ pub struct Listener {
     pub reuse_port: Option<bool>,
     pub max_header_bytes: Option<S<usize>>,
     pub h2_max_concurrent_streams: Option<S<u32>>,
+    pub max_connection_rate: Option<S<ConnectionRate>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +144,7 @@ pub struct Farm {
     pub hash_query: Option<Vec<String>>,
     pub live_traffic: Option<S<LiveTraffic>>,
     pub max_pinned_per_member: Option<S<u32>>,
+    pub lockout: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,15 +249,59 @@ pub struct Rule {
     pub track_all_captures: Option<bool>,
     pub action: S<Action>,
     pub stop: Option<bool>,
+    pub rate_limit: Option<S<RateLimit>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     pub input: S<String>,
-    pub pattern: S<String>,
+    /// Either `pattern`, or `cidr` / `cidr_file` (an address input only).
+    pub pattern: Option<S<String>>,
     pub negate: Option<bool>,
     pub ignore_case: Option<bool>,
+    pub cidr: Option<S<Vec<S<String>>>>,
+    pub cidr_file: Option<S<String>>,
+}
+
+/// `rate_limit = { requests = 50, per = "1s", burst = 100 }` on a rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: S<u32>,
+    pub per: S<String>,
+    pub burst: Option<S<u32>>,
+    /// Client addresses remembered (the table's cap).
+    pub max_clients: Option<S<usize>>,
+}
+
+/// `max_connection_rate = { connections = 20, per = "1s" }` on a listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionRate {
+    pub connections: S<u32>,
+    pub per: S<String>,
+    pub burst: Option<S<u32>>,
+    pub max_clients: Option<S<usize>>,
+}
+
+/// `[lockout]`: failed-sign-in protection for farms with `lockout = true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lockout {
+    pub threshold: Option<S<u32>>,
+    pub window: Option<S<String>>,
+    #[serde(default)]
+    pub trusted: Vec<S<String>>,
+    /// AD's account lockout threshold: `threshold` is derived from it when not given, and
+    /// checked against it when given.
+    pub ad_threshold: Option<S<u32>>,
+    /// Portico instances that each count alone (an HA pair: 2).
+    pub instances: Option<S<u32>>,
+    pub address_threshold: Option<S<u32>>,
+    pub familiar_for: Option<S<String>>,
+    pub answer: Option<S<u16>>,
+    pub max_entries: Option<S<usize>>,
 }
 
 /// One table for every action kind; `compile` checks that exactly one kind is named.

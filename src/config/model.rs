@@ -31,6 +31,8 @@ pub struct Config {
     pub farms: Vec<Arc<FarmConfig>>,
     pub rules: RuleSet,
     pub log: LogConfig,
+    /// `[lockout]`: applies to farms with `lockout = true`; None when the table is absent.
+    pub lockout: Option<Arc<crate::perimeter::lockout::LockoutSettings>>,
 }
 
 pub struct ListenerConfig {
@@ -51,6 +53,8 @@ pub struct ListenerConfig {
     pub reuse_port: bool,
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    /// New connections per client address (after PROXY protocol) and the table's cap.
+    pub max_connection_rate: Option<(crate::perimeter::ratelimit::RateSpec, usize)>,
 }
 
 pub struct AdminConfig {
@@ -195,6 +199,8 @@ pub struct FarmConfig {
     pub pool_idle_timeout: Duration,
     /// Every active check, in config order (`health = { .. }` or `health = [ { .. }, .. ]`).
     pub health_checks: Vec<HealthConfig>,
+    /// Sign-ins through this farm are counted and protected (`[lockout]`).
+    pub lockout: bool,
 }
 
 pub struct LogConfig {

@@ -565,6 +565,7 @@ pub(super) fn validate(model: &mut Model, warnings: &mut Vec<Warning>) {
                     pattern: c.pattern.clone(),
                     negate: c.negate,
                     ignore_case: c.ignore_case,
+                    cidr: None,
                 })
                 .collect(),
             logical_grouping: if r.match_any {

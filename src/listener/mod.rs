@@ -3,6 +3,7 @@
 pub mod proxy_protocol;
 
 use crate::config::{Cidr, ListenerConfig};
+use crate::perimeter::ratelimit::{RateLimiter, RateSpec};
 use crate::proxy::{self, ConnInfo, Proxy};
 use crate::tls::ListenerTls;
 use arc_swap::ArcSwap;
@@ -32,6 +33,8 @@ pub struct ListenerSettings {
     pub max_connections_per_client: usize,
     pub trusted_proxies: Vec<Cidr>,
     pub proxy_protocol_from: Vec<Cidr>,
+    /// New connections per client address, checked once the client is known (after PROXY).
+    pub max_connection_rate: Option<(RateSpec, usize)>,
 }
 
 impl From<&ListenerConfig> for ListenerSettings {
@@ -46,6 +49,7 @@ impl From<&ListenerConfig> for ListenerSettings {
             max_connections_per_client: l.max_connections_per_client,
             trusted_proxies: l.trusted_proxies.clone(),
             proxy_protocol_from: l.proxy_protocol_from.clone(),
+            max_connection_rate: l.max_connection_rate,
         }
     }
 }
@@ -203,6 +207,8 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     let counts = Arc::new(ConnectionCounts::default());
     let mut reserve = Reserve::open();
+    // Lives as long as the listener; rebuilt only when a reload changes the limit.
+    let mut rate: Option<((RateSpec, usize), Arc<RateLimiter>)> = None;
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -225,6 +231,22 @@ pub async fn serve(
         let proxy = Arc::clone(&proxy);
         let watcher = graceful.watcher();
         let counts = Arc::clone(&counts);
+        let limiter = match rt.settings.max_connection_rate {
+            None => {
+                rate = None;
+                None
+            }
+            Some(want) => {
+                if rate.as_ref().is_none_or(|(have, _)| *have != want) {
+                    let l = Arc::new(RateLimiter::new(want.0, want.1));
+                    proxy
+                        .perimeter
+                        .register_connection_limiter(&rt.settings.name, &l);
+                    rate = Some((want, l));
+                }
+                rate.as_ref().map(|(_, l)| Arc::clone(l))
+            }
+        };
         tokio::spawn(async move {
             let mut tcp = tcp;
             let mut remote = remote;
@@ -250,6 +272,16 @@ pub async fn serve(
                         tracing::warn!(listener = %rt.settings.name, %remote, error = %e, "bad PROXY protocol header; connection closed");
                         return;
                     }
+                }
+            }
+            if let Some(l) = &limiter {
+                if l.check(remote.ip()).is_err() {
+                    proxy
+                        .perimeter
+                        .rate_limited_connections
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(listener = %rt.settings.name, %remote, "connection refused: max_connection_rate");
+                    return;
                 }
             }
             let _admitted = match counts.admit(

@@ -75,6 +75,52 @@ pub struct CommonArgs {
     /// Never ask: fail when a required fact is missing, even in a terminal.
     #[arg(long)]
     pub no_prompt: bool,
+    /// Protect sign-ins from password spraying: count failed NTLM/Basic sign-ins and hold an
+    /// account back before Active Directory locks it (docs/perimeter.md).
+    #[arg(long)]
+    pub lockout: bool,
+    /// AD's account lockout threshold; Portico holds back at half of it per instance.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub ad_lockout_threshold: u32,
+    /// Portico instances behind the L4 layer (each counts alone).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub instances: u32,
+    /// Internal ranges never held back by --lockout: CIDR,CIDR,...
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+    pub trusted: Vec<String>,
+}
+
+impl CommonArgs {
+    /// The protection these flags ask for (`ecp_from` is Exchange's own flag).
+    fn protection(&self, ecp_from: &[String]) -> Result<super::Protection, InitError> {
+        for (flag, list) in [
+            ("--trusted", &self.trusted),
+            ("--ecp-from", &ecp_from.to_vec()),
+        ] {
+            for c in list {
+                crate::config::Cidr::parse(c).map_err(|reason| InitError::Invalid {
+                    flag,
+                    value: c.clone(),
+                    reason,
+                })?;
+            }
+        }
+        if self.lockout && (self.ad_lockout_threshold < 2 || self.instances == 0) {
+            return Err(InitError::Invalid {
+                flag: "--ad-lockout-threshold",
+                value: self.ad_lockout_threshold.to_string(),
+                reason: "needs an AD threshold of at least 2 and at least one instance".into(),
+            });
+        }
+        Ok(super::Protection {
+            lockout: self.lockout.then(|| super::LockoutPlan {
+                ad_threshold: self.ad_lockout_threshold,
+                instances: self.instances,
+                trusted: self.trusted.clone(),
+            }),
+            ecp_from: ecp_from.to_vec(),
+        })
+    }
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -124,6 +170,9 @@ pub struct ExchangeArgs {
     /// Exchange servers: NAME=IP,NAME=IP (or NAME, or IP).
     #[arg(long, value_name = "LIST")]
     pub members: Option<String>,
+    /// Keep /ecp (Exchange admin center and OWA's Options pages) to these ranges: CIDR,...
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+    pub ecp_from: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -219,6 +268,7 @@ pub fn build<R: BufRead, W: Write>(
                 oos: None,
                 exchange: Some(Service { names, members }),
                 network,
+                protection: a.common.protection(&a.ecp_from)?,
             })
         }
         InitCommand::Oos(a) => {
@@ -252,6 +302,7 @@ pub fn build<R: BufRead, W: Write>(
                 oos: Some(Service { names, members }),
                 exchange: None,
                 network,
+                protection: a.common.protection(&[])?,
             })
         }
     }
@@ -488,6 +539,7 @@ fn sfb<R: BufRead, W: Write>(
         oos,
         exchange,
         network,
+        protection: a.common.protection(&[])?,
     })
 }
 

@@ -161,6 +161,28 @@ pub struct Deployment {
     pub oos: Option<Service>,
     pub exchange: Option<Service>,
     pub network: Network,
+    /// Perimeter protection offered by `init` (off unless asked for).
+    pub protection: Protection,
+}
+
+/// Failed-sign-in protection and address ranges the generated config applies.
+#[derive(Debug, Clone, Default)]
+pub struct Protection {
+    /// `--lockout`: the farms that sign users in get `lockout = true`.
+    pub lockout: Option<LockoutPlan>,
+    /// `--ecp-from`: /ecp of the Exchange names only from these ranges.
+    pub ecp_from: Vec<String>,
+}
+
+/// What `[lockout]` is derived from.
+#[derive(Debug, Clone)]
+pub struct LockoutPlan {
+    /// AD's account lockout threshold (Default Domain Policy).
+    pub ad_threshold: u32,
+    /// Portico instances that each count alone.
+    pub instances: u32,
+    /// Ranges never held back (the internal network).
+    pub trusted: Vec<String>,
 }
 
 impl Deployment {

@@ -182,8 +182,18 @@ pub fn render(d: &Deployment) -> String {
         None => doc.comment("ca = \"certs/internal-root.pem\"         # internal CA of the members' certificates (default: public roots)"),
     }
 
+    lockout(&mut doc, &d.protection);
+
     for f in &farms {
         farm(&mut doc, f);
+        // OOS serves documents to signed-in SfB/SharePoint users; it takes no passwords.
+        if d.protection.lockout.is_some() && f.name != "oos" {
+            doc.kv(
+                "lockout",
+                "true",
+                Some("count this farm's failed sign-ins ([lockout])"),
+            );
+        }
     }
 
     rules(&mut doc, d, &pool_farms);
@@ -398,7 +408,89 @@ fn rules(doc: &mut Doc, d: &Deployment, pool_farms: &[String]) {
             "oos",
         );
     }
+    if let (Some(e), false) = (&d.exchange, d.protection.ecp_from.is_empty()) {
+        ecp_rule(doc, &e.names, &d.protection.ecp_from);
+    }
     if let Some(e) = &d.exchange {
         rule(doc, "exchange", "Exchange: /owa, /ecp, /EWS, /Microsoft-Server-ActiveSync, /mapi, /rpc, /Autodiscover, /oab", &e.names, "exchange");
     }
+}
+
+/// `[lockout]`, derived from AD's threshold, or a commented-out offer of it.
+fn lockout(doc: &mut Doc, p: &super::Protection) {
+    use crate::perimeter::lockout::LockoutSettings;
+    doc.blank();
+    let Some(plan) = &p.lockout else {
+        doc.comment("Failed-sign-in protection (off): each wrong NTLM/Basic password through Portico counts toward\nAD's account lockout. `portico init ... --lockout` writes this on, or uncomment it and add\n`lockout = true` to the farms (docs/perimeter.md):\n[lockout]\nthreshold = 5                               # AD locks at 10: hold back at 5\nwindow = \"15m\"\ntrusted = [\"10.0.0.0/8\"]                    # internal ranges: never held back");
+        return;
+    };
+    let t = LockoutSettings::derived_threshold(plan.ad_threshold, plan.instances);
+    doc.table(
+        "[lockout]",
+        Some("failed-sign-in protection: stop a password spray before AD locks real users out"),
+    );
+    doc.kv(
+        "threshold",
+        &t.to_string(),
+        Some(&format!(
+            "AD locks at {}; {} instance(s) each counting alone: hold back at {t} (half of AD's budget, split)",
+            plan.ad_threshold, plan.instances
+        )),
+    );
+    doc.kv("window", &q("15m"), Some("AD's default observation window"));
+    if plan.trusted.is_empty() {
+        doc.comment(
+            "trusted = [\"10.0.0.0/8\"]                    # internal ranges: never held back",
+        );
+    } else {
+        doc.kv(
+            "trusted",
+            &str_array(&plan.trusted),
+            Some("never held back"),
+        );
+    }
+    doc.kv(
+        "ad_threshold",
+        &plan.ad_threshold.to_string(),
+        Some("checked: threshold x instances stays below it"),
+    );
+    doc.kv("instances", &plan.instances.to_string(), None);
+}
+
+/// `/ecp` (and only `/ecp`) of the Exchange names from `ranges`; 403 elsewhere.
+fn ecp_rule(doc: &mut Doc, hosts: &[String], ranges: &[String]) {
+    doc.blank();
+    doc.comment("Exchange admin center only from inside. OWA's Options pages live under /ecp too: users\noutside these ranges cannot open OWA Options. /owa itself is not affected.");
+    doc.line("[[rule]]", None);
+    doc.kv("name", &q("exchange-ecp-internal-only"), None);
+    doc.kv(
+        "match",
+        &q("^ecp(/.*)?$"),
+        Some("/ecp and below, nothing else"),
+    );
+    doc.kv(
+        "conditions",
+        &format!(
+            "[ {}, {} ]",
+            inline(&[
+                ("input", q("{HTTP_HOST}")),
+                ("pattern", q(&host_pattern(hosts)))
+            ]),
+            inline(&[
+                ("input", q("{REMOTE_ADDR}")),
+                ("cidr", str_array(ranges)),
+                ("negate", "true".into())
+            ])
+        ),
+        None,
+    );
+    doc.kv(
+        "action",
+        &inline(&[
+            ("respond", "403".into()),
+            ("body", q("The Exchange admin center and OWA Options are available from the internal network only.\n")),
+        ]),
+        None,
+    );
+    doc.kv("stop", "true", None);
 }

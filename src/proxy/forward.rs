@@ -239,7 +239,13 @@ fn request_hash(
     match key {
         HashKey::Variable(v) => {
             let value: std::borrow::Cow<'_, [u8]> = match v.as_str() {
-                "REMOTE_ADDR" => match conn.remote.ip() {
+                // The same client address `{REMOTE_ADDR}` means in rules: a trusted proxy's
+                // X-Forwarded-For names it.
+                "REMOTE_ADDR" => match crate::perimeter::client_addr(
+                    conn.remote.ip(),
+                    conn.trusted_peer,
+                    req.headers(),
+                ) {
                     std::net::IpAddr::V4(ip) => ip.octets().to_vec().into(),
                     std::net::IpAddr::V6(ip) => ip.octets().to_vec().into(),
                 },

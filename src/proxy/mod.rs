@@ -7,6 +7,7 @@ pub mod guard;
 pub mod headers;
 mod pages;
 mod pin;
+mod protect;
 
 pub use body::ResponseBody;
 
@@ -95,6 +96,8 @@ pub struct Proxy {
     pub current: ArcSwap<Snapshot>,
     /// Where request lines go; None when the access log is off.
     pub access_log: ArcSwapOption<AccessLog>,
+    /// Lockout counters and perimeter totals; kept across reloads.
+    pub perimeter: Arc<crate::perimeter::Perimeter>,
 }
 
 impl Proxy {
@@ -102,6 +105,7 @@ impl Proxy {
         Proxy {
             current: ArcSwap::from_pointee(snapshot),
             access_log: ArcSwapOption::empty(),
+            perimeter: Arc::default(),
         }
     }
 }
@@ -239,6 +243,8 @@ async fn route_request(
     let Ok(host) = host_value.to_str() else {
         return Ok(pages::bad_request("The Host header is not valid text."));
     };
+    // The PROXY-protocol client, or the one a trusted proxy named in X-Forwarded-For.
+    let client = crate::perimeter::client_addr(conn.remote.ip(), conn.trusted_peer, req.headers());
     let view = RequestView {
         method: req.method().as_str(),
         host,
@@ -246,7 +252,7 @@ async fn route_request(
         server_port: conn.local.port(),
         path: req.uri().path(),
         query: req.uri().query(),
-        remote_addr: conn.remote.ip(),
+        remote_addr: client,
         headers: req.headers(),
     };
     match snap.config.rules.evaluate(&view) {
@@ -256,12 +262,25 @@ async fn route_request(
             path_and_query,
             rule,
             max_body,
+            rate_limit,
         } => {
             let farm = Arc::clone(snap.farm_by_id(farm));
+            let protected = farm.lockout;
             if let Some(r) = record {
                 r.set_rule(rule);
                 r.set_farm(&farm.name);
             }
+            let perimeter = &proxy.perimeter;
+            if let Some(refused) = protect::rate_limit(perimeter, rate_limit, client, rule, record)
+            {
+                return Ok(refused);
+            }
+            let lockout = snap.config.lockout.as_ref().filter(|_| protected);
+            let attempt =
+                match protect::before(perimeter, lockout, req.headers(), client, is_h1, record) {
+                    Ok(a) => a,
+                    Err(answer) => return Ok(*answer),
+                };
             let path_and_query = match path_and_query {
                 None => None,
                 Some(p) => match PathAndQuery::try_from(p) {
@@ -277,7 +296,7 @@ async fn route_request(
                 Some(Scheme::Http) => false,
                 None => conn.https && !farm.ssl_offload,
             };
-            forward::forward(
+            let result = forward::forward(
                 &snap,
                 conn,
                 req,
@@ -290,7 +309,11 @@ async fn route_request(
                     max_body,
                 },
             )
-            .await
+            .await;
+            if let (Some(a), Ok(resp)) = (attempt, &result) {
+                protect::after(perimeter, a, resp.status());
+            }
+            result
         }
         Outcome::Redirect {
             status,

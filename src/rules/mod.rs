@@ -18,6 +18,11 @@ mod tests;
 
 use std::borrow::Cow;
 
+use std::sync::Arc;
+
+use crate::perimeter::cidr::CidrSource;
+use crate::perimeter::ratelimit::RateLimiter;
+
 use action::{expand_url, origin_form, redirect_location, Action};
 use bytes::Bytes;
 use literal::CondTest;
@@ -59,6 +64,9 @@ pub struct ConditionSpec {
     pub pattern: String,
     pub negate: bool,
     pub ignore_case: bool,
+    /// Address ranges to test the input against instead of `pattern`; the input must then be
+    /// `{REMOTE_ADDR}`.
+    pub cidr: Option<CidrSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +185,8 @@ pub enum Outcome<'a> {
         path_and_query: Option<String>,
         rule: &'a str,
         max_body: Option<u64>,
+        /// The rule's per-client-address rate limit, if it has one.
+        rate_limit: Option<&'a Arc<RateLimiter>>,
     },
     Redirect {
         status: u16,
@@ -202,6 +212,9 @@ struct Condition {
     input: Template,
     /// The input reads `{C:n}` of earlier conditions, so it is expanded to an owned string.
     input_uses_c: bool,
+    /// An address condition: the client address is looked up in these ranges (`test` is
+    /// then unused and empty).
+    cidr: Option<CidrSource>,
     test: CondTest,
     /// `test.slots()`, cached: asking a regex costs a dynamic call per request.
     slots: usize,
@@ -224,6 +237,7 @@ struct Rule {
     c_need: Need,
     action: Action,
     stop: bool,
+    rate_limit: Option<Arc<RateLimiter>>,
 }
 
 /// A compiled, immutable, ordered list of rules.
@@ -369,6 +383,21 @@ impl RuleSet {
         }
         out
     }
+
+    /// Gives rule `index` a per-client-address rate limit (applied by the proxy when the
+    /// rule routes a request).
+    pub fn set_rate_limit(&mut self, index: usize, limiter: Arc<RateLimiter>) {
+        if let Some(r) = self.rules.get_mut(index) {
+            r.rate_limit = Some(limiter);
+        }
+    }
+
+    /// Rules with a rate limit, by name (for `/metrics`).
+    pub fn rate_limits(&self) -> impl Iterator<Item = (&str, &Arc<RateLimiter>)> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.rate_limit.as_ref().map(|l| (r.name.as_str(), l)))
+    }
 }
 
 impl Rule {
@@ -391,10 +420,18 @@ impl Rule {
                 }
             };
             let input = Template::parse(&c.input).map_err(err(ConditionPart::Input))?;
-            let test = CondTest::compile(&c.pattern, c.ignore_case, cache)
+            if c.cidr.is_some() && !input.is_remote_addr() {
+                return Err(err(ConditionPart::Input)(format!(
+                    "`cidr` / `cidr_file` test an address: the input must be \"{{REMOTE_ADDR}}\", not {:?}",
+                    c.input
+                )));
+            }
+            let pattern = if c.cidr.is_some() { "" } else { &c.pattern };
+            let test = CondTest::compile(pattern, c.ignore_case, cache)
                 .map_err(err(ConditionPart::Pattern))?;
             conditions.push(Condition {
                 input_uses_c: input.max_c().is_some(),
+                cidr: c.cidr,
                 input,
                 slots: test.slots(),
                 test,
@@ -426,6 +463,7 @@ impl Rule {
             c_need: Need::for_index(max_c),
             action,
             stop: spec.stop,
+            rate_limit: None,
         })
     }
 
@@ -451,6 +489,18 @@ impl Rule {
         let mut all: Vec<Group<'_>> = Vec::new();
         let mut any_held = false;
         for cond in &self.conditions {
+            if let Some(ranges) = &cond.cidr {
+                // The input is `{REMOTE_ADDR}`: read the address itself, no text round trip.
+                let holds = ranges.contains(req.remote_addr) != cond.negate;
+                if holds && self.any {
+                    any_held = true;
+                    break;
+                }
+                if !holds && !self.any {
+                    return Step::Skip;
+                }
+                continue;
+            }
             let value: Cow<'_, str> = if cond.input_uses_c {
                 let c = if self.track_all {
                     &all[..]
@@ -565,6 +615,7 @@ impl Rule {
                     path_and_query,
                     rule,
                     max_body: *max_body,
+                    rate_limit: self.rate_limit.as_ref(),
                 })
             }
             Action::Rewrite { url, append_query } => {

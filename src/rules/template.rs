@@ -80,6 +80,11 @@ impl Template {
         matches!(self.parts.as_slice(), [Part::Var(Var::HttpHost)])
     }
 
+    /// Exactly `{REMOTE_ADDR}`: the input an address condition (`cidr`) reads.
+    pub(crate) fn is_remote_addr(&self) -> bool {
+        matches!(self.parts.as_slice(), [Part::Var(Var::RemoteAddr)])
+    }
+
     /// The literal text the template starts with, if any.
     pub(crate) fn literal_prefix(&self) -> &str {
         match self.parts.first() {

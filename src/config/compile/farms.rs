@@ -243,6 +243,7 @@ impl Compiler<'_> {
                     pool_max_idle: upstream.pool_max_idle_per_member,
                     pool_idle_timeout: upstream.pool_idle_timeout.min(timeout),
                     health_checks,
+                    lockout: f.lockout.unwrap_or(false),
                 }));
             }
         }

@@ -44,6 +44,7 @@ impl Compiler<'_> {
                 }
             }
             let tls = l.tls.as_ref().and_then(|t| self.listener_tls(t, &key));
+            let max_connection_rate = self.connection_rate(l, &key);
             out.push(ListenerConfig {
                 name,
                 bind,
@@ -82,6 +83,7 @@ impl Compiler<'_> {
                     .h2_max_concurrent_streams
                     .as_ref()
                     .map_or(128, |v| *v.get_ref()),
+                max_connection_rate,
             });
         }
         out

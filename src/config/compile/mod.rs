@@ -3,6 +3,7 @@
 
 mod farms;
 mod listeners;
+mod perimeter;
 mod rules;
 
 use super::duration::parse_duration;
@@ -127,6 +128,7 @@ impl Compiler<'_> {
         let farms = self.farms(&f.farm, &upstream);
         let farm_names: Vec<&str> = farms.iter().map(|f| f.name.as_str()).collect();
         let rules = self.rules(f.rule, &farm_names);
+        let lockout = self.lockout(f.lockout.as_ref(), &farms);
         let listeners = self.listeners(&f.listener);
         let admin = f.admin.as_ref().and_then(|a| self.admin(a));
         let log = f.log.as_ref().map(|l| self.log(l)).unwrap_or(LogConfig {
@@ -154,6 +156,7 @@ impl Compiler<'_> {
             farms,
             rules: rules?,
             log,
+            lockout,
         })
     }
 

@@ -12,6 +12,7 @@ impl Compiler<'_> {
         let mut spans = Vec::with_capacity(rules.len());
         let mut seen = HashSet::new();
         let errors_before = self.d.errors.len();
+        let mut limits = Vec::new();
         for (i, sr) in rules.into_iter().enumerate() {
             let rule_span = sr.span();
             let r = sr.into_inner();
@@ -53,19 +54,27 @@ impl Compiler<'_> {
                     LogicalGrouping::MatchAll
                 }
             };
-            let conditions = r
-                .conditions
-                .iter()
-                .map(|c| {
-                    let c = c.get_ref();
-                    ConditionSpec {
-                        input: c.input.get_ref().clone(),
-                        pattern: c.pattern.get_ref().clone(),
-                        negate: c.negate.unwrap_or(false),
-                        ignore_case: c.ignore_case.unwrap_or(true),
-                    }
-                })
-                .collect();
+            let mut conditions = Vec::with_capacity(r.conditions.len());
+            for (ci, c) in r.conditions.iter().enumerate() {
+                let ckey = format!("{key}.conditions[{ci}]");
+                let Ok(cidr) = self.condition_cidr(c, &ckey) else {
+                    continue;
+                };
+                let cc = c.get_ref();
+                conditions.push(ConditionSpec {
+                    input: cc.input.get_ref().clone(),
+                    pattern: cc
+                        .pattern
+                        .as_ref()
+                        .map_or_else(String::new, |p| p.get_ref().clone()),
+                    negate: cc.negate.unwrap_or(false),
+                    ignore_case: cc.ignore_case.unwrap_or(true),
+                    cidr,
+                });
+            }
+            if let Some(l) = self.rule_rate_limit(&r, &key) {
+                limits.push((i, l));
+            }
             let action = self.action(&r.action, &key);
             let spec = RuleSpec {
                 name,
@@ -89,7 +98,12 @@ impl Compiler<'_> {
             return None;
         }
         match RuleSet::compile(specs, farm_names) {
-            Ok(set) => Some(set),
+            Ok(mut set) => {
+                for (i, l) in limits {
+                    set.set_rate_limit(i, l);
+                }
+                Some(set)
+            }
             Err((i, err)) => {
                 let (rule_span, r) = &spans[i];
                 let key = format!("rule \"{}\"", r.name.get_ref());
@@ -105,7 +119,11 @@ impl Compiler<'_> {
                         let c = r.conditions.get(*index);
                         let span = c.map(|c| match part {
                             ConditionPart::Input => c.get_ref().input.span(),
-                            ConditionPart::Pattern => c.get_ref().pattern.span(),
+                            ConditionPart::Pattern => c
+                                .get_ref()
+                                .pattern
+                                .as_ref()
+                                .map_or_else(|| c.span(), |p| p.span()),
                         });
                         let part = match part {
                             ConditionPart::Input => "input",

@@ -73,6 +73,7 @@ pub(super) fn cond(input: &str, pattern: &str) -> ConditionSpec {
         pattern: pattern.to_owned(),
         negate: false,
         ignore_case: true,
+        cidr: None,
     }
 }
 
@@ -179,6 +180,7 @@ fn route_outcome_carries_scheme_and_rule_name() {
             path_and_query: None,
             rule: "meet",
             max_body: None,
+            rate_limit: None,
         }
     );
 }
@@ -732,4 +734,47 @@ fn match_everything_patterns_capture_the_whole_input() {
     // `.` stops at a newline, exactly as the regex would.
     let r = Req::new("h", "/a\nb", None);
     assert_eq!(expand("(.*)", "/x/{R:1}", &r), "/x/a");
+}
+
+#[test]
+fn address_conditions_hold_by_range_and_negate() {
+    use crate::perimeter::cidr::{CidrSet, CidrSource};
+    let ranges = CidrSource::Inline(std::sync::Arc::new(
+        CidrSet::parse_list(&["10.0.0.0/8", "fd00::/8"]).unwrap(),
+    ));
+    let mut inside = cond("{REMOTE_ADDR}", "");
+    inside.cidr = Some(ranges.clone());
+    let mut outside = inside.clone();
+    outside.negate = true;
+    let set = compile(vec![
+        RuleSpec {
+            conditions: vec![outside],
+            ..rule("ecp-internal-only", "^ecp", ActionSpec::Abort)
+        },
+        RuleSpec {
+            conditions: vec![inside],
+            ..rule("inside", ".*", route("meet", None))
+        },
+    ]);
+    let mut req = Req::new("mail.contoso.com", "/ecp/", None);
+    assert!(matches!(set.evaluate(&req.view()), Outcome::Abort { .. }));
+    for ok in ["10.9.8.7", "fd00::5", "::ffff:10.0.0.1"] {
+        req.addr = ok.parse().unwrap();
+        assert!(
+            matches!(set.evaluate(&req.view()), Outcome::Route { .. }),
+            "{ok}"
+        );
+    }
+    // A cidr condition needs an address input.
+    let mut bad = cond("{HTTP_HOST}", "");
+    bad.cidr = Some(ranges);
+    let err = RuleSet::compile(
+        vec![RuleSpec {
+            conditions: vec![bad],
+            ..rule("x", ".*", ActionSpec::Abort)
+        }],
+        FARMS,
+    )
+    .unwrap_err();
+    assert!(err.1.message.contains("REMOTE_ADDR"), "{}", err.1.message);
 }
