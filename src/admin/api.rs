@@ -193,13 +193,15 @@ pub fn status(control: &Control) -> Status {
         .iter()
         .filter_map(|l| l.tls.as_ref().map(|t| (l, t)))
         .flat_map(|(l, t)| {
-            t.certificates().iter().map(move |c| CertificateStatus {
-                listener: l.name.clone(),
-                file: c.cert_path.display().to_string(),
-                names: c.names.clone(),
-                not_after: unix(c.not_after),
-                days_to_expiry: c.days_to_expiry(now),
-            })
+            t.certificates()
+                .into_iter()
+                .map(move |c| CertificateStatus {
+                    listener: l.name.clone(),
+                    file: c.cert_path.display().to_string(),
+                    names: c.names.clone(),
+                    not_after: unix(c.not_after),
+                    days_to_expiry: c.days_to_expiry(now),
+                })
         })
         .collect();
     Status {

@@ -5,8 +5,11 @@
 //! default provider has to be installed.
 
 mod certs;
+pub mod challenges;
 mod client;
+mod slot;
 mod sni;
+mod watch;
 
 #[cfg(test)]
 mod test_support;
@@ -15,7 +18,9 @@ use std::path::PathBuf;
 
 pub use certs::{load_certificate, CertificateSpec, LoadedCertificate};
 pub use client::{client_config, server_name, AcceptAnyCert, UpstreamTlsSpec};
-pub use sni::{Accepted, ListenerTls, ListenerTlsOptions, TlsVersion};
+pub use slot::{CertSlot, CertSource, SlotStatus};
+pub use sni::{Accepted, ListenerTls, ListenerTlsOptions, TlsVersion, ACME_TLS_ALPN};
+pub use watch::watch_files;
 
 /// Errors from loading certificates and building TLS configurations.
 ///
@@ -90,4 +95,20 @@ fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
 /// Strips one trailing dot (absolute DNS form); names are compared without it.
 fn trim_dot(name: &str) -> &str {
     name.strip_suffix('.').unwrap_or(name)
+}
+
+/// Starts the tasks that look after the certificates `config` serves (file watch for now),
+/// once per slot: slots kept across a reload keep their tasks. Needs a runtime.
+pub fn maintain(config: &crate::config::Config) {
+    for l in &config.listeners {
+        let Some(tls) = &l.tls else { continue };
+        for slot in tls.slots() {
+            if !slot.claim_maintenance() {
+                continue;
+            }
+            if let CertSource::File(spec) = &slot.source {
+                watch_files(slot, spec.clone());
+            }
+        }
+    }
 }

@@ -116,7 +116,7 @@ impl Compiler<'_> {
                 default_index = Some(j);
             }
             match tls::load_certificate(&spec) {
-                Ok(l) => loaded.push(l),
+                Ok(l) => loaded.push(tls::CertSlot::shared(tls::CertSource::File(spec), l)),
                 Err(e) => {
                     failed = true;
                     self.d
@@ -155,7 +155,7 @@ impl Compiler<'_> {
             min_version,
             handshake_timeout,
         };
-        match tls::ListenerTls::new(loaded, default_index.unwrap_or(0), opts) {
+        match tls::ListenerTls::with_slots(loaded, default_index.unwrap_or(0), opts) {
             Ok(l) => Some(Arc::new(l)),
             Err(e) => {
                 self.d.nowhere(&key, e.to_string());
