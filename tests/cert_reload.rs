@@ -118,3 +118,46 @@ async fn broken_replacement_is_refused_and_the_old_certificate_keeps_serving() {
     let now = s_client(ip, TLS, NAME, &[]).await;
     assert_eq!(now.leaf_pem.as_deref(), Some(old_leaf.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_is_exported_per_certificate_and_name_and_warned_at_startup() {
+    let lab = Lab::new();
+    let ip = unique_loopback();
+    let soon = std::time::SystemTime::now() + Duration::from_secs(10 * 86_400);
+    lab.public
+        .issue_with(&[NAME, "meet.contoso.com"], |p| p.not_after = soon.into())
+        .unwrap()
+        .write(lab.dir.path(), "web")
+        .unwrap();
+    let cfg = lab.write_config(&format!("{}\n[admin]\nbind = \"{ip}:9901\"\n", config(ip)));
+    let portico = Portico::start(&cfg, (ip, 9901).into());
+    assert!(
+        portico.log_text().contains("certificate expires soon"),
+        "{}",
+        portico.log_text()
+    );
+
+    let metrics = curl(&[&format!("http://{ip}:9901/metrics")]).await.text();
+    let file = lab.path("web.pem").display().to_string();
+    for name in [NAME, "meet.contoso.com"] {
+        let prefix = format!(
+            "portico_certificate_expiry_seconds{{certificate=\"{file}\",name=\"{name}\"}} "
+        );
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"));
+        let secs: f64 = line[prefix.len()..].trim().parse().unwrap();
+        assert!((9.9 * 86_400.0..10.0 * 86_400.0).contains(&secs), "{line}");
+    }
+
+    let status = curl(&[&format!("http://{ip}:9901/api/status")])
+        .await
+        .text();
+    assert!(
+        status.contains("\"renewal\": \"watching file\""),
+        "{status}"
+    );
+    let page = curl(&[&format!("http://{ip}:9901/")]).await.text();
+    assert!(page.contains("<th>Renewal</th>"), "{page}");
+}

@@ -148,28 +148,38 @@ pub(crate) fn check_pair(
         serial: facts.serial,
         placeholder: false,
     };
-    let days = loaded.days_to_expiry(now);
-    if now > loaded.not_after {
-        if !spec.allow_expired {
-            return Err(TlsError::Expired {
-                path: spec.cert.clone(),
-                date: facts.not_after_date,
-            });
-        }
-        tracing::warn!(
-            cert = %spec.cert.display(),
-            expired_on = %facts.not_after_date,
-            "serving an expired certificate because allow_expired = true"
-        );
-    } else if days < EXPIRY_WARNING_DAYS {
-        tracing::warn!(
-            cert = %spec.cert.display(),
-            expires_on = %facts.not_after_date,
-            days_left = days,
-            "certificate expires soon"
-        );
+    if now > loaded.not_after && !spec.allow_expired {
+        return Err(TlsError::Expired {
+            path: spec.cert.clone(),
+            date: facts.not_after_date,
+        });
     }
     Ok(loaded)
+}
+
+impl LoadedCertificate {
+    /// Logs a warning when this certificate is expired (served under `allow_expired`) or
+    /// expires within 14 days. Called when it starts being served, after logging is set up.
+    pub fn warn_if_expiring(&self, now: SystemTime) {
+        let days = self.days_to_expiry(now);
+        let date = x509_parser::parse_x509_certificate(self.key.cert[0].as_ref())
+            .map(|(_, c)| c.validity().not_after.to_datetime().date().to_string())
+            .unwrap_or_default();
+        if now > self.not_after {
+            tracing::warn!(
+                cert = %self.cert_path.display(),
+                expired_on = %date,
+                "serving an expired certificate because allow_expired = true"
+            );
+        } else if days < EXPIRY_WARNING_DAYS && !self.placeholder {
+            tracing::warn!(
+                cert = %self.cert_path.display(),
+                expires_on = %date,
+                days_left = days,
+                "certificate expires soon"
+            );
+        }
+    }
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -100,15 +100,29 @@ fn trim_dot(name: &str) -> &str {
 /// Starts the tasks that look after the certificates `config` serves (file watch for now),
 /// once per slot: slots kept across a reload keep their tasks. Needs a runtime.
 pub fn maintain(config: &crate::config::Config) {
+    for slot in served_slots(config) {
+        if !slot.claim_maintenance() {
+            continue;
+        }
+        slot.current()
+            .warn_if_expiring(std::time::SystemTime::now());
+        if let CertSource::File(spec) = &slot.source {
+            slot.update_status(|s| s.renewal_state = "watching file".into());
+            watch_files(&slot, spec.clone());
+        }
+    }
+}
+
+/// Every slot `config` serves, each once, in listener order.
+pub fn served_slots(config: &crate::config::Config) -> Vec<std::sync::Arc<CertSlot>> {
+    let mut out: Vec<std::sync::Arc<CertSlot>> = Vec::new();
     for l in &config.listeners {
         let Some(tls) = &l.tls else { continue };
         for slot in tls.slots() {
-            if !slot.claim_maintenance() {
-                continue;
-            }
-            if let CertSource::File(spec) = &slot.source {
-                watch_files(slot, spec.clone());
+            if !out.iter().any(|s| std::sync::Arc::ptr_eq(s, slot)) {
+                out.push(slot.clone());
             }
         }
     }
+    out
 }

@@ -52,6 +52,7 @@ pub fn watch_files(slot: &Arc<CertSlot>, spec: CertificateSpec) {
                         names = %cert.names.join(","),
                         "certificate file changed: serving the new certificate"
                     );
+                    cert.warn_if_expiring(SystemTime::now());
                     slot.store(cert);
                     slot.update_status(|s| s.last_error = None);
                 }
