@@ -7,6 +7,7 @@
 mod certs;
 pub mod challenges;
 mod client;
+pub mod ocsp;
 mod slot;
 mod sni;
 mod watch;
@@ -97,7 +98,7 @@ fn trim_dot(name: &str) -> &str {
     name.strip_suffix('.').unwrap_or(name)
 }
 
-/// Starts the tasks that look after the certificates `config` serves (file watch for now),
+/// Starts the tasks that look after the certificates `config` serves (file watch, OCSP),
 /// once per slot: slots kept across a reload keep their tasks. Needs a runtime.
 pub fn maintain(config: &crate::config::Config) {
     for slot in served_slots(config) {
@@ -110,6 +111,7 @@ pub fn maintain(config: &crate::config::Config) {
             slot.update_status(|s| s.renewal_state = "watching file".into());
             watch_files(&slot, spec.clone());
         }
+        ocsp::staple(&slot, config.upstream.source_address);
     }
 }
 
