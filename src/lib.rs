@@ -5,6 +5,7 @@
 //! connection) → back through `proxy`. `config` builds the immutable model all of them read.
 
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod check;
 pub mod config;

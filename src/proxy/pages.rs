@@ -102,3 +102,13 @@ pub fn too_large(farm: &str, limit: u64) -> Response<ResponseBody> {
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
+
+/// The key authorization an ACME CA asks for at `/.well-known/acme-challenge/TOKEN`.
+pub fn acme_http01(key_authorization: String) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(key_authorization));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    r
+}

@@ -17,6 +17,7 @@ mod test_support;
 
 use std::path::PathBuf;
 
+pub(crate) use certs::check_pair;
 pub use certs::{load_certificate, CertificateSpec, LoadedCertificate};
 pub use client::{client_config, server_name, AcceptAnyCert, UpstreamTlsSpec};
 pub use slot::{CertSlot, CertSource, SlotStatus};
@@ -107,9 +108,12 @@ pub fn maintain(config: &crate::config::Config) {
         }
         slot.current()
             .warn_if_expiring(std::time::SystemTime::now());
-        if let CertSource::File(spec) = &slot.source {
-            slot.update_status(|s| s.renewal_state = "watching file".into());
-            watch_files(&slot, spec.clone());
+        match &slot.source {
+            CertSource::File(spec) => {
+                slot.update_status(|s| s.renewal_state = "watching file".into());
+                watch_files(&slot, spec.clone());
+            }
+            CertSource::Acme(cfg) => crate::acme::manage(&slot, cfg.clone()),
         }
         ocsp::staple(&slot, config.upstream.source_address);
     }

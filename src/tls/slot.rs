@@ -21,8 +21,8 @@ use super::{CertificateSpec, LoadedCertificate};
 pub enum CertSource {
     /// PEM files named in the config, watched for changes.
     File(CertificateSpec),
-    /// Obtained and renewed by the `[[acme]]` entry of this name.
-    Acme(String),
+    /// Obtained and renewed by this `[[acme]]` entry (a changed entry is a new slot).
+    Acme(Arc<crate::acme::AcmeConfig>),
 }
 
 impl CertSource {
@@ -30,7 +30,7 @@ impl CertSource {
     pub fn describe(&self) -> String {
         match self {
             CertSource::File(spec) => spec.cert.display().to_string(),
-            CertSource::Acme(name) => format!("acme:{name}"),
+            CertSource::Acme(cfg) => format!("acme:{}", cfg.name),
         }
     }
 }
