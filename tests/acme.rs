@@ -429,3 +429,120 @@ async fn refusing_ca_gets_back_off_and_the_old_certificate_keeps_serving() {
     let r = curl_https(&lab, NAMES[0], ip, TLS, "/", &[]).await;
     assert_eq!(r.status, 200, "{}", r.stderr);
 }
+
+#[test]
+fn init_with_acme_writes_an_acme_entry_for_every_name_that_validates_offline() {
+    let lab = Lab::new();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_portico"))
+            .args(args)
+            .current_dir(lab.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "init",
+        "exchange",
+        "--namespace",
+        "mail.contoso.com",
+        "--namespace",
+        "autodiscover.contoso.com",
+        "--members",
+        "ex01.contoso.local=10.0.2.11",
+        "--ca",
+        "internal-ca.pem",
+        // Never reached: validate must not need the network.
+        "--acme",
+        "https://acme.invalid/directory",
+        "--acme-contact",
+        "mailto:admin@contoso.com",
+        "--output",
+        "exchange.toml",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(lab.path("exchange.toml")).unwrap();
+    assert!(text.contains("{ acme = \"public\" }"), "{text}");
+    assert!(text.contains("[[acme]]"), "{text}");
+    assert!(
+        text.contains("names = [ \"mail.contoso.com\", \"autodiscover.contoso.com\" ]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("contact = [ \"mailto:admin@contoso.com\" ]"),
+        "{text}"
+    );
+    let out = run(&["validate", "--config", "exchange.toml"]);
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without network the placeholder was not stored: storage stays empty until `run`.
+    assert!(!lab.path("acme/cert.pem").exists());
+
+    let bad = run(&[
+        "init",
+        "oos",
+        "--fqdn",
+        "owas.contoso.com",
+        "--members",
+        "owas01.contoso.local=10.0.1.21",
+        "--acme",
+        "https://acme.invalid/directory",
+        "--acme-contact",
+        "admin@contoso.com",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--acme-contact"));
+}
+
+#[test]
+fn acme_config_errors_name_the_key_and_the_accepted_values() {
+    let lab = Lab::new();
+    let cfg = lab.write_config(
+        r#"
+[[acme]]
+name = "public"
+directory = "http://acme.invalid/directory"
+contact = ["admin@contoso.com"]
+names = ["meet.contoso.com", "bad name"]
+challenge = "dns-01"
+storage = "acme"
+key_type = "rsa-1024"
+
+[[listener]]
+bind = "127.0.0.1:8443"
+tls = { certificates = [ { acme = "other" }, { cert = "x.pem" } ] }
+"#,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "acme[0].directory",
+        "is not an https:// URL",
+        "acme[0].contact",
+        "is not a mailto: URL",
+        "acme[0].names",
+        "\"bad name\" is not a DNS name",
+        "acme[0].challenge",
+        "accepted: \"http-01\" (default), \"tls-alpn-01\"",
+        "acme[0].key_type",
+        "accepted: \"ecdsa-p256\" (default), \"rsa-2048\"",
+        "listener[0].tls.certificates[0].acme",
+        "no [[acme]] entry is named \"other\" (defined: public)",
+        "listener[0].tls.certificates[1]",
+        "give either cert and key files",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
