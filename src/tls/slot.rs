@@ -7,7 +7,6 @@
 //! keeps a certificate keeps its slot (and the tasks looking after it).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::SystemTime;
@@ -137,11 +136,6 @@ impl CertSlot {
     /// True the first time it is called for this slot: whoever gets true starts its tasks.
     pub fn claim_maintenance(&self) -> bool {
         !self.maintained.swap(true, Ordering::AcqRel)
-    }
-
-    /// The certificate file this slot is read from, for labels.
-    pub fn file(&self) -> PathBuf {
-        self.current().cert_path.clone()
     }
 }
 
