@@ -171,6 +171,7 @@ impl Control {
         let old = self.proxy.current.load_full();
         let snapshot = Snapshot::new(cfg, Some(&old));
         snapshot.start_background();
+        crate::tls::maintain(&snapshot.config);
         let wanted: HashMap<SocketAddr, ListenerSettings> = snapshot
             .config
             .listeners

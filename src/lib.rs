@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod check;
 pub mod config;

@@ -77,6 +77,18 @@ pub fn descriptors_needed(max_connections: impl Iterator<Item = usize>) -> u64 {
         .fold(64u64, u64::saturating_add)
 }
 
+/// This machine's host name (the ACME order lock says who holds it), or "" if unknown.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> Result<Arc<Con
     let proxy = Proxy::new(Snapshot::new(config, None));
     configure_access_log(&proxy, &proxy.current.load().config)?;
     proxy.current.load().start_background();
+    crate::tls::maintain(&proxy.current.load().config);
     let control = Arc::new(Control {
         proxy: Arc::new(proxy),
         config_path: path,

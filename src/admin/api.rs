@@ -145,6 +145,16 @@ pub struct CertificateStatus {
     pub names: Vec<String>,
     pub not_after: f64,
     pub days_to_expiry: i64,
+    /// Where it comes from: the file, or `acme:NAME`.
+    pub source: String,
+    /// What looks after it now: `watching file`, `valid`, `placeholder`, `renewing`, ...
+    pub renewal: String,
+    /// When the next renewal attempt is due (Unix time), for ACME certificates.
+    pub next_attempt: Option<f64>,
+    /// The last refused replacement or failed renewal.
+    pub last_error: Option<String>,
+    /// OCSP stapling state, when the issuer offers OCSP.
+    pub ocsp: Option<String>,
 }
 
 /// The answer to every action.
@@ -241,12 +251,21 @@ pub fn status(control: &Control) -> Status {
         .iter()
         .filter_map(|l| l.tls.as_ref().map(|t| (l, t)))
         .flat_map(|(l, t)| {
-            t.certificates().iter().map(move |c| CertificateStatus {
-                listener: l.name.clone(),
-                file: c.cert_path.display().to_string(),
-                names: c.names.clone(),
-                not_after: unix(c.not_after),
-                days_to_expiry: c.days_to_expiry(now),
+            t.slots().iter().map(move |slot| {
+                let c = slot.current();
+                let st = slot.status();
+                CertificateStatus {
+                    listener: l.name.clone(),
+                    file: c.cert_path.display().to_string(),
+                    names: c.names.clone(),
+                    not_after: unix(c.not_after),
+                    days_to_expiry: c.days_to_expiry(now),
+                    source: slot.source.describe(),
+                    renewal: st.renewal_state,
+                    next_attempt: st.next_attempt.map(unix),
+                    last_error: st.last_error.map(|(_, e)| e),
+                    ocsp: st.ocsp_state,
+                }
             })
         })
         .collect();

@@ -13,6 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -200,6 +201,11 @@ pub fn render(control: &Control) -> String {
         "When a listener certificate expires (Unix time)",
         expiry,
     );
+    registry.register(
+        "portico_certificate_expiry_seconds",
+        "Seconds until a served certificate expires (negative once expired), per certificate and name",
+        certificate_expiry(&snap.config),
+    );
 
     let start: FloatGauge = Gauge::default();
     start.set(unix(control.started_at));
@@ -346,4 +352,26 @@ fn perimeter(control: &Control, registry: &mut Registry) {
         "Live entries dropped because the table was full",
         evicted,
     );
+}
+
+/// Seconds to expiry for each served certificate (each slot once, however many listeners
+/// serve it) and each of its names: what an alert on "renewal did not happen" watches.
+fn certificate_expiry(config: &crate::config::Config) -> Family<Labels, FloatGauge> {
+    let family: Family<Labels, FloatGauge> = Family::default();
+    let now = SystemTime::now();
+    for slot in crate::tls::served_slots(config) {
+        let c = slot.current();
+        let secs = match c.not_after.duration_since(now) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        for name in &c.names {
+            let labels: Labels = vec![
+                ("certificate".into(), slot.source.describe()),
+                ("name".into(), name.clone()),
+            ];
+            family.get_or_create(&labels).set(secs);
+        }
+    }
+    family
 }

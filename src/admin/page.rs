@@ -76,7 +76,7 @@ pub fn render(st: &Status) -> String {
         render_farm(&mut h, f);
     }
     h.push_str("</div>\n<section class=\"certs\"><h2>Certificates</h2><table id=\"certs\"><thead><tr>\
-                <th>Listener</th><th>Names</th><th>File</th><th>Days to expiry</th></tr></thead><tbody>");
+                <th>Listener</th><th>Names</th><th>File</th><th>Days to expiry</th><th>Renewal</th></tr></thead><tbody>");
     for c in &st.certificates {
         let class = if c.days_to_expiry < 14 {
             " class=\"bad\""
@@ -87,15 +87,16 @@ pub fn render(st: &Status) -> String {
         };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td{class}>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td{class}>{}</td><td>{}</td></tr>",
             esc(&c.listener),
             esc(&c.names.join(", ")),
             esc(&c.file),
-            c.days_to_expiry
+            c.days_to_expiry,
+            esc(&renewal_text(c))
         );
     }
     if st.certificates.is_empty() {
-        h.push_str("<tr><td colspan=\"4\" class=\"muted\">no TLS listener</td></tr>");
+        h.push_str("<tr><td colspan=\"5\" class=\"muted\">no TLS listener</td></tr>");
     }
     h.push_str("</tbody></table></section>\n");
     render_perimeter(&mut h, st);
@@ -391,13 +392,16 @@ const SCRIPT: &str = r#"
     tb.textContent = '';
     if (!st.certificates.length) {
       var none = el('td', 'no TLS listener', 'muted');
-      none.colSpan = 4;
+      none.colSpan = 5;
       tb.appendChild(el('tr')).appendChild(none);
     }
     st.certificates.forEach(function (c) {
       var tr = el('tr');
       [c.listener, c.names.join(', '), c.file].forEach(function (v) { tr.appendChild(el('td', v)); });
       tr.appendChild(el('td', c.days_to_expiry, c.days_to_expiry < 14 ? 'bad' : c.days_to_expiry < 30 ? 'warn' : ''));
+      var ren = c.renewal + (c.next_attempt ? ' · next attempt ' + new Date(c.next_attempt * 1000).toISOString() : '') +
+        (c.ocsp ? ' · OCSP ' + c.ocsp : '') + (c.last_error ? ' · last error: ' + c.last_error : '');
+      tr.appendChild(el('td', ren, c.last_error ? 'warn' : ''));
       tb.appendChild(tr);
     });
     var held = (st.perimeter && st.perimeter.lockout) ? st.perimeter.lockout.held : [];
@@ -452,3 +456,18 @@ const SCRIPT: &str = r#"
   setInterval(refresh, 2000);
 })();
 "#;
+
+/// The renewal column: state, next attempt, OCSP, last error (the script renders the same).
+fn renewal_text(c: &super::api::CertificateStatus) -> String {
+    let mut t = c.renewal.clone();
+    if let Some(next) = c.next_attempt {
+        let _ = write!(t, " · next attempt at Unix time {next:.0}");
+    }
+    if let Some(o) = &c.ocsp {
+        let _ = write!(t, " · OCSP {o}");
+    }
+    if let Some(e) = &c.last_error {
+        let _ = write!(t, " · last error: {e}");
+    }
+    t
+}

@@ -28,6 +28,8 @@ pub struct File {
     pub rule: Vec<S<Rule>>,
     pub log: Option<S<Log>>,
     pub lockout: Option<S<Lockout>>,
+    #[serde(default)]
+    pub acme: Vec<S<Acme>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,8 +63,10 @@ pub struct ListenerTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
-    pub cert: S<String>,
-    pub key: S<String>,
+    pub cert: Option<S<String>>,
+    pub key: Option<S<String>>,
+    /// Instead of cert/key: the `[[acme]]` entry that obtains this certificate.
+    pub acme: Option<S<String>>,
     #[serde(default)]
     pub default: bool,
     #[serde(default)]
@@ -330,4 +334,30 @@ pub struct Log {
     pub level: Option<S<String>>,
     pub access_log: Option<S<String>>,
     pub access_format: Option<S<String>>,
+}
+
+/// `[[acme]]`: a certificate Portico obtains and renews itself (issue 13).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    pub name: S<String>,
+    pub directory: S<String>,
+    #[serde(default)]
+    pub contact: Vec<S<String>>,
+    pub names: S<Vec<S<String>>>,
+    pub challenge: Option<S<String>>,
+    pub storage: S<String>,
+    pub directory_ca: Option<S<String>>,
+    pub key_type: Option<S<String>>,
+    pub eab: Option<S<AcmeEab>>,
+    pub lock_stale: Option<S<String>>,
+    pub retry_first: Option<S<String>>,
+    pub retry_max: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeEab {
+    pub kid: S<String>,
+    pub hmac_key: S<String>,
 }

@@ -1,6 +1,7 @@
 //! `portico init sfb|exchange|oos`: flags, questions for what is missing, and the output file.
 
 use super::prompt::Prompter;
+use super::AcmeOut;
 use super::{
     check_fqdn, parse_members, render, CertPair, Deployment, InitError, MemberSpec, Network, Pool,
     Service, SimpleUrls,
@@ -88,6 +89,13 @@ pub struct CommonArgs {
     /// Internal ranges never held back by --lockout: CIDR,CIDR,...
     #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
     pub trusted: Vec<String>,
+    /// Obtain the certificate with ACME from this directory URL (instead of --cert/--key),
+    /// e.g. https://acme-v02.api.letsencrypt.org/directory.
+    #[arg(long, value_name = "DIRECTORY")]
+    pub acme: Option<String>,
+    /// Contact for the ACME account (repeatable), e.g. mailto:admin@contoso.com.
+    #[arg(long, value_name = "MAILTO", requires = "acme")]
+    pub acme_contact: Vec<String>,
 }
 
 impl CommonArgs {
@@ -572,8 +580,24 @@ fn network<R: BufRead, W: Write>(
     let mut source_address = c.source_address;
     let mut ca = c.ca.clone();
     let stem = format!("certs/{stem_from}");
+    if c.acme.is_some() && !certificates.is_empty() {
+        return Err(InitError::Invalid {
+            flag: "--acme",
+            value: c.acme.clone().unwrap_or_default(),
+            reason: "give either --acme or --cert/--key, not both".into(),
+        });
+    }
+    for contact in &c.acme_contact {
+        if !contact.starts_with("mailto:") {
+            return Err(InitError::Invalid {
+                flag: "--acme-contact",
+                value: contact.clone(),
+                reason: "not a mailto: URL (expected e.g. mailto:admin@contoso.com)".into(),
+            });
+        }
+    }
     if let Some(p) = ask {
-        if certificates.is_empty() {
+        if certificates.is_empty() && c.acme.is_none() {
             let cert = p.ask(
                 "Certificate file (PEM chain) covering every published name",
                 &format!("{stem}.pem"),
@@ -611,7 +635,7 @@ fn network<R: BufRead, W: Write>(
             }
         }
     }
-    if certificates.is_empty() {
+    if certificates.is_empty() && c.acme.is_none() {
         certificates.push(CertPair {
             cert: format!("{stem}.pem"),
             key: format!("{stem}.key"),
@@ -624,6 +648,10 @@ fn network<R: BufRead, W: Write>(
         source_address,
         ca,
         certificates,
+        acme: c.acme.clone().map(|directory| AcmeOut {
+            directory,
+            contact: c.acme_contact.clone(),
+        }),
     })
 }
 

@@ -148,6 +148,15 @@ pub struct Network {
     /// The internal CA that issued the members' certificates.
     pub ca: Option<String>,
     pub certificates: Vec<CertPair>,
+    /// `--acme`: the certificate comes from this ACME directory instead of files.
+    pub acme: Option<AcmeOut>,
+}
+
+/// An `[[acme]]` entry `portico init --acme` writes, for every published name.
+#[derive(Debug, Clone)]
+pub struct AcmeOut {
+    pub directory: String,
+    pub contact: Vec<String>,
 }
 
 /// Everything `render` needs.

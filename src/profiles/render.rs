@@ -260,6 +260,12 @@ fn listeners(doc: &mut Doc, d: &Deployment, published: &[String]) {
             None,
         );
     }
+    if n.acme.is_some() {
+        doc.line(
+            &format!("  {},", inline(&[("acme", q("public"))])),
+            Some("obtained and renewed by Portico, see [[acme]]"),
+        );
+    }
     doc.line("]", None);
     doc.table("[[listener]]", Some("external NIC, HTTP"));
     doc.kv(
@@ -271,6 +277,28 @@ fn listeners(doc: &mut Doc, d: &Deployment, published: &[String]) {
             "clear-text requests: pools get them on 8080"
         }),
     );
+    if let Some(a) = &n.acme {
+        doc.table(
+            "[[acme]]",
+            Some("one SAN certificate for every published name; HTTP-01 is answered on the HTTP listener"),
+        );
+        doc.kv("name", &q("public"), None);
+        doc.kv("directory", &q(&a.directory), None);
+        let contact: Vec<String> = a.contact.iter().map(|c| q(c)).collect();
+        doc.kv("contact", &super::toml_out::array(&contact), None);
+        let names: Vec<String> = published.iter().map(|c| q(c)).collect();
+        doc.kv("names", &super::toml_out::array(&names), None);
+        doc.kv(
+            "challenge",
+            &q("http-01"),
+            Some("or \"tls-alpn-01\" when port 80 is not reachable"),
+        );
+        doc.kv(
+            "storage",
+            &q("acme"),
+            Some("account, certificate, key and state; share it between HA instances"),
+        );
+    }
 }
 
 fn farm(doc: &mut Doc, f: &FarmOut) {

@@ -220,6 +220,13 @@ async fn route_request(
     req: Request<Incoming>,
     record: Option<&Arc<AccessRecord>>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    // ACME HTTP-01 validation, before any rule: only on clear-text listeners, only for a
+    // token this instance (or one sharing its ACME storage) is waiting to be asked for.
+    if !conn.https {
+        if let Some(answer) = crate::acme::answer_http01(req.uri().path()).await {
+            return Ok(pages::acme_http01(answer));
+        }
+    }
     let snap = proxy.current.load_full();
     let is_h1 = req.version() < http::Version::HTTP_2;
     if let Err(why) = guard::check_request(&req, is_h1) {

@@ -125,3 +125,13 @@ pub fn head_too_large(why: &str) -> Response<ResponseBody> {
         why,
     )
 }
+
+/// The key authorization an ACME CA asks for at `/.well-known/acme-challenge/TOKEN`.
+pub fn acme_http01(key_authorization: String) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(key_authorization));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    r
+}

@@ -14,10 +14,10 @@ use x509_parser::time::ASN1Time;
 use super::{provider, trim_dot, TlsError};
 
 /// Certificates expiring sooner than this are warned about at load time.
-const EXPIRY_WARNING_DAYS: i64 = 30;
+const EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// Where a certificate and its key live, as given in the config.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CertificateSpec {
     /// PEM file: end-entity certificate first, then any intermediates.
     pub cert: PathBuf,
@@ -36,6 +36,10 @@ pub struct LoadedCertificate {
     pub not_before: SystemTime,
     pub not_after: SystemTime,
     pub key: Arc<CertifiedKey>,
+    /// Serial number in hex with colons, as `openssl x509 -serial` shows it (without colons).
+    pub serial: String,
+    /// A self-signed stand-in served until the first ACME certificate exists.
+    pub placeholder: bool,
 }
 
 impl LoadedCertificate {
@@ -78,14 +82,24 @@ pub fn load_certificate(spec: &CertificateSpec) -> Result<LoadedCertificate, Tls
 
 /// Loads `spec` and checks it against `now`: the PEM has a certificate, the key is present,
 /// parseable and matches the certificate, and the certificate is within its validity period
-/// (expired is allowed with `allow_expired`). Expiring within 30 days logs a warning.
+/// (expired is allowed with `allow_expired`). Expiring within 14 days logs a warning.
 pub(crate) fn load_certificate_at(
     spec: &CertificateSpec,
     now: SystemTime,
 ) -> Result<LoadedCertificate, TlsError> {
     let chain = read_certificates(&spec.cert)?;
     let key_der = read_private_key(&spec.key)?;
+    check_pair(spec, chain, key_der, now)
+}
 
+/// The checks of [`load_certificate_at`] on a chain and key already read; `spec` names the
+/// files in error messages (ACME storage passes the files it read them from).
+pub(crate) fn check_pair(
+    spec: &CertificateSpec,
+    chain: Vec<CertificateDer<'static>>,
+    key_der: PrivateKeyDer<'static>,
+    now: SystemTime,
+) -> Result<LoadedCertificate, TlsError> {
     let facts = parse_facts(&spec.cert, &chain[0])?;
 
     let signer = provider()
@@ -131,29 +145,41 @@ pub(crate) fn load_certificate_at(
         not_before: facts.not_before,
         not_after: facts.not_after,
         key: Arc::new(certified),
+        serial: facts.serial,
+        placeholder: false,
     };
-    let days = loaded.days_to_expiry(now);
-    if now > loaded.not_after {
-        if !spec.allow_expired {
-            return Err(TlsError::Expired {
-                path: spec.cert.clone(),
-                date: facts.not_after_date,
-            });
-        }
-        tracing::warn!(
-            cert = %spec.cert.display(),
-            expired_on = %facts.not_after_date,
-            "serving an expired certificate because allow_expired = true"
-        );
-    } else if days < EXPIRY_WARNING_DAYS {
-        tracing::warn!(
-            cert = %spec.cert.display(),
-            expires_on = %facts.not_after_date,
-            days_left = days,
-            "certificate expires soon"
-        );
+    if now > loaded.not_after && !spec.allow_expired {
+        return Err(TlsError::Expired {
+            path: spec.cert.clone(),
+            date: facts.not_after_date,
+        });
     }
     Ok(loaded)
+}
+
+impl LoadedCertificate {
+    /// Logs a warning when this certificate is expired (served under `allow_expired`) or
+    /// expires within 14 days. Called when it starts being served, after logging is set up.
+    pub fn warn_if_expiring(&self, now: SystemTime) {
+        let days = self.days_to_expiry(now);
+        let date = x509_parser::parse_x509_certificate(self.key.cert[0].as_ref())
+            .map(|(_, c)| c.validity().not_after.to_datetime().date().to_string())
+            .unwrap_or_default();
+        if now > self.not_after {
+            tracing::warn!(
+                cert = %self.cert_path.display(),
+                expired_on = %date,
+                "serving an expired certificate because allow_expired = true"
+            );
+        } else if days < EXPIRY_WARNING_DAYS && !self.placeholder {
+            tracing::warn!(
+                cert = %self.cert_path.display(),
+                expires_on = %date,
+                days_left = days,
+                "certificate expires soon"
+            );
+        }
+    }
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -182,7 +208,7 @@ pub(super) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'stati
 }
 
 /// The first private key (PKCS#8, PKCS#1 RSA or SEC1 EC) in a PEM file.
-fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(super) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let data = read_file(path)?;
     let mut reader = data.as_slice();
     rustls_pemfile::private_key(&mut reader)
@@ -201,6 +227,7 @@ struct CertFacts {
     not_after: SystemTime,
     not_before_date: String,
     not_after_date: String,
+    serial: String,
 }
 
 fn parse_facts(path: &Path, der: &CertificateDer<'_>) -> Result<CertFacts, TlsError> {
@@ -240,6 +267,10 @@ fn parse_facts(path: &Path, der: &CertificateDer<'_>) -> Result<CertFacts, TlsEr
         not_after: to_system_time(&validity.not_after),
         not_before_date: validity.not_before.to_datetime().date().to_string(),
         not_after_date: validity.not_after.to_datetime().date().to_string(),
+        serial: cert
+            .raw_serial_as_string()
+            .replace(':', "")
+            .to_ascii_uppercase(),
     })
 }
 

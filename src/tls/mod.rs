@@ -5,17 +5,24 @@
 //! default provider has to be installed.
 
 mod certs;
+pub mod challenges;
 mod client;
+pub mod ocsp;
+mod slot;
 mod sni;
+mod watch;
 
 #[cfg(test)]
 mod test_support;
 
 use std::path::PathBuf;
 
+pub(crate) use certs::check_pair;
 pub use certs::{load_certificate, CertificateSpec, LoadedCertificate};
 pub use client::{client_config, server_name, AcceptAnyCert, UpstreamTlsSpec};
-pub use sni::{Accepted, ListenerTls, ListenerTlsOptions, TlsVersion};
+pub use slot::{CertSlot, CertSource, SlotStatus};
+pub use sni::{Accepted, ListenerTls, ListenerTlsOptions, TlsVersion, ACME_TLS_ALPN};
+pub use watch::watch_files;
 
 /// Errors from loading certificates and building TLS configurations.
 ///
@@ -90,4 +97,38 @@ fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
 /// Strips one trailing dot (absolute DNS form); names are compared without it.
 fn trim_dot(name: &str) -> &str {
     name.strip_suffix('.').unwrap_or(name)
+}
+
+/// Starts the tasks that look after the certificates `config` serves (file watch, OCSP),
+/// once per slot: slots kept across a reload keep their tasks. Needs a runtime.
+pub fn maintain(config: &crate::config::Config) {
+    for slot in served_slots(config) {
+        if !slot.claim_maintenance() {
+            continue;
+        }
+        slot.current()
+            .warn_if_expiring(std::time::SystemTime::now());
+        match &slot.source {
+            CertSource::File(spec) => {
+                slot.update_status(|s| s.renewal_state = "watching file".into());
+                watch_files(&slot, spec.clone());
+            }
+            CertSource::Acme(cfg) => crate::acme::manage(&slot, cfg.clone()),
+        }
+        ocsp::staple(&slot, config.upstream.source_address);
+    }
+}
+
+/// Every slot `config` serves, each once, in listener order.
+pub fn served_slots(config: &crate::config::Config) -> Vec<std::sync::Arc<CertSlot>> {
+    let mut out: Vec<std::sync::Arc<CertSlot>> = Vec::new();
+    for l in &config.listeners {
+        let Some(tls) = &l.tls else { continue };
+        for slot in tls.slots() {
+            if !out.iter().any(|s| std::sync::Arc::ptr_eq(s, slot)) {
+                out.push(slot.clone());
+            }
+        }
+    }
+    out
 }

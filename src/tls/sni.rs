@@ -16,7 +16,10 @@ use rustls::{ProtocolVersion, SupportedProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::{provider, trim_dot, LoadedCertificate, TlsError};
+use arc_swap::ArcSwap;
+
+use super::slot::{CertSlot, CertSource};
+use super::{provider, trim_dot, CertificateSpec, LoadedCertificate, TlsError};
 
 /// Sessions kept for resumption, shared by both configs of a listener.
 const SESSION_CACHE_SIZE: usize = 4096;
@@ -62,9 +65,11 @@ pub struct Accepted<IO> {
 
 /// Per-listener TLS: picks the certificate by SNI and the ALPN list by host.
 pub struct ListenerTls {
-    certs: Vec<LoadedCertificate>,
+    slots: Vec<Arc<CertSlot>>,
     h2_config: Arc<ServerConfig>,
     http1_config: Arc<ServerConfig>,
+    /// Answers TLS-ALPN-01 validation handshakes (ALPN `acme-tls/1`) with challenge certs.
+    acme_config: Arc<ServerConfig>,
     http1_only: HostSet,
     handshake_timeout: Duration,
 }
@@ -74,7 +79,11 @@ impl std::fmt::Debug for ListenerTls {
         f.debug_struct("ListenerTls")
             .field(
                 "certs",
-                &self.certs.iter().map(|c| &c.cert_path).collect::<Vec<_>>(),
+                &self
+                    .slots
+                    .iter()
+                    .map(|s| s.source.describe())
+                    .collect::<Vec<_>>(),
             )
             .field("http1_only", &self.http1_only)
             .field("handshake_timeout", &self.handshake_timeout)
@@ -84,24 +93,44 @@ impl std::fmt::Debug for ListenerTls {
 
 impl ListenerTls {
     /// `certs[default_index]` serves clients without SNI or whose SNI no certificate covers.
-    /// When several certificates cover the same name, the earlier one wins.
+    /// When several certificates cover the same name, the earlier one wins. The certificates
+    /// get slots of their own (not shared, not watched); see [`ListenerTls::with_slots`].
     pub fn new(
         certs: Vec<LoadedCertificate>,
         default_index: usize,
         opts: ListenerTlsOptions,
     ) -> Result<Self, TlsError> {
-        if certs.is_empty() {
+        let slots = certs
+            .into_iter()
+            .map(|c| {
+                let spec = CertificateSpec {
+                    cert: c.cert_path.clone(),
+                    key: c.cert_path.clone(),
+                    allow_expired: true,
+                };
+                CertSlot::new(CertSource::File(spec), c)
+            })
+            .collect();
+        Self::with_slots(slots, default_index, opts)
+    }
+
+    /// Like [`ListenerTls::new`], serving from slots that others (file watcher, ACME, OCSP)
+    /// may swap certificates in at any time.
+    pub fn with_slots(
+        slots: Vec<Arc<CertSlot>>,
+        default_index: usize,
+        opts: ListenerTlsOptions,
+    ) -> Result<Self, TlsError> {
+        if slots.is_empty() {
             return Err(TlsError::NoCertificates);
         }
-        let default = certs
-            .get(default_index)
-            .ok_or(TlsError::DefaultOutOfRange {
+        if default_index >= slots.len() {
+            return Err(TlsError::DefaultOutOfRange {
                 index: default_index,
-                count: certs.len(),
-            })?
-            .key
-            .clone();
-        let resolver = Arc::new(SniResolver::new(&certs, default));
+                count: slots.len(),
+            });
+        }
+        let resolver = Arc::new(SniResolver::new(slots.clone(), default_index));
         let http1_only = HostSet::new(&opts.http1_only_hosts)?;
 
         let versions: &[&'static SupportedProtocolVersion] = match opts.min_version {
@@ -109,7 +138,9 @@ impl ListenerTls {
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
         };
         let cache = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-        let build = |alpn: &[&[u8]]| -> Result<Arc<ServerConfig>, TlsError> {
+        let build = |alpn: &[&[u8]],
+                     resolver: Arc<dyn ResolvesServerCert>|
+         -> Result<Arc<ServerConfig>, TlsError> {
             let mut cfg = ServerConfig::builder_with_provider(provider())
                 .with_protocol_versions(versions)
                 .map_err(|source| TlsError::Rustls {
@@ -117,15 +148,22 @@ impl ListenerTls {
                     source,
                 })?
                 .with_no_client_auth()
-                .with_cert_resolver(resolver.clone());
+                .with_cert_resolver(resolver);
             cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             cfg.session_storage = cache.clone();
             Ok(Arc::new(cfg))
         };
+        let mut acme_config = build(&[ACME_TLS_ALPN], Arc::new(AcmeChallengeResolver))?;
+        // RFC 8737: the validation handshake is TLS 1.2+ with no resumption.
+        if let Some(cfg) = Arc::get_mut(&mut acme_config) {
+            cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            cfg.send_tls13_tickets = 0;
+        }
         Ok(Self {
-            h2_config: build(&[b"h2", b"http/1.1"])?,
-            http1_config: build(&[b"http/1.1"])?,
-            certs,
+            h2_config: build(&[b"h2", b"http/1.1"], resolver.clone())?,
+            http1_config: build(&[b"http/1.1"], resolver)?,
+            acme_config,
+            slots,
             http1_only,
             handshake_timeout: opts.handshake_timeout,
         })
@@ -157,12 +195,23 @@ impl ListenerTls {
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
         let hello = start.client_hello();
         let sni = hello.server_name().map(|s| trim_dot(s).to_owned());
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protos| protos.any(|p| p == ACME_TLS_ALPN));
         let config = match &sni {
+            _ if acme => &self.acme_config,
             Some(host) if self.http1_only.contains(host) => &self.http1_config,
             _ => &self.h2_config,
         };
         let stream = start.into_stream(config.clone()).await?;
         let conn = stream.get_ref().1;
+        if acme {
+            // A validation handshake carries no HTTP; the CA closes it once it has the cert.
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "acme-tls/1 validation handshake answered",
+            ));
+        }
         let h2 = conn.alpn_protocol() == Some(b"h2");
         let version = match conn.protocol_version() {
             Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
@@ -177,8 +226,14 @@ impl ListenerTls {
         })
     }
 
-    pub fn certificates(&self) -> &[LoadedCertificate] {
-        &self.certs
+    /// The certificates served now, in config order.
+    pub fn certificates(&self) -> Vec<Arc<LoadedCertificate>> {
+        self.slots.iter().map(|s| s.current()).collect()
+    }
+
+    /// The slots behind this listener, in config order.
+    pub fn slots(&self) -> &[Arc<CertSlot>] {
+        &self.slots
     }
 }
 
@@ -202,57 +257,96 @@ fn wildcard_suffix(host: &str) -> Option<&str> {
 }
 
 /// Certificate choice by SNI: exact name, then one-label wildcard, then the default.
-/// Two hash lookups per handshake.
+/// Two hash lookups and one `ArcSwap` load per handshake; the name table is rebuilt when a
+/// slot's certificate changed since it was built (a renewal may change the names).
 #[derive(Debug)]
 struct SniResolver {
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    /// Keyed by the suffix after `*.`.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
+    slots: Vec<Arc<CertSlot>>,
+    default: usize,
+    table: ArcSwap<SniTable>,
 }
 
-impl SniResolver {
-    fn new(certs: &[LoadedCertificate], default: Arc<CertifiedKey>) -> Self {
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
-        for cert in certs {
-            for name in &cert.names {
+/// Names to slot indexes, as of the slot generations in `generations`.
+#[derive(Debug, Default)]
+struct SniTable {
+    generations: Vec<u64>,
+    exact: HashMap<String, usize>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: HashMap<String, usize>,
+}
+
+impl SniTable {
+    fn build(slots: &[Arc<CertSlot>]) -> Self {
+        let mut table = SniTable::default();
+        for (i, slot) in slots.iter().enumerate() {
+            table.generations.push(slot.generation());
+            for name in &slot.current().names {
                 let name = normalize(name);
                 let (map, key) = match name.strip_prefix("*.") {
-                    Some(suffix) => (&mut wildcard, suffix),
-                    None => (&mut exact, name.as_ref()),
+                    Some(suffix) => (&mut table.wildcard, suffix),
+                    None => (&mut table.exact, name.as_ref()),
                 };
                 if key.is_empty() || key.contains('*') {
                     continue;
                 }
-                map.entry(key.to_owned())
-                    .or_insert_with(|| cert.key.clone());
+                map.entry(key.to_owned()).or_insert(i);
             }
         }
+        table
+    }
+}
+
+impl SniResolver {
+    fn new(slots: Vec<Arc<CertSlot>>, default: usize) -> Self {
+        let table = ArcSwap::from_pointee(SniTable::build(&slots));
         Self {
-            exact,
-            wildcard,
+            slots,
             default,
+            table,
         }
     }
 
-    fn select(&self, sni: Option<&str>) -> &Arc<CertifiedKey> {
-        let Some(host) = sni else {
-            return &self.default;
-        };
-        let host = normalize(host);
-        if let Some(key) = self.exact.get(host.as_ref()) {
-            return key;
+    fn select(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        let mut table = self.table.load();
+        let stale = table
+            .generations
+            .iter()
+            .zip(&self.slots)
+            .any(|(g, s)| *g != s.generation());
+        if stale {
+            self.table.store(Arc::new(SniTable::build(&self.slots)));
+            table = self.table.load();
         }
-        wildcard_suffix(&host)
-            .and_then(|suffix| self.wildcard.get(suffix))
-            .unwrap_or(&self.default)
+        let index = sni
+            .and_then(|host| {
+                let host = normalize(host);
+                table.exact.get(host.as_ref()).copied().or_else(|| {
+                    wildcard_suffix(&host).and_then(|suffix| table.wildcard.get(suffix).copied())
+                })
+            })
+            .unwrap_or(self.default);
+        self.slots[index].current().key.clone()
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.select(client_hello.server_name()).clone())
+        Some(self.select(client_hello.server_name()))
+    }
+}
+
+/// ALPN protocol of TLS-ALPN-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Serves the TLS-ALPN-01 challenge certificate for the SNI, if one is pending; otherwise the
+/// handshake fails (a client asking for `acme-tls/1` is never served a real certificate).
+#[derive(Debug)]
+struct AcmeChallengeResolver;
+
+impl ResolvesServerCert for AcmeChallengeResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = client_hello.server_name()?;
+        super::challenges::tls_alpn(&normalize(name))
     }
 }
 

@@ -1,6 +1,6 @@
 use super::*;
 use crate::tls::test_support::{Ca, Leaf, TempDir};
-use crate::tls::{load_certificate, CertificateSpec};
+use crate::tls::{load_certificate, CertSlot, CertSource, CertificateSpec};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -230,8 +230,8 @@ async fn handshake_times_out_for_silent_client() {
 #[test]
 fn resolver_prefers_exact_then_wildcard_then_default() {
     let f = fixture();
-    let r = SniResolver::new(&f.certs, f.certs[0].key.clone());
-    let is = |sni: Option<&str>, i: usize| Arc::ptr_eq(r.select(sni), &f.certs[i].key);
+    let r = SniResolver::new(slots(&f.certs), 0);
+    let is = |sni: Option<&str>, i: usize| Arc::ptr_eq(&r.select(sni), &f.certs[i].key);
     assert!(is(Some("lyncweb.contoso.com"), 2));
     assert!(is(Some("LYNCWEB.contoso.com."), 2));
     assert!(is(Some("meet.contoso.com"), 1));
@@ -255,14 +255,56 @@ fn earlier_certificate_wins_a_shared_name() {
     .unwrap();
     let mut certs = f.certs.clone();
     certs.push(later);
-    let r = SniResolver::new(&certs, certs[0].key.clone());
+    let r = SniResolver::new(slots(&certs), 0);
     assert!(Arc::ptr_eq(
-        r.select(Some("meet.contoso.com")),
+        &r.select(Some("meet.contoso.com")),
         &certs[1].key
     ));
     assert!(Arc::ptr_eq(
-        r.select(Some("lyncweb.contoso.com")),
+        &r.select(Some("lyncweb.contoso.com")),
         &certs[2].key
+    ));
+}
+
+fn slots(certs: &[LoadedCertificate]) -> Vec<Arc<CertSlot>> {
+    certs
+        .iter()
+        .map(|c| {
+            let spec = CertificateSpec {
+                cert: c.cert_path.clone(),
+                key: c.cert_path.clone(),
+                allow_expired: false,
+            };
+            CertSlot::new(CertSource::File(spec), c.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn swapped_certificate_is_selected_and_its_new_names_follow() {
+    let f = fixture();
+    let slots = slots(&f.certs);
+    let r = SniResolver::new(slots.clone(), 0);
+    assert!(Arc::ptr_eq(
+        &r.select(Some("dialin.fabrikam.com")),
+        &f.certs[0].key
+    ));
+    f.ca.leaf(&["lyncweb.contoso.com", "dialin.fabrikam.com"])
+        .write(&f._dir, "renewed");
+    let renewed = load_certificate(&CertificateSpec {
+        cert: f._dir.path("renewed.pem"),
+        key: f._dir.path("renewed.key"),
+        allow_expired: false,
+    })
+    .unwrap();
+    slots[2].store(renewed.clone());
+    assert!(Arc::ptr_eq(
+        &r.select(Some("lyncweb.contoso.com")),
+        &renewed.key
+    ));
+    assert!(Arc::ptr_eq(
+        &r.select(Some("dialin.fabrikam.com")),
+        &renewed.key
     ));
 }
 

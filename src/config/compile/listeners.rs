@@ -106,11 +106,6 @@ impl Compiler<'_> {
         let mut failed = false;
         for (j, c) in certs.iter().enumerate() {
             let cc = c.get_ref();
-            let spec = tls::CertificateSpec {
-                cert: self.path(cc.cert.get_ref()),
-                key: self.path(cc.key.get_ref()),
-                allow_expired: cc.allow_expired,
-            };
             if cc.default {
                 if default_index.is_some() {
                     self.d.at(
@@ -121,12 +116,32 @@ impl Compiler<'_> {
                 }
                 default_index = Some(j);
             }
+            let ckey = format!("{key}.certificates[{j}]");
+            let (cert, keyf) = match (&cc.acme, &cc.cert, &cc.key) {
+                (Some(name), None, None) => {
+                    match self.acme_certificate(name, &ckey) {
+                        Some(slot) => loaded.push(slot),
+                        None => failed = true,
+                    }
+                    continue;
+                }
+                (None, Some(cert), Some(keyf)) => (cert, keyf),
+                _ => {
+                    failed = true;
+                    self.d.at(c.span(), ckey, "give either cert and key files, { cert = \"file.pem\", key = \"file.key\" }, or an ACME entry, { acme = \"NAME\" }");
+                    continue;
+                }
+            };
+            let spec = tls::CertificateSpec {
+                cert: self.path(cert.get_ref()),
+                key: self.path(keyf.get_ref()),
+                allow_expired: cc.allow_expired,
+            };
             match tls::load_certificate(&spec) {
-                Ok(l) => loaded.push(l),
+                Ok(l) => loaded.push(tls::CertSlot::shared(tls::CertSource::File(spec), l)),
                 Err(e) => {
                     failed = true;
-                    self.d
-                        .at(c.span(), format!("{key}.certificates[{j}]"), e.to_string());
+                    self.d.at(c.span(), ckey, e.to_string());
                 }
             }
         }
@@ -161,7 +176,7 @@ impl Compiler<'_> {
             min_version,
             handshake_timeout,
         };
-        match tls::ListenerTls::new(loaded, default_index.unwrap_or(0), opts) {
+        match tls::ListenerTls::with_slots(loaded, default_index.unwrap_or(0), opts) {
             Ok(l) => Some(Arc::new(l)),
             Err(e) => {
                 self.d.nowhere(&key, e.to_string());

@@ -1,6 +1,7 @@
 //! File model → runtime model, checking everything on the way. Split by section:
 //! `farms`, `rules`, `listeners` (with admin and log) are further `impl Compiler` blocks.
 
+mod acme;
 mod farms;
 mod listeners;
 mod perimeter;
@@ -39,7 +40,11 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, ConfigErrors>
         }
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut c = Compiler { d, base };
+    let mut c = Compiler {
+        d,
+        base,
+        acme: HashMap::new(),
+    };
     let config = c.config(path, parsed);
     if c.d.errors.is_empty() {
         if let Some(mut config) = config {
@@ -62,6 +67,8 @@ fn explain_serde(msg: &str) -> String {
 struct Compiler<'a> {
     d: Diagnostics<'a>,
     base: PathBuf,
+    /// `[[acme]]` entries by name, compiled before the listeners that refer to them.
+    acme: HashMap<String, Arc<crate::acme::AcmeConfig>>,
 }
 
 impl Compiler<'_> {
@@ -129,6 +136,7 @@ impl Compiler<'_> {
         let farm_names: Vec<&str> = farms.iter().map(|f| f.name.as_str()).collect();
         let rules = self.rules(f.rule, &farm_names);
         let lockout = self.lockout(f.lockout.as_ref(), &farms);
+        self.acme_entries(&f.acme);
         let listeners = self.listeners(&f.listener);
         let admin = f.admin.as_ref().and_then(|a| self.admin(a));
         let log = f.log.as_ref().map(|l| self.log(l)).unwrap_or(LogConfig {
