@@ -99,4 +99,5 @@ per=$(( total / N ))
     echo '```'
 } > "$TMP/report.md"
 cat "$TMP/report.md"
+cp "$out" "${CALLGRIND_OUT:-/tmp/portico-callgrind.out}"   # for callgrind_annotate / kcachegrind
 cp "$TMP/report.md" "${OUT:-$BENCH_DIR/instructions.md}"

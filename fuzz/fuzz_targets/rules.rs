@@ -59,6 +59,7 @@ fn spec(i: usize, r: FRule) -> RuleSpec {
             scheme: scheme.map(|s| if s { Scheme::Https } else { Scheme::Http }),
             path,
             append_query,
+            max_body: None,
         },
         FAction::Rewrite(url, append_query) => ActionSpec::Rewrite { url, append_query },
         FAction::Redirect(url, status, append_query) => ActionSpec::Redirect {
@@ -94,6 +95,7 @@ fn spec(i: usize, r: FRule) -> RuleSpec {
                 pattern,
                 negate,
                 ignore_case,
+                cidr: None,
             })
             .collect(),
         logical_grouping: if r.any {

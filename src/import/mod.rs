@@ -23,7 +23,7 @@ pub use walk::import;
 pub struct ImportArgs {
     /// The IIS applicationHost.config (usually C:\Windows\System32\inetsrv\config\applicationHost.config).
     pub file: PathBuf,
-    /// A site's web.config whose <rewrite><rules> run after the global rules.
+    /// A site's web.config whose `<rewrite><rules>` run after the global rules.
     #[arg(long, value_name = "FILE")]
     pub web_config: Option<PathBuf>,
     /// Write the config here instead of stdout.

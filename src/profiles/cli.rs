@@ -90,7 +90,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
     pub trusted: Vec<String>,
     /// Obtain the certificate with ACME from this directory URL (instead of --cert/--key),
-    /// e.g. https://acme-v02.api.letsencrypt.org/directory.
+    /// e.g. `https://acme-v02.api.letsencrypt.org/directory`.
     #[arg(long, value_name = "DIRECTORY")]
     pub acme: Option<String>,
     /// Contact for the ACME account (repeatable), e.g. mailto:admin@contoso.com.

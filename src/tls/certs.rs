@@ -75,7 +75,7 @@ pub(super) fn name_covers(name: &str, host: &str) -> bool {
     }
 }
 
-/// Loads and checks a certificate chain and its key. See [`load_certificate_at`].
+/// Loads and checks a certificate chain and its key. See `load_certificate_at`.
 pub fn load_certificate(spec: &CertificateSpec) -> Result<LoadedCertificate, TlsError> {
     load_certificate_at(spec, SystemTime::now())
 }
