@@ -12,7 +12,7 @@ pub mod prompt;
 mod render;
 pub mod toml_out;
 
-pub use render::render;
+pub use render::{render, EXCHANGE_VDIRS};
 
 use std::net::IpAddr;
 

@@ -26,17 +26,9 @@ use super::{ConnInfo, Shared};
 /// The build the member reports (`X-OWA-Version`): Exchange Server 2019 CU14.
 pub const EXCHANGE_BUILD: &str = "15.2.1544.4";
 
-/// The virtual directories with a `/<vdir>/healthcheck.htm`, as Exchange names them.
-pub const WORKLOADS: [&str; 8] = [
-    "owa",
-    "ecp",
-    "ews",
-    "mapi",
-    "rpc",
-    "oab",
-    "Microsoft-Server-ActiveSync",
-    "autodiscover",
-];
+/// The virtual directories with a `/<vdir>/healthcheck.htm`, as Exchange names them: the
+/// same list the profiles generate health checks for.
+pub const WORKLOADS: [&str; 8] = crate::profiles::EXCHANGE_VDIRS;
 
 /// Declared length of an Outlook Anywhere channel body (both directions).
 pub const RPC_DECLARED_BYTES: u64 = 1 << 30;
