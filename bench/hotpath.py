@@ -45,6 +45,9 @@ PORTS = {
     "nginx-https": BASE + 21,
     "rules1": BASE + 30,
     "rules1000": BASE + 31,
+    "farm3": BASE + 32,
+    "member-b": BASE + 2,
+    "member-c": BASE + 3,
 }
 HOST = "app.contoso.com"
 PROCS = []
@@ -119,7 +122,7 @@ def pki(d):
         run(f"cat {name}.crt {ca}.pem > {name}.pem")
 
 
-def portico_config(d, http_port, https_port, host_rules=0):
+def portico_config(d, http_port, https_port, host_rules=0, farm_of_three=False):
     rules = []
     for i in range(host_rules):
         rules.append(
@@ -133,6 +136,11 @@ def portico_config(d, http_port, https_port, host_rules=0):
             f'[[listener]]\nbind = "127.0.0.1:{https_port}"\n'
             f'tls = {{ certificates = [ {{ cert = "{d}/public.pem", key = "{d}/public.key" }} ] }}\n'
         )
+    members = '{ address = "fe01.contoso.local" }'
+    if farm_of_three:
+        members += "".join(
+            f', {{ address = "127.0.0.1", http_port = {PORTS[m]} }}' for m in ("member-b", "member-c")
+        )
     return f"""workers = {WORKERS}
 {listeners}
 [resolve]
@@ -141,7 +149,7 @@ def portico_config(d, http_port, https_port, host_rules=0):
 ca = "{d}/internal-ca.pem"
 [[farm]]
 name = "fe"
-members = [ {{ address = "fe01.contoso.local" }} ]
+members = [ {members} ]
 http_port = {PORTS['member-http']}
 https_port = {PORTS['member-https']}
 timeout = "960s"
@@ -242,6 +250,7 @@ def main():
             ("portico", portico_config(d, PORTS["portico-http"], PORTS["portico-https"])),
             ("rules1", portico_config(d, PORTS["rules1"], None)),
             ("rules1000", portico_config(d, PORTS["rules1000"], None, host_rules=1000)),
+            ("farm3", portico_config(d, PORTS["farm3"], None, farm_of_three=True)),
         ):
             with open(f"{d}/{name}.toml", "w") as f:
                 f.write(body)
@@ -250,9 +259,13 @@ def main():
         px = start([portico, "run", "--config", f"{d}/portico.toml"], f"{d}/portico.log")
         r1 = start([portico, "run", "--config", f"{d}/rules1.toml"], f"{d}/rules1.log")
         r1000 = start([portico, "run", "--config", f"{d}/rules1000.toml"], f"{d}/rules1000.log")
+        mb = start([member, f"127.0.0.1:{PORTS['member-b']}"], f"{d}/member-b.log")
+        mc = start([member, f"127.0.0.1:{PORTS['member-c']}"], f"{d}/member-c.log")
+        f3 = start([portico, "run", "--config", f"{d}/farm3.toml"], f"{d}/farm3.log")
         ng = start(["nginx", "-p", d, "-c", f"{d}/nginx.conf"], f"{d}/nginx.log")
         for port, proc in ((PORTS["member-http"], m1), (PORTS["member-https"], m2), (PORTS["portico-https"], px),
-                           (PORTS["rules1000"], r1000), (PORTS["rules1"], r1), (PORTS["nginx-https"], ng)):
+                           (PORTS["rules1000"], r1000), (PORTS["rules1"], r1), (PORTS["nginx-https"], ng),
+                           (PORTS["member-b"], mb), (PORTS["member-c"], mc), (PORTS["farm3"], f3)):
             wait_port(port, proc)
 
         def https_accepts():
@@ -277,6 +290,10 @@ def main():
                    ("nginx", f"https://{HOST}:{PORTS['nginx-https']}/status/200", ng.pid)],
             "rules": [("1 rule", f"http://127.0.0.1:{PORTS['rules1']}/status/200", r1.pid),
                       ("1,000 host rules ahead", f"http://127.0.0.1:{PORTS['rules1000']}/status/200", r1000.pid)],
+            # Portico's cost of choosing: the same load through a farm of one and of three
+            # (the member connections column counts the first member's accepts only).
+            "farm": [("farm of 1", f"http://127.0.0.1:{PORTS['rules1']}/status/200", r1.pid),
+                     ("farm of 3", f"http://127.0.0.1:{PORTS['farm3']}/status/200", f3.pid)],
         }
         # wrk and h2load send the URL's host as SNI: resolve app.contoso.com to loopback.
         hosts_line = f"127.0.0.1 {HOST} # portico-hotpath {os.getpid()}\n"
@@ -361,7 +378,7 @@ def report(results, validate_s, validate_kib, rss, d):
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     held = results.pop("held", {})
-    for scen in ("http", "https", "h2", "rules"):
+    for scen in ("http", "https", "h2", "rules", "farm"):
         names = [n for (s, n) in results if s == scen]
         base = results.get((scen, "nginx"))
         for name in names:
@@ -378,9 +395,14 @@ def report(results, validate_s, validate_kib, rss, d):
                 bcpu = sum(r["cpu_us"] * r["n"] for r in base) / bn
                 if cpu is not None:
                     vs_cpu = f"{cpu / bcpu:.2f}x"
-            if scen == "rules" and name != "1 rule":
-                one = best(results[(scen, "1 rule")])
-                vs = f"{b['rps'] / one['rps']:.2f}x of 1 rule"
+            first = {"rules": "1 rule", "farm": "farm of 1"}.get(scen)
+            if first and name != first:
+                rows1 = results[(scen, first)]
+                one = best(rows1)
+                vs = f"{b['rps'] / one['rps']:.2f}x of {first}"
+                n1 = sum(r["n"] for r in rows1)
+                cpu1 = sum(r["cpu_us"] * r["n"] for r in rows1) / n1
+                vs_cpu = f"{cpu / cpu1:.2f}x of {first}"
             cpu_s = f"{cpu:.1f}" if cpu is not None else "-"
             lines.append(f"| {scen} | {name} | {b['rps']:.0f} | {vs} | {cpu_s} | {vs_cpu} | {opened} |")
     if held:

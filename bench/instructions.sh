@@ -27,6 +27,16 @@ trap cleanup EXIT
 
 "$REPO/target/release/examples/bench-member" "127.0.0.1:$MEMBER_PORT" > "$TMP/member.log" 2>&1 &
 PIDS+=($!)
+# FARM=3: the farm has three members (bench members on MEMBER_PORT+2, +3 as well).
+FARM="${FARM:-1}"
+MEMBERS='{ address = "127.0.0.1" }'
+if [ "$FARM" = 3 ]; then
+    for p in $(( MEMBER_PORT + 2 )) $(( MEMBER_PORT + 3 )); do
+        "$REPO/target/release/examples/bench-member" "127.0.0.1:$p" > "$TMP/member-$p.log" 2>&1 &
+        PIDS+=($!)
+        MEMBERS="$MEMBERS, { address = \"127.0.0.1\", http_port = $p }"
+    done
+fi
 # HOST_RULES=N: N tenant host rules ahead of the one that matches (the cost of a big config).
 HOST_RULES="${HOST_RULES:-0}"
 cat > "$TMP/portico.toml" <<EOF
@@ -35,7 +45,7 @@ workers = 2
 bind = "127.0.0.1:$PROXY_PORT"
 [[farm]]
 name = "fe"
-members = [ { address = "127.0.0.1" } ]
+members = [ $MEMBERS ]
 http_port = $MEMBER_PORT
 EOF
 for i in $(seq 1 "$HOST_RULES"); do
@@ -88,7 +98,7 @@ per=$(( total / N ))
 {
     echo "# Instructions per request (bench/instructions.sh)"
     echo
-    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); git $(git -C "$REPO" rev-parse --short HEAD); plain HTTP keep-alive, 1 KiB responses, $N requests after a warm-up of 300; $HOST_RULES host rules ahead of the matching one."
+    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); git $(git -C "$REPO" rev-parse --short HEAD); plain HTTP keep-alive, 1 KiB responses, $N requests after a warm-up of 300; $HOST_RULES host rules ahead of the matching one; a farm of $FARM."
     echo
     echo "**$per instructions per request** (Portico process, all threads; $total in total)."
     echo
