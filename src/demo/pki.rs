@@ -17,6 +17,8 @@ pub struct TestCa {
 pub struct Issued {
     pub cert_pem: String,
     pub key_pem: String,
+    /// The certificate in DER (what a TLS peer sees).
+    pub der: Vec<u8>,
 }
 
 impl Issued {
@@ -59,6 +61,11 @@ impl TestCa {
         self.cert.pem()
     }
 
+    /// The CA certificate in DER (trust stores, OCSP CertIDs).
+    pub fn cert_der(&self) -> &[u8] {
+        self.cert.der()
+    }
+
     /// A server certificate for `names` (DNS names or IP addresses), valid now.
     pub fn issue(&self, names: &[&str]) -> Result<Issued, rcgen::Error> {
         self.issue_with(names, |_| {})
@@ -82,6 +89,7 @@ impl TestCa {
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
         })
     }
 }

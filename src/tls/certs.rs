@@ -295,7 +295,7 @@ fn to_system_time(t: &ASN1Time) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::test_support::{Ca, TempDir};
+    use crate::tls::test_support::{Ca, TempDir, WriteTo};
 
     fn spec(dir: &TempDir, cert: &str, key: &str) -> CertificateSpec {
         CertificateSpec {
@@ -310,7 +310,7 @@ mod tests {
         let ca = Ca::new();
         let dir = TempDir::new();
         let leaf = ca.leaf(&["LyncWeb.Contoso.com", "*.contoso.com", "10.0.0.1"]);
-        leaf.write(&dir, "web");
+        leaf.write_to(&dir, "web");
         let loaded = load_certificate(&spec(&dir, "web.pem", "web.key")).unwrap();
         assert_eq!(loaded.names, vec!["lyncweb.contoso.com", "*.contoso.com"]);
         assert_eq!(loaded.cert_path, dir.path("web.pem"));
@@ -349,7 +349,7 @@ mod tests {
             p.distinguished_name
                 .push(rcgen::DnType::CommonName, "Portal.Contoso.com");
         });
-        leaf.write(&dir, "cn");
+        leaf.write_to(&dir, "cn");
         let loaded = load_certificate(&spec(&dir, "cn.pem", "cn.key")).unwrap();
         assert_eq!(loaded.names, vec!["portal.contoso.com"]);
     }
@@ -383,7 +383,7 @@ mod tests {
     fn key_file_without_key_is_rejected() {
         let ca = Ca::new();
         let dir = TempDir::new();
-        ca.leaf(&["a.contoso.com"]).write(&dir, "a");
+        ca.leaf(&["a.contoso.com"]).write_to(&dir, "a");
         let err = load_certificate(&spec(&dir, "a.pem", "a.pem")).unwrap_err();
         assert!(matches!(err, TlsError::NoPrivateKey { .. }), "{err:?}");
         assert!(err.to_string().contains("BEGIN PRIVATE KEY"));
@@ -393,8 +393,8 @@ mod tests {
     fn key_of_another_certificate_is_a_mismatch() {
         let ca = Ca::new();
         let dir = TempDir::new();
-        ca.leaf(&["a.contoso.com"]).write(&dir, "a");
-        ca.leaf(&["b.contoso.com"]).write(&dir, "b");
+        ca.leaf(&["a.contoso.com"]).write_to(&dir, "a");
+        ca.leaf(&["b.contoso.com"]).write_to(&dir, "b");
         let err = load_certificate(&spec(&dir, "a.pem", "b.key")).unwrap_err();
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
         let msg = err.to_string();
@@ -414,7 +414,7 @@ mod tests {
             p.not_before = rcgen::date_time_ymd(2024, 1, 1);
             p.not_after = rcgen::date_time_ymd(2025, 1, 2);
         })
-        .write(&dir, "old");
+        .write_to(&dir, "old");
         let mut s = spec(&dir, "old.pem", "old.key");
         let err = load_certificate(&s).unwrap_err();
         assert!(matches!(err, TlsError::Expired { .. }), "{err:?}");
@@ -437,7 +437,7 @@ mod tests {
         ca.leaf_with(&["future.contoso.com"], |p| {
             p.not_before = rcgen::date_time_ymd(2999, 1, 1);
         })
-        .write(&dir, "future");
+        .write_to(&dir, "future");
         let mut s = spec(&dir, "future.pem", "future.key");
         s.allow_expired = true;
         let err = load_certificate(&s).unwrap_err();
@@ -451,7 +451,7 @@ mod tests {
         let dir = TempDir::new();
         let soon = SystemTime::now() + Duration::from_secs(10 * 86_400 + 3600);
         ca.leaf_with(&["soon.contoso.com"], |p| p.not_after = soon.into())
-            .write(&dir, "soon");
+            .write_to(&dir, "soon");
         let loaded = load_certificate(&spec(&dir, "soon.pem", "soon.key")).unwrap();
         assert_eq!(loaded.days_to_expiry(SystemTime::now()), 10);
     }
@@ -460,7 +460,7 @@ mod tests {
     fn days_to_expiry_rounds_down_and_goes_negative() {
         let ca = Ca::new();
         let dir = TempDir::new();
-        ca.leaf(&["a.contoso.com"]).write(&dir, "a");
+        ca.leaf(&["a.contoso.com"]).write_to(&dir, "a");
         let mut loaded = load_certificate(&spec(&dir, "a.pem", "a.key")).unwrap();
         let now = SystemTime::now();
         loaded.not_after = now + Duration::from_secs(86_400 + 10);
@@ -474,7 +474,7 @@ mod tests {
         let ca = Ca::new();
         let dir = TempDir::new();
         ca.leaf(&["lyncweb.contoso.com", "*.contoso.com"])
-            .write(&dir, "w");
+            .write_to(&dir, "w");
         let c = load_certificate(&spec(&dir, "w.pem", "w.key")).unwrap();
         assert!(c.covers("lyncweb.contoso.com"));
         assert!(c.covers("LYNCWEB.Contoso.COM."));

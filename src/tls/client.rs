@@ -135,7 +135,7 @@ impl ServerCertVerifier for AcceptAnyCert {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::test_support::{Ca, TempDir};
+    use crate::tls::test_support::{Ca, TempDir, WriteTo};
     use crate::tls::{load_certificate, CertificateSpec, ListenerTls, ListenerTlsOptions};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -150,7 +150,7 @@ mod tests {
         std::net::SocketAddr,
         tokio::task::JoinHandle<std::io::Result<bool>>,
     ) {
-        ca.leaf(&[name]).write(dir, "member");
+        ca.leaf(&[name]).write_to(dir, "member");
         let cert = load_certificate(&CertificateSpec {
             cert: dir.path("member.pem"),
             key: dir.path("member.key"),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::tls::test_support::{Ca, Leaf, TempDir};
+use crate::tls::test_support::{Ca, Leaf, TempDir, WriteTo};
 use crate::tls::{load_certificate, CertSlot, CertSource, CertificateSpec};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,7 +28,7 @@ fn fixture() -> Fixture {
         ("wild", &wildcard),
         ("exact", &exact),
     ] {
-        leaf.write(&dir, stem);
+        leaf.write_to(&dir, stem);
         certs.push(
             load_certificate(&CertificateSpec {
                 cert: dir.path(&format!("{stem}.pem")),
@@ -246,7 +246,7 @@ fn resolver_prefers_exact_then_wildcard_then_default() {
 fn earlier_certificate_wins_a_shared_name() {
     let f = fixture();
     f.ca.leaf(&["*.contoso.com", "lyncweb.contoso.com"])
-        .write(&f._dir, "later");
+        .write_to(&f._dir, "later");
     let later = load_certificate(&CertificateSpec {
         cert: f._dir.path("later.pem"),
         key: f._dir.path("later.key"),
@@ -290,7 +290,7 @@ fn swapped_certificate_is_selected_and_its_new_names_follow() {
         &f.certs[0].key
     ));
     f.ca.leaf(&["lyncweb.contoso.com", "dialin.fabrikam.com"])
-        .write(&f._dir, "renewed");
+        .write_to(&f._dir, "renewed");
     let renewed = load_certificate(&CertificateSpec {
         cert: f._dir.path("renewed.pem"),
         key: f._dir.path("renewed.key"),

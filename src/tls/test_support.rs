@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use crate::demo::pki::{Issued, TestCa};
+use rcgen::CertificateParams;
 use rustls::pki_types::CertificateDer;
 
 pub struct TempDir(tempfile::TempDir);
@@ -25,21 +26,23 @@ impl TempDir {
     }
 }
 
+/// The demo's CA (`demo::pki::TestCa`): the one test CA of the crate, with helpers for the
+/// TLS unit tests.
 pub struct Ca {
-    pub cert: rcgen::Certificate,
-    pub key: KeyPair,
+    inner: TestCa,
     pub cert_pem: String,
 }
 
-pub struct Leaf {
-    pub cert_pem: String,
-    pub key_pem: String,
-    pub der: Vec<u8>,
+/// A leaf certificate: `demo::pki::Issued`.
+pub type Leaf = Issued;
+
+/// Writes `<stem>.pem` and `<stem>.key` into a test directory.
+pub trait WriteTo {
+    fn write_to(&self, dir: &TempDir, stem: &str);
 }
 
-impl Leaf {
-    /// Writes `<stem>.pem` and `<stem>.key`.
-    pub fn write(&self, dir: &TempDir, stem: &str) {
+impl WriteTo for Leaf {
+    fn write_to(&self, dir: &TempDir, stem: &str) {
         dir.write(&format!("{stem}.pem"), &self.cert_pem);
         dir.write(&format!("{stem}.key"), &self.key_pem);
     }
@@ -47,19 +50,14 @@ impl Leaf {
 
 impl Ca {
     pub fn new() -> Self {
-        let key = KeyPair::generate().expect("ca key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Portico Test CA");
-        let cert = params.self_signed(&key).expect("ca cert");
-        let cert_pem = cert.pem();
-        Self {
-            cert,
-            key,
-            cert_pem,
-        }
+        let inner = TestCa::new("Portico Test CA").expect("test CA");
+        let cert_pem = inner.cert_pem();
+        Self { inner, cert_pem }
+    }
+
+    /// The CA certificate in DER.
+    pub fn der(&self) -> Vec<u8> {
+        self.inner.cert_der().to_vec()
     }
 
     pub fn leaf(&self, names: &[&str]) -> Leaf {
@@ -67,25 +65,12 @@ impl Ca {
     }
 
     pub fn leaf_with(&self, names: &[&str], tweak: impl FnOnce(&mut CertificateParams)) -> Leaf {
-        let key = KeyPair::generate().expect("leaf key");
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(names).expect("leaf params");
-        tweak(&mut params);
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("leaf cert");
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
+        self.inner.issue_with(names, tweak).expect("leaf cert")
     }
 
     pub fn root_store(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(self.cert.der().to_vec()))
-            .expect("add ca");
+        roots.add(CertificateDer::from(self.der())).expect("add ca");
         roots
     }
 

@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn error_status_and_garbage_are_refused() {
         let ca = crate::tls::test_support::Ca::new();
-        let der = ca.cert.der().to_vec();
+        let der = ca.der();
         let (_, issuer) = x509_parser::parse_x509_certificate(&der).unwrap();
         let id = CertId::new(&issuer, &issuer);
         let now = SystemTime::now();
