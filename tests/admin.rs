@@ -551,3 +551,42 @@ async fn status_page_in_chromium_shows_every_member_and_its_drain_button_drains(
         "after the click, requests avoid the drained member"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_statuses_are_counted_against_the_member_that_sent_them() {
+    let l = AdminLab::start().await;
+    let mut client = H1::connect(SocketAddr::new(l.proxy_ip, HTTP))
+        .await
+        .unwrap();
+    let mut failed: HashMap<String, f64> = HashMap::new();
+    for _ in 0..2 {
+        let r = client
+            .get("app.contoso.com", "/status/500", &[])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 500);
+        *failed
+            .entry(r.header("x-backend").unwrap().to_string())
+            .or_insert(0.0) += 1.0;
+    }
+    let r = l.get("/metrics").await;
+    let parsed = openmetrics::parse(&r.text()).unwrap_or_else(|e| panic!("{e}\n{}", r.text()));
+    for i in 0..2 {
+        let name = member_name(i);
+        let counted = parsed
+            .samples
+            .iter()
+            .find(|s| {
+                s.name == "portico_member_failures_total"
+                    && s.labels.get("farm").map(String::as_str) == Some("web")
+                    && s.labels.get("member").map(String::as_str) == Some(name.as_str())
+            })
+            .map(|s| s.value)
+            .unwrap_or_else(|| panic!("no failures series for {name}"));
+        assert_eq!(
+            counted,
+            failed.get(&name).copied().unwrap_or(0.0),
+            "{name}: 500s it sent"
+        );
+    }
+}

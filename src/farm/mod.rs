@@ -218,7 +218,14 @@ impl Farm {
 impl Farm {
     /// The member failed an exchange (refused, reset, timed out, garbage). Portico's own
     /// failures and clients' never get here.
-    pub fn report_failure(&self, member: &Member) {
+    /// `tls`: the endpoint the exchange went through, whose failure counter the status page
+    /// and `portico_member_failures` show.
+    pub fn report_failure(&self, member: &Member, tls: bool) {
+        member
+            .endpoint(tls)
+            .stats
+            .failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(Transition::WentDown) = member
             .health
             .record_failure(&self.spec.live_traffic, self.spec.health.is_some())
@@ -229,10 +236,10 @@ impl Farm {
 
     /// The member answered with `status` after `elapsed`: a failure code counts as a failure,
     /// anything else may bring a probing member back.
-    pub fn report_response(&self, member: &Member, status: u16, elapsed: Duration) {
+    pub fn report_response(&self, member: &Member, tls: bool, status: u16, elapsed: Duration) {
         member.response_time.record(elapsed.as_micros() as u64);
         if self.is_failure_status(status) {
-            self.report_failure(member);
+            self.report_failure(member, tls);
         } else if let Some(Transition::CameBack) = member.health.record_success() {
             tracing::info!(farm = %self.spec.name, member = %member.label(), "member answered again: back in");
         }

@@ -109,7 +109,6 @@ pub(super) async fn forward(
         connect_timeout: farm.connect_timeout,
         read_timeout: farm.timeout,
         pool_idle_timeout: farm.pool_idle_timeout,
-        max_pinned: farm.max_pinned_per_member,
     };
 
     // A client connection that authenticated keeps its member connection.
@@ -173,7 +172,7 @@ pub(super) async fn forward(
             }
             // Never written: any other member may take it.
             (Retry::NotSent, Some(back)) if err.fault() != Fault::Local => {
-                farm.report_failure(member);
+                farm.report_failure(member, tls);
                 tracing::warn!(farm = %farm.name, member = %member.label(), error = %err, "member unreachable; trying the next one");
                 next = candidates.next();
                 back
@@ -327,7 +326,7 @@ impl Ctx<'_> {
     fn failed(&self, member: &Member, err: SendError) -> Response<ResponseBody> {
         let farm = self.farm;
         if err.counts_against_member() {
-            farm.report_failure(member);
+            farm.report_failure(member, self.tls);
         }
         if let Some(r) = self.record {
             r.set_member(member.label());
@@ -379,7 +378,7 @@ impl Ctx<'_> {
             Sent::Leased(x) => (x.response, Some(x.lease)),
             Sent::Pinned(r) => (r, None),
         };
-        farm.report_response(member, resp.status().as_u16(), started.elapsed());
+        farm.report_response(member, self.tls, resp.status().as_u16(), started.elapsed());
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {

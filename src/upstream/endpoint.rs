@@ -49,7 +49,8 @@ impl EndpointStats {
 }
 
 /// How one send reaches the endpoint: the farm's settings at the time of the request (a
-/// reload may change them while the endpoint, and its pool, live on).
+/// reload may change them while the endpoint, and its pool, live on). The pin cap is not
+/// here: it is checked where a lease is pinned (`Lease::pin`).
 pub struct Reach<'a> {
     pub connector: &'a Connector,
     /// TLS client settings; None for clear text.
@@ -58,7 +59,6 @@ pub struct Reach<'a> {
     /// Per-read idle timeout, and the limit for a bodyless request's response head.
     pub read_timeout: Duration,
     pub pool_idle_timeout: Duration,
-    pub max_pinned: u32,
 }
 
 /// A member address and port, with its connections.
