@@ -187,11 +187,6 @@ impl Member {
         }
     }
 
-    /// Both endpoints' counters, clear text first.
-    pub fn endpoint_stats(&self) -> [(&'static str, &EndpointStats); 2] {
-        [("http", &self.http.stats), ("https", &self.https.stats)]
-    }
-
     /// A sum over both endpoints of one counter.
     pub fn total(&self, counter: impl Fn(&EndpointStats) -> &AtomicU64) -> u64 {
         counter(&self.http.stats).load(Ordering::Relaxed)

@@ -47,8 +47,8 @@ pub struct PickInput<'a> {
 }
 
 /// A farm at run time: its compiled spec (the one place each setting lives) and the live
-/// member list. Reads of settings go through to the spec (`farm.timeout` is
-/// `farm.spec().timeout`).
+/// member list. Reads of settings go through to the spec by `Deref` (`farm.timeout` is the
+/// spec's `timeout`).
 pub struct Farm {
     spec: Arc<FarmConfig>,
     members: ArcSwap<MemberSet>,
@@ -98,10 +98,6 @@ impl Farm {
         );
         farm.members.store(Arc::new(MemberSet::new(expanded)));
         farm
-    }
-
-    pub fn spec(&self) -> &Arc<FarmConfig> {
-        &self.spec
     }
 
     /// The current members (cheap: one atomic load and reference count).

@@ -89,10 +89,6 @@ impl Endpoint {
         }
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Idle pooled connections now.
     pub fn idle(&self) -> usize {
         self.pool.len()
@@ -242,7 +238,7 @@ pub(super) fn replayable_copy(r: &Request<RequestBody>) -> Option<Request<Reques
     Some(copy)
 }
 
-pub fn is_idempotent(m: &Method) -> bool {
+fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -258,10 +254,6 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn endpoint(&self) -> &Arc<Endpoint> {
-        &self.endpoint
-    }
-
     /// The response body ended: the connection may serve the next request.
     pub fn release(&mut self) {
         if let Some(sender) = self.sender.take() {

@@ -11,9 +11,7 @@ mod idle;
 mod pool;
 
 pub use body::{BodyError, RequestBody};
-pub use endpoint::{
-    is_idempotent, Endpoint, EndpointStats, Exchange, InFlight, Lease, Pinned, Reach,
-};
+pub use endpoint::{Endpoint, EndpointStats, Exchange, InFlight, Lease, Pinned, Reach};
 pub use error::{is_local_exhaustion, ErrorKind, Fault, Retry, SendError};
 pub use idle::{is_idle_timeout, IdleTimeout};
 
