@@ -16,6 +16,7 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +27,8 @@ pub(super) struct Route<'a> {
     pub new_path: Option<PathAndQuery>,
     pub tls: bool,
     pub max_body: Option<u64>,
+    /// The client as `{REMOTE_ADDR}` names it (PROXY protocol, trusted X-Forwarded-For).
+    pub client: IpAddr,
 }
 
 pub(super) async fn forward(
@@ -41,6 +44,7 @@ pub(super) async fn forward(
         new_path,
         tls,
         max_body,
+        client,
     } = route;
     // A declared length over the limit is refused before a byte reaches a member; a chunked
     // body is cut when it passes the limit (`RequestBody`).
@@ -68,7 +72,7 @@ pub(super) async fn forward(
     let set = farm.members();
     let hash = match &farm.load_balancing {
         crate::config::LoadBalancing::RequestHash(key) => {
-            Some(request_hash(key, &req, &host, conn))
+            Some(request_hash(key, &req, &host, client))
         }
         _ => None,
     };
@@ -229,24 +233,14 @@ enum Sent {
     Pinned(Response<Incoming>),
 }
 
-fn request_hash(
-    key: &HashKey,
-    req: &Request<Incoming>,
-    host: &HeaderValue,
-    conn: &ConnInfo,
-) -> u64 {
+/// `client`: the address `{REMOTE_ADDR}` means in rules, so hashing on it agrees with them.
+fn request_hash(key: &HashKey, req: &Request<Incoming>, host: &HeaderValue, client: IpAddr) -> u64 {
     match key {
         HashKey::Variable(v) => {
             let value: std::borrow::Cow<'_, [u8]> = match v.as_str() {
-                // The same client address `{REMOTE_ADDR}` means in rules: a trusted proxy's
-                // X-Forwarded-For names it.
-                "REMOTE_ADDR" => match crate::perimeter::client_addr(
-                    conn.remote.ip(),
-                    conn.trusted_peer,
-                    req.headers(),
-                ) {
-                    std::net::IpAddr::V4(ip) => ip.octets().to_vec().into(),
-                    std::net::IpAddr::V6(ip) => ip.octets().to_vec().into(),
+                "REMOTE_ADDR" => match client {
+                    IpAddr::V4(ip) => ip.octets().to_vec().into(),
+                    IpAddr::V6(ip) => ip.octets().to_vec().into(),
                 },
                 "HTTP_HOST" => host.as_bytes().into(),
                 "URL" => req.uri().path().as_bytes().into(),

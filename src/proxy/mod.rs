@@ -314,6 +314,7 @@ async fn route_request(
                     new_path: path_and_query,
                     tls,
                     max_body,
+                    client,
                 },
             )
             .await;
