@@ -60,7 +60,8 @@ pub struct DrainState {
 pub(crate) struct ListenerHandle {
     runtime: Arc<ArcSwap<ListenerRuntime>>,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    /// One accept loop per worker (one on the caller's runtime without workers).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     addr: SocketAddr,
 }
 
@@ -210,17 +211,54 @@ impl Control {
         tracing::info!(listener = %settings.name, %addr, tls = settings.tls.is_some(), "listening");
         let runtime = Arc::new(ArcSwap::new(ListenerRuntime::new(settings)));
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(listener::serve(
-            sock,
-            Arc::clone(&runtime),
-            Arc::clone(&self.proxy),
-            rx,
-            self.graceful(),
-        ));
+        let shared = Arc::new(listener::ListenerShared::default());
+        let serve = |sock: tokio::net::TcpListener| {
+            listener::serve(
+                sock,
+                Arc::clone(&runtime),
+                Arc::clone(&self.proxy),
+                Arc::clone(&shared),
+                rx.clone(),
+                self.graceful(),
+            )
+        };
+        let workers = crate::worker::handles();
+        let tasks = if workers.is_empty() {
+            vec![tokio::spawn(serve(sock))]
+        } else {
+            // Each worker registers its own descriptor of the one socket with its own
+            // poller; the kernel wakes them for a new connection and one accepts it.
+            match sock.into_std() {
+                Ok(std) => workers
+                    .iter()
+                    .filter_map(|w| {
+                        let copy = match std.try_clone() {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::error!(%addr, error = %e, "cannot share the listener with a worker");
+                                return None;
+                            }
+                        };
+                        let _entered = w.enter();
+                        match tokio::net::TcpListener::from_std(copy) {
+                            Ok(sock) => Some(w.spawn(serve(sock))),
+                            Err(e) => {
+                                tracing::error!(%addr, error = %e, "a worker cannot poll the listener");
+                                None
+                            }
+                        }
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "cannot hand the listener to the workers");
+                    Vec::new()
+                }
+            }
+        };
         ListenerHandle {
             runtime,
             stop,
-            task,
+            tasks,
             addr,
         }
     }
@@ -240,7 +278,9 @@ impl Control {
             let _ = h.stop.send(true);
         }
         for h in handles {
-            let _ = h.task.await;
+            for t in h.tasks {
+                let _ = t.await;
+            }
         }
         let graceful = self.graceful.lock().ok().and_then(|mut g| g.take());
         let Some(graceful) = graceful.and_then(|g| Arc::try_unwrap(g).ok()) else {

@@ -27,3 +27,4 @@ pub mod rules;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod worker;

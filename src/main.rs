@@ -116,7 +116,7 @@ fn main() -> ExitCode {
             };
             init_logging(loaded.log.level.as_deref());
             let workers = loaded.workers;
-            report(runtime(workers).and_then(|rt| {
+            report(serving_runtime(workers).and_then(|rt| {
                 rt.block_on(portico::server::run_until_signal(loaded, config))
                     .context("portico could not start")
             }))
@@ -150,7 +150,7 @@ fn main() -> ExitCode {
         Command::ImportIis(args) => portico::import::run(&args),
         Command::Demo(opts) => {
             init_logging(None);
-            report(runtime(None).and_then(|rt| rt.block_on(portico::demo::run(opts))))
+            report(serving_runtime(None).and_then(|rt| rt.block_on(portico::demo::run(opts))))
         }
     }
 }
@@ -284,6 +284,23 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     }
     b.enable_all()
         .thread_name("portico-worker")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// For `run` and `demo`: `workers` threads (default: one per core) serve the listeners, each
+/// on its own runtime (`portico::worker`); one more thread runs everything else.
+fn serving_runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let n = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    portico::worker::start(n).context("cannot start the worker threads")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("portico-control")
         .build()
         .context("cannot start the async runtime")
 }

@@ -195,20 +195,53 @@ impl ListenerRuntime {
     }
 }
 
+/// What the accept loops of one listener share across workers: its connection counts and
+/// its connection-rate limiter, so limits hold for the listener, not per worker. Lives as
+/// long as the listener (not the config), so a reload does not forget who is connected.
+#[derive(Default)]
+pub struct ListenerShared {
+    counts: Arc<ConnectionCounts>,
+    /// The limiter and the setting it was built for; rebuilt only when a reload changes it.
+    rate: Mutex<Option<((RateSpec, usize), Arc<RateLimiter>)>>,
+}
+
+impl ListenerShared {
+    /// The connection-rate limiter for `want`, made (and registered with the perimeter
+    /// counters) when the setting first appears or changes.
+    fn limiter(
+        &self,
+        want: Option<(RateSpec, usize)>,
+        name: &str,
+        proxy: &Proxy,
+    ) -> Option<Arc<RateLimiter>> {
+        let mut rate = self.rate.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(want) = want else {
+            *rate = None;
+            return None;
+        };
+        if rate.as_ref().is_none_or(|(have, _)| *have != want) {
+            let l = Arc::new(RateLimiter::new(want.0, want.1));
+            proxy.perimeter.register_connection_limiter(name, &l);
+            *rate = Some((want, l));
+        }
+        rate.as_ref().map(|(_, l)| Arc::clone(l))
+    }
+}
+
 /// Accepts until `stop` flips (shutdown, or the listener left the config), then stops
 /// accepting; open connections are watched by `graceful` so shutdown can wait for them.
+/// With workers (`crate::worker`) each worker runs one of these on its own copy of the
+/// socket, sharing `shared`; the kernel hands each new connection to one of them.
 pub async fn serve(
     listener: TcpListener,
     runtime: Arc<ArcSwap<ListenerRuntime>>,
     proxy: Arc<Proxy>,
+    shared: Arc<ListenerShared>,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
 ) {
     let local = listener.local_addr().ok();
-    let counts = Arc::new(ConnectionCounts::default());
     let mut reserve = Reserve::open();
-    // Lives as long as the listener; rebuilt only when a reload changes the limit.
-    let mut rate: Option<((RateSpec, usize), Arc<RateLimiter>)> = None;
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -230,23 +263,8 @@ pub async fn serve(
         let local = tcp.local_addr().ok().or(local).unwrap_or(remote);
         let proxy = Arc::clone(&proxy);
         let watcher = graceful.watcher();
-        let counts = Arc::clone(&counts);
-        let limiter = match rt.settings.max_connection_rate {
-            None => {
-                rate = None;
-                None
-            }
-            Some(want) => {
-                if rate.as_ref().is_none_or(|(have, _)| *have != want) {
-                    let l = Arc::new(RateLimiter::new(want.0, want.1));
-                    proxy
-                        .perimeter
-                        .register_connection_limiter(&rt.settings.name, &l);
-                    rate = Some((want, l));
-                }
-                rate.as_ref().map(|(_, l)| Arc::clone(l))
-            }
-        };
+        let counts = Arc::clone(&shared.counts);
+        let limiter = shared.limiter(rt.settings.max_connection_rate, &rt.settings.name, &proxy);
         tokio::spawn(async move {
             let mut tcp = tcp;
             let mut remote = remote;

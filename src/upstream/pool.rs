@@ -6,6 +6,9 @@
 //! discarding it instead made a member behind an h2 front pay a full TLS handshake for every
 //! fourth request. Connections older than the idle timeout, set shorter than the member's
 //! keep-alive, are dropped so Portico never sends on one IIS is closing.
+//!
+//! One shard per worker thread (`crate::worker`): a connection's task runs on the worker
+//! that opened it, so a worker only reuses its own connections, and the shards never contend.
 
 use super::Sender;
 use std::sync::Mutex;
@@ -13,24 +16,37 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub(super) struct Pool {
-    /// Most recently returned last (LIFO keeps few connections warm and lets the rest age).
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    shards: Box<[Shard]>,
+    /// Per shard.
     max_idle: usize,
 }
+
+/// Most recently returned last (LIFO keeps few connections warm and lets the rest age).
+/// Aligned to a cache line so two workers' shards never share one.
+#[repr(align(64))]
+struct Shard(Mutex<Vec<(Sender, Instant)>>);
 
 impl Pool {
     pub(super) fn new(max_idle: usize) -> Self {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            shards: (0..crate::worker::shards())
+                .map(|_| Shard(Mutex::new(Vec::new())))
+                .collect(),
             max_idle,
         }
+    }
+
+    /// This thread's shard.
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Sender, Instant)>> {
+        let i = crate::worker::shard().min(self.shards.len() - 1);
+        self.shards[i].0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The most recently used open connection, dropping those idle past `idle_timeout`. It
     /// may still be finishing its last exchange: await `ready()` before sending.
     pub(super) fn checkout(&self, idle_timeout: Duration) -> Option<Sender> {
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle();
         // The oldest are at the front: cut every expired one in one go.
         let expired = idle.partition_point(|(_, since)| now.duration_since(*since) >= idle_timeout);
         if expired > 0 {
@@ -50,18 +66,25 @@ impl Pool {
         if self.max_idle == 0 || sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle();
         if idle.len() >= self.max_idle {
             idle.remove(0);
         }
         idle.push((sender, Instant::now()));
     }
 
+    /// Idle connections in all shards.
     pub(super) fn len(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        self.shards
+            .iter()
+            .map(|s| s.0.lock().map(|v| v.len()).unwrap_or(0))
+            .sum()
     }
 
+    /// Drops the idle connections of every shard.
     pub(super) fn clear(&self) {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        for s in self.shards.iter() {
+            s.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
     }
 }
