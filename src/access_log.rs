@@ -11,15 +11,21 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+/// Access log line format (`[log] access_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// W3C extended log format, the fields IIS writes, so existing log tooling keeps working.
     W3c,
+    /// One JSON object per line.
     Json,
 }
 
+/// Where access log lines go (`[log] access_log`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
+    /// Standard output (for journald or a container runtime).
     Stdout,
+    /// Appended to this file.
     File(PathBuf),
 }
 
@@ -30,10 +36,10 @@ enum Msg {
 
 /// The sink requests write to.
 pub struct AccessLog {
-    pub format: Format,
-    pub target: Target,
+    pub(crate) format: Format,
+    pub(crate) target: Target,
     tx: SyncSender<Msg>,
-    pub dropped: AtomicU64,
+    pub(crate) dropped: AtomicU64,
 }
 
 const QUEUE: usize = 64 * 1024;
@@ -140,8 +146,8 @@ pub struct AccessRecord {
     method: String,
     path_and_query: String,
     tls: Option<&'static str>,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
     status: AtomicU64,
     rule: OnceLock<String>,
     farm: OnceLock<String>,
@@ -153,7 +159,7 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
-    pub fn new(
+    pub(crate) fn new(
         log: Arc<AccessLog>,
         client: SocketAddr,
         host: &str,
@@ -181,20 +187,20 @@ impl AccessRecord {
         }
     }
 
-    pub fn set_rule(&self, rule: &str) {
+    pub(crate) fn set_rule(&self, rule: &str) {
         let _ = self.rule.set(rule.to_string());
     }
-    pub fn set_farm(&self, farm: &str) {
+    pub(crate) fn set_farm(&self, farm: &str) {
         let _ = self.farm.set(farm.to_string());
     }
-    pub fn set_member(&self, member: String) {
+    pub(crate) fn set_member(&self, member: String) {
         let _ = self.member.set(member);
     }
     /// Portico answered for the member (`x-portico` / `answered_by_portico`).
     pub fn set_answered_by_portico(&self, why: &'static str) {
         let _ = self.answered_by_portico.set(why);
     }
-    pub fn set_status(&self, status: u16) {
+    pub(crate) fn set_status(&self, status: u16) {
         self.status.store(u64::from(status), Ordering::Relaxed);
     }
 

@@ -28,15 +28,26 @@ use tokio::io::AsyncWriteExt;
 /// `timeout` (2 s in contrib/keepalived), so a wedged instance is reported, not timed out.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Why `portico health` cannot say the instance is ready (keepalived then lowers its priority).
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
+    /// The config file cannot be read (its path names the instance's health socket).
     #[error("cannot read the config file {path}: {source}")]
     Config {
+        /// The config file given.
         path: String,
+        /// Why reading failed.
         source: std::io::Error,
     },
     #[error("not ready: no running Portico serves {path} in this network namespace (no health socket @{prefix}<pid> in /proc/net/unix); is `portico run --config {path}` running here?")]
-    NotRunning { path: String, prefix: String },
+    /// No instance running with this config has its health socket in this network namespace.
+    NotRunning {
+        /// The config file given.
+        path: String,
+        /// Start of the abstract socket name derived from the config path.
+        prefix: String,
+    },
+    /// `/proc/net/unix` cannot be read to find the instance's socket.
     #[error("cannot list unix sockets in /proc/net/unix: {0}")]
     Proc(std::io::Error),
 }
@@ -44,7 +55,7 @@ pub enum HealthError {
 /// What one instance said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    pub ready: bool,
+    pub(crate) ready: bool,
     /// One line for people: why (not) ready.
     pub line: String,
     /// The running config's digest (`config::digest`).

@@ -5,6 +5,7 @@
 //! connection) → back through `proxy`. `config` builds the immutable model all of them read.
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod access_log;
 pub mod acme;

@@ -32,8 +32,8 @@ pub fn spawn_trimmer(every: Duration) {
 /// The open-files limit after start: what Portico could raise the soft limit to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenFiles {
-    pub soft: u64,
-    pub hard: u64,
+    pub(crate) soft: u64,
+    pub(crate) hard: u64,
     /// The soft limit at start, before raising it.
     pub was: u64,
 }

@@ -35,14 +35,16 @@ pub enum Challenge {
 /// Key type of the certificate (the account key is always ECDSA P-256).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyType {
+    /// ECDSA on P-256 (the default: small and fast handshakes).
     EcdsaP256,
+    /// RSA 2048, for clients that cannot do ECDSA.
     Rsa2048,
 }
 
 /// External Account Binding, for commercial CAs that require it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Eab {
-    pub kid: String,
+    pub(crate) kid: String,
     /// The decoded HMAC key (the config holds it base64url-encoded, as CAs hand it out).
     pub hmac_key: Vec<u8>,
 }
@@ -50,20 +52,20 @@ pub struct Eab {
 /// One `[[acme]]` entry, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AcmeConfig {
-    pub name: String,
-    pub directory: String,
-    pub contact: Vec<String>,
-    pub names: Vec<String>,
-    pub challenge: Challenge,
-    pub storage: PathBuf,
-    pub directory_ca: Option<PathBuf>,
-    pub key_type: KeyType,
-    pub eab: Option<Eab>,
+    pub(crate) name: String,
+    pub(crate) directory: String,
+    pub(crate) contact: Vec<String>,
+    pub(crate) names: Vec<String>,
+    pub(crate) challenge: Challenge,
+    pub(crate) storage: PathBuf,
+    pub(crate) directory_ca: Option<PathBuf>,
+    pub(crate) key_type: KeyType,
+    pub(crate) eab: Option<Eab>,
     /// A lock file older than this is taken over (its holder died).
     pub lock_stale: Duration,
     /// First wait after a failed order; doubles per failure up to `retry_max`.
     pub retry_first: Duration,
-    pub retry_max: Duration,
+    pub(crate) retry_max: Duration,
 }
 
 /// The slot for `cfg`: the stored certificate if storage holds a valid one for these names,

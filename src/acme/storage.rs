@@ -22,14 +22,14 @@ pub struct State {
     #[serde(default)]
     pub failures: u32,
     #[serde(default, with = "unix_opt")]
-    pub last_attempt: Option<SystemTime>,
+    pub(crate) last_attempt: Option<SystemTime>,
     #[serde(default, with = "unix_opt")]
-    pub last_success: Option<SystemTime>,
+    pub(crate) last_success: Option<SystemTime>,
     /// No order before this (back-off after a failure).
     #[serde(default, with = "unix_opt")]
     pub next_attempt: Option<SystemTime>,
     #[serde(default)]
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 mod unix_opt {
@@ -60,7 +60,7 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn new(dir: &Path) -> Storage {
+    pub(crate) fn new(dir: &Path) -> Storage {
         Storage {
             dir: dir.to_path_buf(),
         }
@@ -75,7 +75,7 @@ impl Storage {
             .create(&self.dir)
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -88,7 +88,7 @@ impl Storage {
         }
     }
 
-    pub fn account_path(&self) -> PathBuf {
+    pub(crate) fn account_path(&self) -> PathBuf {
         self.dir.join("account.json")
     }
 
@@ -119,14 +119,14 @@ impl Storage {
         write_atomic(&spec.cert, chain_pem.as_bytes())
     }
 
-    pub fn read_state(&self) -> State {
+    pub(crate) fn read_state(&self) -> State {
         std::fs::read(self.state_path())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     }
 
-    pub fn write_state(&self, state: &State) -> std::io::Result<()> {
+    pub(crate) fn write_state(&self, state: &State) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
         write_atomic(&self.state_path(), &json)
     }
@@ -138,7 +138,7 @@ impl Storage {
         write_atomic(&dir.join(token), key_authorization.as_bytes())
     }
 
-    pub fn unpublish_http01(&self, token: &str) {
+    pub(crate) fn unpublish_http01(&self, token: &str) {
         let _ = std::fs::remove_file(self.dir.join("http-01").join(token));
     }
 }

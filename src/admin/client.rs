@@ -10,19 +10,35 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("cannot reach the admin listener at {addr}: {reason} (is portico running with this config?)")]
-    Unreachable { addr: SocketAddr, reason: String },
+    /// Nothing answers on the `[admin]` address: usually no instance runs with this config.
+    Unreachable {
+        /// The admin address from the config.
+        addr: SocketAddr,
+        /// Why connecting or the exchange failed.
+        reason: String,
+    },
+    /// The admin token file named in `[admin]` cannot be read.
     #[error("cannot read the admin token file {file}: {source}")]
     Token {
+        /// The token file as the config names it.
         file: String,
+        /// Why reading failed.
         source: std::io::Error,
     },
     #[error("the running instance refused the reload ({status}): {message}")]
-    Refused { status: u16, message: String },
+    /// The instance answered with an error status: it did not reload (e.g. a rejected token, or a new config that does not compile).
+    Refused {
+        /// HTTP status of the answer.
+        status: u16,
+        /// The instance's explanation, printed as is.
+        message: String,
+    },
 }
 
 /// What the running instance answered to an accepted reload.
 #[derive(Debug)]
 pub struct Reloaded {
+    /// The running instance's own summary of the reload, printed as is.
     pub message: String,
     /// The file the running instance re-read.
     pub config_file: Option<String>,

@@ -80,16 +80,22 @@ pub struct CheckOptions {
 /// What a published name is for: which checks it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {
+    /// Skype for Business external web services; also any name no other service claims.
     WebExt,
+    /// The `meet` simple URL.
     Meet,
+    /// The `dialin` simple URL.
     Dialin,
+    /// `lyncdiscover.<domain>`: client autodiscovery.
     Lyncdiscover,
+    /// Office Online Server (Office Web Apps).
     OfficeOnline,
+    /// Exchange (OWA, EWS, ActiveSync, Autodiscover, MAPI).
     Exchange,
 }
 
 impl Service {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Service::WebExt => "webext",
             Service::Meet => "meet",
@@ -104,10 +110,10 @@ impl Service {
 /// One name to check, where to reach it, and what it serves.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub host: String,
-    pub port: u16,
-    pub addr: SocketAddr,
-    pub service: Service,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) addr: SocketAddr,
+    pub(crate) service: Service,
     /// For path-style simple URLs (`webext.contoso.com/meet`): the path; else `/`.
     pub path: String,
 }
@@ -122,7 +128,7 @@ impl Target {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://{}{}", self.host_header(), path)
     }
 }
@@ -130,16 +136,18 @@ impl Target {
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// The check found what it expects.
     Pass,
     /// Worth a look; does not fail the run.
     Warn,
+    /// The check found a problem; the run fails.
     Fail,
     /// Not applicable (e.g. no TLS session, so no web check).
     Skip,
 }
 
 impl Status {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Status::Pass => "pass",
             Status::Warn => "warn",
@@ -156,7 +164,7 @@ pub struct Finding {
     pub id: &'static str,
     /// The published name it concerns.
     pub name: String,
-    pub status: Status,
+    pub(crate) status: Status,
     /// What was seen.
     pub detail: String,
     /// For warnings and failures: the likely fix.
@@ -164,7 +172,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn pass(id: &'static str, name: &str, detail: impl Into<String>) -> Finding {
+    pub(crate) fn pass(id: &'static str, name: &str, detail: impl Into<String>) -> Finding {
         Finding {
             id,
             name: name.to_string(),
@@ -174,7 +182,7 @@ impl Finding {
         }
     }
 
-    pub fn fail(
+    pub(crate) fn fail(
         id: &'static str,
         name: &str,
         detail: impl Into<String>,
@@ -189,7 +197,7 @@ impl Finding {
         }
     }
 
-    pub fn warn(
+    pub(crate) fn warn(
         id: &'static str,
         name: &str,
         detail: impl Into<String>,
@@ -201,7 +209,7 @@ impl Finding {
         }
     }
 
-    pub fn skip(id: &'static str, name: &str, detail: impl Into<String>) -> Finding {
+    pub(crate) fn skip(id: &'static str, name: &str, detail: impl Into<String>) -> Finding {
         Finding {
             status: Status::Skip,
             ..Finding::pass(id, name, detail)
@@ -214,8 +222,8 @@ impl Finding {
 pub struct Report {
     /// Names derived from a config, with where each came from.
     pub derived: Vec<DerivedName>,
-    pub targets: Vec<Target>,
-    pub findings: Vec<Finding>,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) findings: Vec<Finding>,
 }
 
 impl Report {
@@ -228,8 +236,10 @@ impl Report {
 /// A problem with the command line or the config: nothing was checked.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// The command line is unusable; says what is wrong.
     #[error("{0}")]
     Usage(String),
+    /// The config cannot be read or compiled; says what is wrong.
     #[error("{0}")]
     Config(String),
 }

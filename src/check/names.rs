@@ -19,15 +19,15 @@ use crate::rules::{Outcome, RequestView};
 /// A name found in the config, and what the checker will do with it.
 #[derive(Debug, Clone)]
 pub struct DerivedName {
-    pub name: String,
-    pub service: Service,
+    pub(crate) name: String,
+    pub(crate) service: Service,
     /// Where it came from: `rule "lyncweb"`, `certificate lyncweb.pem`, ...
     pub source: String,
     /// The farm the config's rules send it to; `None` when no rule routes it (not checked).
     pub farm: Option<String>,
     /// TLS listener it is checked on (address to connect to, port for Host).
     pub listener: Option<SocketAddr>,
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 /// Loads and validates `path`, then derives its published names (one entry per name and TLS

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// 1-based line and column, when the problem has a place in the file.
     pub line: Option<(usize, usize)>,
     /// Dotted key such as `farm[1].timeout` or `farm "meet".members[0].address`.
     pub key: String,
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {

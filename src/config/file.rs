@@ -8,82 +8,83 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
 
-pub type S<T> = Spanned<T>;
+pub(crate) type S<T> = Spanned<T>;
 
+/// The config file as TOML deserializes it, before checking; `config::compile` turns it into a [`crate::config::Config`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
-    pub workers: Option<S<usize>>,
-    pub shutdown_timeout: Option<S<String>>,
-    pub drain_delay: Option<S<String>>,
+    pub(crate) workers: Option<S<usize>>,
+    pub(crate) shutdown_timeout: Option<S<String>>,
+    pub(crate) drain_delay: Option<S<String>>,
     #[serde(default)]
-    pub listener: Vec<S<Listener>>,
-    pub admin: Option<S<Admin>>,
+    pub(crate) listener: Vec<S<Listener>>,
+    pub(crate) admin: Option<S<Admin>>,
     #[serde(default)]
-    pub resolve: BTreeMap<String, S<Vec<S<String>>>>,
-    pub upstream: Option<S<Upstream>>,
+    pub(crate) resolve: BTreeMap<String, S<Vec<S<String>>>>,
+    pub(crate) upstream: Option<S<Upstream>>,
     #[serde(default)]
-    pub farm: Vec<S<Farm>>,
+    pub(crate) farm: Vec<S<Farm>>,
     #[serde(default)]
-    pub rule: Vec<S<Rule>>,
-    pub log: Option<S<Log>>,
-    pub lockout: Option<S<Lockout>>,
+    pub(crate) rule: Vec<S<Rule>>,
+    pub(crate) log: Option<S<Log>>,
+    pub(crate) lockout: Option<S<Lockout>>,
     #[serde(default)]
-    pub acme: Vec<S<Acme>>,
+    pub(crate) acme: Vec<S<Acme>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Listener {
-    pub bind: S<String>,
-    pub name: Option<S<String>>,
-    pub tls: Option<S<ListenerTls>>,
-    pub proxy_protocol: Option<S<ProxyProtocol>>,
-    pub header_read_timeout: Option<S<String>>,
-    pub max_connections: Option<S<usize>>,
-    pub max_connections_per_client: Option<S<usize>>,
+pub(crate) struct Listener {
+    pub(crate) bind: S<String>,
+    pub(crate) name: Option<S<String>>,
+    pub(crate) tls: Option<S<ListenerTls>>,
+    pub(crate) proxy_protocol: Option<S<ProxyProtocol>>,
+    pub(crate) header_read_timeout: Option<S<String>>,
+    pub(crate) max_connections: Option<S<usize>>,
+    pub(crate) max_connections_per_client: Option<S<usize>>,
     #[serde(default)]
-    pub trusted_proxies: Vec<S<String>>,
-    pub reuse_port: Option<bool>,
-    pub max_header_bytes: Option<S<usize>>,
-    pub h2_max_concurrent_streams: Option<S<u32>>,
-    pub max_connection_rate: Option<S<ConnectionRate>>,
+    pub(crate) trusted_proxies: Vec<S<String>>,
+    pub(crate) reuse_port: Option<bool>,
+    pub(crate) max_header_bytes: Option<S<usize>>,
+    pub(crate) h2_max_concurrent_streams: Option<S<u32>>,
+    pub(crate) max_connection_rate: Option<S<ConnectionRate>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListenerTls {
-    pub certificates: S<Vec<S<Certificate>>>,
+pub(crate) struct ListenerTls {
+    pub(crate) certificates: S<Vec<S<Certificate>>>,
     #[serde(default)]
-    pub http1_only: Vec<S<String>>,
-    pub min_version: Option<S<String>>,
-    pub handshake_timeout: Option<S<String>>,
+    pub(crate) http1_only: Vec<S<String>>,
+    pub(crate) min_version: Option<S<String>>,
+    pub(crate) handshake_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Certificate {
-    pub cert: Option<S<String>>,
-    pub key: Option<S<String>>,
+pub(crate) struct Certificate {
+    pub(crate) cert: Option<S<String>>,
+    pub(crate) key: Option<S<String>>,
     /// Instead of cert/key: the `[[acme]]` entry that obtains this certificate.
     pub acme: Option<S<String>>,
     #[serde(default)]
-    pub default: bool,
+    pub(crate) default: bool,
     #[serde(default)]
-    pub allow_expired: bool,
+    pub(crate) allow_expired: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProxyProtocol {
-    pub from: Vec<S<String>>,
+pub(crate) struct ProxyProtocol {
+    pub(crate) from: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Admin {
-    pub bind: Option<S<String>>,
-    pub token_file: Option<S<String>>,
+pub(crate) struct Admin {
+    pub(crate) bind: Option<S<String>>,
+    pub(crate) token_file: Option<S<String>>,
 }
 
 /// A value written either as one string or as a list of strings (`ca = "a.pem"` or `ca = ["a.pem", "b.pem"]`).
@@ -118,75 +119,77 @@ impl<'de> Deserialize<'de> for OneOrMany {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Upstream {
-    pub source_address: Option<S<String>>,
-    pub ca: Option<S<OneOrMany>>,
-    pub connect_timeout: Option<S<String>>,
-    pub pool_idle_timeout: Option<S<String>>,
-    pub pool_max_idle_per_member: Option<S<usize>>,
-    pub dns_refresh: Option<S<String>>,
+pub(crate) struct Upstream {
+    pub(crate) source_address: Option<S<String>>,
+    pub(crate) ca: Option<S<OneOrMany>>,
+    pub(crate) connect_timeout: Option<S<String>>,
+    pub(crate) pool_idle_timeout: Option<S<String>>,
+    pub(crate) pool_max_idle_per_member: Option<S<usize>>,
+    pub(crate) dns_refresh: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Farm {
-    pub name: S<String>,
-    pub members: S<Vec<S<Member>>>,
-    pub http_port: Option<S<u16>>,
-    pub https_port: Option<S<u16>>,
-    pub ssl_offload: Option<bool>,
-    pub timeout: Option<S<String>>,
-    pub connect_timeout: Option<S<String>>,
-    pub load_balancing: Option<S<String>>,
-    pub health: Option<S<HealthList>>,
-    pub affinity: Option<S<Affinity>>,
-    pub preserve_host: Option<bool>,
-    pub x_forwarded: Option<bool>,
-    pub insecure_skip_verify: Option<bool>,
-    pub ca: Option<S<OneOrMany>>,
-    pub hash: Option<S<String>>,
-    pub hash_query: Option<Vec<String>>,
-    pub live_traffic: Option<S<LiveTraffic>>,
-    pub max_pinned_per_member: Option<S<u32>>,
-    pub lockout: Option<bool>,
+pub(crate) struct Farm {
+    pub(crate) name: S<String>,
+    pub(crate) members: S<Vec<S<Member>>>,
+    pub(crate) http_port: Option<S<u16>>,
+    pub(crate) https_port: Option<S<u16>>,
+    pub(crate) ssl_offload: Option<bool>,
+    pub(crate) timeout: Option<S<String>>,
+    pub(crate) connect_timeout: Option<S<String>>,
+    pub(crate) load_balancing: Option<S<String>>,
+    pub(crate) health: Option<S<HealthList>>,
+    pub(crate) affinity: Option<S<Affinity>>,
+    pub(crate) preserve_host: Option<bool>,
+    pub(crate) x_forwarded: Option<bool>,
+    pub(crate) insecure_skip_verify: Option<bool>,
+    pub(crate) ca: Option<S<OneOrMany>>,
+    pub(crate) hash: Option<S<String>>,
+    pub(crate) hash_query: Option<Vec<String>>,
+    pub(crate) live_traffic: Option<S<LiveTraffic>>,
+    pub(crate) max_pinned_per_member: Option<S<u32>>,
+    pub(crate) lockout: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LiveTraffic {
-    pub failure_codes: Option<S<String>>,
-    pub failures: Option<S<u32>>,
-    pub window: Option<S<String>>,
-    pub backoff: Option<S<String>>,
+pub(crate) struct LiveTraffic {
+    pub(crate) failure_codes: Option<S<String>>,
+    pub(crate) failures: Option<S<u32>>,
+    pub(crate) window: Option<S<String>>,
+    pub(crate) backoff: Option<S<String>>,
 }
 
+/// One `[[farm.member]]` entry as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
-    pub address: S<String>,
-    pub weight: Option<S<u32>>,
-    pub http_port: Option<S<u16>>,
-    pub https_port: Option<S<u16>>,
-    pub enabled: Option<bool>,
-    pub state: Option<S<String>>,
+    pub(crate) address: S<String>,
+    pub(crate) weight: Option<S<u32>>,
+    pub(crate) http_port: Option<S<u16>>,
+    pub(crate) https_port: Option<S<u16>>,
+    pub(crate) enabled: Option<bool>,
+    pub(crate) state: Option<S<String>>,
 }
 
+/// One active health check (`health = { .. }`) of a farm as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
     /// Required unless `tcp = true`.
     pub url: Option<S<String>>,
-    pub name: Option<S<String>>,
-    pub path: Option<S<String>>,
-    pub port: Option<S<u16>>,
-    pub tcp: Option<bool>,
-    pub interval: Option<S<String>>,
-    pub timeout: Option<S<String>>,
-    pub expect: Option<S<String>>,
-    pub body: Option<S<String>>,
-    pub host: Option<S<String>>,
-    pub fall: Option<S<u32>>,
-    pub rise: Option<S<u32>>,
+    pub(crate) name: Option<S<String>>,
+    pub(crate) path: Option<S<String>>,
+    pub(crate) port: Option<S<u16>>,
+    pub(crate) tcp: Option<bool>,
+    pub(crate) interval: Option<S<String>>,
+    pub(crate) timeout: Option<S<String>>,
+    pub(crate) expect: Option<S<String>>,
+    pub(crate) body: Option<S<String>>,
+    pub(crate) host: Option<S<String>>,
+    pub(crate) fall: Option<S<u32>>,
+    pub(crate) rise: Option<S<u32>>,
 }
 
 /// `health = { .. }` (one check) or `health = [ { .. }, .. ]` (one per path prefix).
@@ -234,47 +237,47 @@ impl<'de> Deserialize<'de> for HealthList {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Affinity {
-    pub cookie: Option<S<String>>,
+pub(crate) struct Affinity {
+    pub(crate) cookie: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub name: S<String>,
+pub(crate) struct Rule {
+    pub(crate) name: S<String>,
     #[serde(rename = "match")]
-    pub pattern: Option<S<String>>,
-    pub syntax: Option<S<String>>,
-    pub ignore_case: Option<bool>,
-    pub negate: Option<bool>,
+    pub(crate) pattern: Option<S<String>>,
+    pub(crate) syntax: Option<S<String>>,
+    pub(crate) ignore_case: Option<bool>,
+    pub(crate) negate: Option<bool>,
     #[serde(default)]
-    pub conditions: Vec<S<Condition>>,
-    pub logical_grouping: Option<S<String>>,
-    pub track_all_captures: Option<bool>,
-    pub action: S<Action>,
-    pub stop: Option<bool>,
-    pub rate_limit: Option<S<RateLimit>>,
+    pub(crate) conditions: Vec<S<Condition>>,
+    pub(crate) logical_grouping: Option<S<String>>,
+    pub(crate) track_all_captures: Option<bool>,
+    pub(crate) action: S<Action>,
+    pub(crate) stop: Option<bool>,
+    pub(crate) rate_limit: Option<S<RateLimit>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Condition {
-    pub input: S<String>,
+pub(crate) struct Condition {
+    pub(crate) input: S<String>,
     /// Either `pattern`, or `cidr` / `cidr_file` (an address input only).
     pub pattern: Option<S<String>>,
-    pub negate: Option<bool>,
-    pub ignore_case: Option<bool>,
-    pub cidr: Option<S<Vec<S<String>>>>,
-    pub cidr_file: Option<S<String>>,
+    pub(crate) negate: Option<bool>,
+    pub(crate) ignore_case: Option<bool>,
+    pub(crate) cidr: Option<S<Vec<S<String>>>>,
+    pub(crate) cidr_file: Option<S<String>>,
 }
 
 /// `rate_limit = { requests = 50, per = "1s", burst = 100 }` on a rule.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
-    pub requests: S<u32>,
-    pub per: S<String>,
-    pub burst: Option<S<u32>>,
+    pub(crate) requests: S<u32>,
+    pub(crate) per: S<String>,
+    pub(crate) burst: Option<S<u32>>,
     /// Client addresses remembered (the table's cap).
     pub max_clients: Option<S<usize>>,
 }
@@ -283,81 +286,81 @@ pub struct RateLimit {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionRate {
-    pub connections: S<u32>,
-    pub per: S<String>,
-    pub burst: Option<S<u32>>,
-    pub max_clients: Option<S<usize>>,
+    pub(crate) connections: S<u32>,
+    pub(crate) per: S<String>,
+    pub(crate) burst: Option<S<u32>>,
+    pub(crate) max_clients: Option<S<usize>>,
 }
 
 /// `[lockout]`: failed-sign-in protection for farms with `lockout = true`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lockout {
-    pub threshold: Option<S<u32>>,
-    pub window: Option<S<String>>,
+    pub(crate) threshold: Option<S<u32>>,
+    pub(crate) window: Option<S<String>>,
     #[serde(default)]
-    pub trusted: Vec<S<String>>,
+    pub(crate) trusted: Vec<S<String>>,
     /// AD's account lockout threshold: `threshold` is derived from it when not given, and
     /// checked against it when given.
     pub ad_threshold: Option<S<u32>>,
     /// Portico instances that each count alone (an HA pair: 2).
     pub instances: Option<S<u32>>,
-    pub address_threshold: Option<S<u32>>,
-    pub familiar_for: Option<S<String>>,
-    pub answer: Option<S<u16>>,
-    pub max_entries: Option<S<usize>>,
+    pub(crate) address_threshold: Option<S<u32>>,
+    pub(crate) familiar_for: Option<S<String>>,
+    pub(crate) answer: Option<S<u16>>,
+    pub(crate) max_entries: Option<S<usize>>,
 }
 
 /// One table for every action kind; `compile` checks that exactly one kind is named.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Action {
-    pub route: Option<S<String>>,
-    pub scheme: Option<S<String>>,
-    pub path: Option<S<String>>,
-    pub rewrite: Option<S<String>>,
-    pub redirect: Option<S<String>>,
-    pub status: Option<S<u16>>,
-    pub respond: Option<S<u16>>,
-    pub reason: Option<S<String>>,
-    pub body: Option<S<String>>,
-    pub content_type: Option<S<String>>,
-    pub abort: Option<bool>,
-    pub none: Option<bool>,
-    pub append_query: Option<bool>,
-    pub max_body: Option<S<String>>,
+    pub(crate) route: Option<S<String>>,
+    pub(crate) scheme: Option<S<String>>,
+    pub(crate) path: Option<S<String>>,
+    pub(crate) rewrite: Option<S<String>>,
+    pub(crate) redirect: Option<S<String>>,
+    pub(crate) status: Option<S<u16>>,
+    pub(crate) respond: Option<S<u16>>,
+    pub(crate) reason: Option<S<String>>,
+    pub(crate) body: Option<S<String>>,
+    pub(crate) content_type: Option<S<String>>,
+    pub(crate) abort: Option<bool>,
+    pub(crate) none: Option<bool>,
+    pub(crate) append_query: Option<bool>,
+    pub(crate) max_body: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Log {
-    pub level: Option<S<String>>,
-    pub access_log: Option<S<String>>,
-    pub access_format: Option<S<String>>,
+pub(crate) struct Log {
+    pub(crate) level: Option<S<String>>,
+    pub(crate) access_log: Option<S<String>>,
+    pub(crate) access_format: Option<S<String>>,
 }
 
 /// `[[acme]]`: a certificate Portico obtains and renews itself (issue 13).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Acme {
-    pub name: S<String>,
-    pub directory: S<String>,
+    pub(crate) name: S<String>,
+    pub(crate) directory: S<String>,
     #[serde(default)]
-    pub contact: Vec<S<String>>,
-    pub names: S<Vec<S<String>>>,
-    pub challenge: Option<S<String>>,
-    pub storage: S<String>,
-    pub directory_ca: Option<S<String>>,
-    pub key_type: Option<S<String>>,
-    pub eab: Option<S<AcmeEab>>,
-    pub lock_stale: Option<S<String>>,
-    pub retry_first: Option<S<String>>,
-    pub retry_max: Option<S<String>>,
+    pub(crate) contact: Vec<S<String>>,
+    pub(crate) names: S<Vec<S<String>>>,
+    pub(crate) challenge: Option<S<String>>,
+    pub(crate) storage: S<String>,
+    pub(crate) directory_ca: Option<S<String>>,
+    pub(crate) key_type: Option<S<String>>,
+    pub(crate) eab: Option<S<AcmeEab>>,
+    pub(crate) lock_stale: Option<S<String>>,
+    pub(crate) retry_first: Option<S<String>>,
+    pub(crate) retry_max: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AcmeEab {
-    pub kid: S<String>,
-    pub hmac_key: S<String>,
+pub(crate) struct AcmeEab {
+    pub(crate) kid: S<String>,
+    pub(crate) hmac_key: S<String>,
 }

@@ -10,8 +10,11 @@ use std::time::{Duration, SystemTime};
 
 /// A whole, valid configuration. Immutable once built; reload builds a new one.
 pub struct Config {
+    /// The config file this was read from; a reload reads the same path again.
     pub path: PathBuf,
+    /// When this config was read (shown on the status page and in metrics).
     pub loaded_at: SystemTime,
+    /// Tokio worker threads; None: one per CPU.
     pub workers: Option<usize>,
     /// How long a graceful shutdown waits for requests in flight before closing them.
     pub shutdown_timeout: Duration,
@@ -21,59 +24,66 @@ pub struct Config {
     /// SHA-256 (hex) of the config file's bytes as read: equal on two instances exactly when
     /// `sha256sum` of their files is (docs/high-availability.md).
     pub digest: String,
+    /// Every `[[listener]]`, in config order.
     pub listeners: Vec<ListenerConfig>,
+    /// `[admin]`: the status page, metrics and reload API; None when the table is absent.
     pub admin: Option<AdminConfig>,
     /// The ARR box's hosts file: names answered before DNS.
     pub resolve: Arc<HashMap<String, Vec<IpAddr>>>,
-    pub upstream: UpstreamConfig,
+    pub(crate) upstream: UpstreamConfig,
     /// Each farm's one spec, shared with its run-time `farm::Farm`; a rule's `FarmId` is its
     /// index here.
     pub farms: Vec<Arc<FarmConfig>>,
+    /// The URL Rewrite rules, compiled, in config order.
     pub rules: RuleSet,
+    /// `[log]`: log level and access log.
     pub log: LogConfig,
     /// `[lockout]`: applies to farms with `lockout = true`; None when the table is absent.
     pub lockout: Option<Arc<crate::perimeter::lockout::LockoutSettings>>,
 }
 
+/// One `[[listener]]`: an address Portico accepts clients on, with its TLS and limits.
 pub struct ListenerConfig {
-    pub name: String,
-    pub bind: SocketAddr,
-    pub tls: Option<Arc<ListenerTls>>,
+    pub(crate) name: String,
+    pub(crate) bind: SocketAddr,
+    pub(crate) tls: Option<Arc<ListenerTls>>,
     /// Source ranges allowed to send a PROXY protocol header; empty = PROXY protocol off.
     pub proxy_protocol_from: Vec<Cidr>,
     /// Time to receive a request head; also closes idle keep-alive connections (hyper
     /// measures both with one timer).
     pub header_read_timeout: Duration,
-    pub max_connections: usize,
-    pub max_connections_per_client: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_client: usize,
     /// Peers whose X-Forwarded-For is kept (appended to); everyone else's is replaced.
     pub trusted_proxies: Vec<Cidr>,
     /// SO_REUSEPORT: a second Portico (a new binary) can bind the same address and take
     /// over while this one finishes its requests.
     pub reuse_port: bool,
-    pub max_header_bytes: usize,
-    pub h2_max_concurrent_streams: u32,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) h2_max_concurrent_streams: u32,
     /// New connections per client address (after PROXY protocol) and the table's cap.
     pub max_connection_rate: Option<(crate::perimeter::ratelimit::RateSpec, usize)>,
 }
 
+/// `[admin]`: where the status page, metrics and reload API listen.
 pub struct AdminConfig {
+    /// Address of the admin listener (keep it off the perimeter network).
     pub bind: SocketAddr,
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
 }
 
-pub struct UpstreamConfig {
-    pub source_address: Option<IpAddr>,
-    pub ca_files: Vec<PathBuf>,
-    pub connect_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle_per_member: usize,
+pub(crate) struct UpstreamConfig {
+    pub(crate) source_address: Option<IpAddr>,
+    pub(crate) ca_files: Vec<PathBuf>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) pool_max_idle_per_member: usize,
     /// How often member host names are resolved again (every address is a member).
     pub dns_refresh: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadBalancing {
+pub(crate) enum LoadBalancing {
     WeightedRoundRobin,
     LeastRequests,
     LeastResponseTime,
@@ -83,7 +93,7 @@ pub enum LoadBalancing {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashKey {
+pub(crate) enum HashKey {
     /// `REMOTE_ADDR`, `HTTP_HOST`, `URL`, `QUERY_STRING`, `REQUEST_URI` or `HTTP_<HEADER>`.
     Variable(String),
     /// Values of these query-string names (ARR's queryStringNames).
@@ -91,7 +101,7 @@ pub enum HashKey {
 }
 
 impl LoadBalancing {
-    pub const ACCEPTED: &'static str = "\"weighted-round-robin\" (default), \"least-requests\", \"least-response-time\", \"power-of-two\", \"request-hash\" (with hash = \"VARIABLE\" or hash_query = [names])";
+    pub(crate) const ACCEPTED: &'static str = "\"weighted-round-robin\" (default), \"least-requests\", \"least-response-time\", \"power-of-two\", \"request-hash\" (with hash = \"VARIABLE\" or hash_query = [names])";
 
     /// Parses everything but the hash key, which `compile` fills in.
     pub fn parse(text: &str) -> Option<Self> {
@@ -113,21 +123,22 @@ impl LoadBalancing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberState {
+pub(crate) enum MemberState {
     Available,
     Draining,
     Unavailable,
 }
 
-pub struct MemberConfig {
+pub(crate) struct MemberConfig {
     /// Host name or IP address, no port (ports come from bridging).
     pub address: String,
-    pub weight: u32,
-    pub http_port: u16,
-    pub https_port: u16,
-    pub state: MemberState,
+    pub(crate) weight: u32,
+    pub(crate) http_port: u16,
+    pub(crate) https_port: u16,
+    pub(crate) state: MemberState,
 }
 
+/// One active health check of a farm's members, as compiled.
 #[derive(Clone)]
 pub struct HealthConfig {
     /// Name of the check on the status page and in metrics: `name`, else the path, else
@@ -139,27 +150,27 @@ pub struct HealthConfig {
     pub port: Option<u16>,
     /// A plain TCP connect instead of an HTTP GET.
     pub tcp: bool,
-    pub url: String,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub expect: Vec<(u16, u16)>,
-    pub body: Option<String>,
-    pub host: Option<String>,
-    pub fall: u32,
-    pub rise: u32,
+    pub(crate) url: String,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) expect: Vec<(u16, u16)>,
+    pub(crate) body: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) fall: u32,
+    pub(crate) rise: u32,
 }
 
-pub struct AffinityConfig {
-    pub cookie: String,
+pub(crate) struct AffinityConfig {
+    pub(crate) cookie: String,
 }
 
 /// Passive failure detection from live traffic (ARR's liveTrafficFailureCodes).
 #[derive(Debug, Clone)]
 pub struct LiveTrafficConfig {
-    pub failure_codes: Vec<(u16, u16)>,
+    pub(crate) failure_codes: Vec<(u16, u16)>,
     /// This many failures within `window` take a member out...
     pub failures: u32,
-    pub window: Duration,
+    pub(crate) window: Duration,
     /// ...until an active check passes or, without checks, until a probe after `backoff`.
     pub backoff: Duration,
 }
@@ -175,49 +186,54 @@ impl Default for LiveTrafficConfig {
     }
 }
 
+/// One `[[farm]]` as compiled: members, balancing, timeouts and TLS towards members.
 pub struct FarmConfig {
-    pub name: String,
-    pub members: Vec<MemberConfig>,
-    pub ssl_offload: bool,
+    pub(crate) name: String,
+    pub(crate) members: Vec<MemberConfig>,
+    pub(crate) ssl_offload: bool,
     /// Per-read idle timeout towards members (ARR's proxy timeout).
     pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub load_balancing: LoadBalancing,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) load_balancing: LoadBalancing,
     /// The first of `health_checks` (what a farm with one check has).
     pub health: Option<HealthConfig>,
-    pub affinity: Option<AffinityConfig>,
-    pub preserve_host: bool,
-    pub x_forwarded: bool,
+    pub(crate) affinity: Option<AffinityConfig>,
+    pub(crate) preserve_host: bool,
+    pub(crate) x_forwarded: bool,
     /// TLS client settings for re-encryption to members.
     pub tls: Arc<rustls::ClientConfig>,
-    pub live_traffic: LiveTrafficConfig,
+    pub(crate) live_traffic: LiveTrafficConfig,
     /// Cap on NTLM/Negotiate-pinned connections per member; beyond it clients get 503.
     pub max_pinned_per_member: u32,
     /// From `[upstream]`: idle connections kept per member and scheme, and for how long
     /// (never longer than `timeout`).
     pub pool_max_idle: usize,
-    pub pool_idle_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
     /// Every active check, in config order (`health = { .. }` or `health = [ { .. }, .. ]`).
     pub health_checks: Vec<HealthConfig>,
     /// Sign-ins through this farm are counted and protected (`[lockout]`).
     pub lockout: bool,
 }
 
+/// `[log]` as compiled.
 pub struct LogConfig {
+    /// `tracing` filter directive such as `info` or `portico=debug`; None: `info` (RUST_LOG wins over both).
     pub level: Option<String>,
-    pub access_log: Option<String>,
-    pub access_format: Option<String>,
+    pub(crate) access_log: Option<String>,
+    pub(crate) access_format: Option<String>,
 }
 
 /// An address range such as `10.0.0.0/24` (PROXY protocol sources, trusted proxies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
+    /// First address of the range (host bits may be set; they are ignored).
     pub addr: IpAddr,
+    /// Prefix length in bits: 0..=32 for IPv4, 0..=128 for IPv6.
     pub prefix: u8,
 }
 
 impl Cidr {
-    pub fn parse(text: &str) -> Result<Cidr, String> {
+    pub(crate) fn parse(text: &str) -> Result<Cidr, String> {
         let err = || {
             format!("invalid address range {text:?}: expected an address or CIDR range such as \"10.0.0.0/24\" or \"::1/128\"")
         };
@@ -237,6 +253,7 @@ impl Cidr {
         Ok(Cidr { addr, prefix })
     }
 
+    /// Whether `ip` is in the range; an IPv4-mapped IPv6 address counts as its IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),

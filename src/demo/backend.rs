@@ -49,12 +49,16 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors building a backend's TLS configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
+    /// The certificate PEM cannot be parsed; says why.
     #[error("certificate PEM: {0}")]
     CertPem(String),
+    /// The certificate PEM holds no certificate.
     #[error("no certificate found in the certificate PEM")]
     NoCertificate,
+    /// The key PEM cannot be parsed or holds no key; says why.
     #[error("private key PEM: {0}")]
     KeyPem(String),
+    /// rustls refused the certificate and key.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -138,6 +142,7 @@ struct ConnInfo {
 /// A running member. Dropping it (or [`Backend::shutdown`]) stops accepting and closes every
 /// open connection, including upgraded WebSocket ones.
 pub struct Backend {
+    /// The address the member listens on; tests point farms at it.
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     /// Dropping the sender wakes every task's `closed()` wait.

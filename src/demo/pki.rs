@@ -15,7 +15,9 @@ pub struct TestCa {
 
 /// A certificate chain and its key, as PEM.
 pub struct Issued {
+    /// The issued certificate as PEM (the leaf alone; the CA is [`TestCa::cert_pem`]).
     pub cert_pem: String,
+    /// The private key, PKCS#8 PEM.
     pub key_pem: String,
     /// The certificate in DER (what a TLS peer sees).
     pub der: Vec<u8>,
@@ -45,6 +47,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 impl TestCa {
+    /// A new self-signed CA named `common_name`, with a fresh key.
     pub fn new(common_name: &str) -> Result<TestCa, rcgen::Error> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -57,6 +60,7 @@ impl TestCa {
         Ok(TestCa { cert, key })
     }
 
+    /// The CA certificate as PEM (what a client trusts).
     pub fn cert_pem(&self) -> String {
         self.cert.pem()
     }

@@ -14,7 +14,7 @@ pub struct Schedule {
 const MAX_SCHEDULE: u64 = 4096;
 
 impl Schedule {
-    pub fn new(weights: &[u32]) -> Schedule {
+    pub(crate) fn new(weights: &[u32]) -> Schedule {
         let g = weights
             .iter()
             .copied()

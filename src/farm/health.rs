@@ -4,8 +4,8 @@
 //!
 //! A farm may carry several checks, each for a path prefix (Exchange: one per virtual
 //! directory). A failing check with a `path` takes the member out for requests under that
-//! prefix only ([`HealthState::is_up_for`]); a failing check without one, or every check
-//! failing, takes it out for everything ([`HealthState::is_up`]).
+//! prefix only (`HealthState::is_up_for`); a failing check without one, or every check
+//! failing, takes it out for everything (`HealthState::is_up`).
 
 use crate::config::{HealthConfig, LiveTrafficConfig};
 use arc_swap::ArcSwap;
@@ -26,9 +26,9 @@ const UNTIL_CHECKED: u64 = u64::MAX;
 /// The last active check, for the status page.
 #[derive(Debug, Clone)]
 pub struct CheckResult {
-    pub ok: bool,
-    pub detail: String,
-    pub at: std::time::SystemTime,
+    pub(crate) ok: bool,
+    pub(crate) detail: String,
+    pub(crate) at: std::time::SystemTime,
 }
 
 /// One active check of one member: its own up/down with rise/fall counting.
@@ -55,11 +55,11 @@ impl CheckState {
         }
     }
 
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
 
-    pub fn last(&self) -> Option<CheckResult> {
+    pub(crate) fn last(&self) -> Option<CheckResult> {
         self.last.lock().ok().and_then(|g| g.clone())
     }
 
@@ -114,11 +114,11 @@ pub fn path_under(path: &str, prefix: &str) -> bool {
 /// What one recorded check changed: the member as a whole, and the check itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CheckOutcome {
-    pub member: Option<Transition>,
-    pub check: Option<Transition>,
+    pub(crate) member: Option<Transition>,
+    pub(crate) check: Option<Transition>,
 }
 
-pub struct HealthState {
+pub(crate) struct HealthState {
     /// The member-level verdict of the active checks: every path-less check up, and not
     /// every check down.
     active_up: AtomicBool,
@@ -146,7 +146,9 @@ impl Default for HealthState {
 /// What changed, so the caller can log it once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
+    /// The member was up and is now taken out.
     WentDown,
+    /// The member was down and is back in.
     CameBack,
 }
 
@@ -161,11 +163,11 @@ impl HealthState {
         until == 0 || (until != UNTIL_CHECKED && now_ms() >= until)
     }
 
-    pub fn active_up(&self) -> bool {
+    pub(crate) fn active_up(&self) -> bool {
         self.active_up.load(Ordering::Relaxed)
     }
 
-    pub fn passively_down(&self) -> bool {
+    pub(crate) fn passively_down(&self) -> bool {
         self.passive_down_until.load(Ordering::Relaxed) != 0
     }
 
@@ -230,6 +232,7 @@ impl HealthState {
     }
 
     /// Records an active check of a farm with one check (see [`HealthState::record_check_at`]).
+    #[cfg(test)]
     pub fn record_check(&self, ok: bool, detail: String, cfg: &HealthConfig) -> Option<Transition> {
         if self.checks.load().is_empty() {
             self.configure(std::slice::from_ref(cfg));

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub struct ResponseTime(AtomicU64);
 
 impl ResponseTime {
-    pub fn micros(&self) -> u64 {
+    pub(crate) fn micros(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 
@@ -29,7 +29,7 @@ impl ResponseTime {
         self.0.store(new.max(1), Ordering::Relaxed);
     }
 
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.0.store(0, Ordering::Relaxed);
     }
 }
@@ -37,29 +37,30 @@ impl ResponseTime {
 /// Identity of a member across DNS refreshes and reloads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MemberKey {
-    pub host: String,
-    pub ip: Option<IpAddr>,
-    pub http_port: u16,
-    pub https_port: u16,
+    pub(crate) host: String,
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) http_port: u16,
+    pub(crate) https_port: u16,
 }
 
+/// One member of a farm: where it is, and its health, counters and connection pool.
 pub struct Member {
     /// The configured name: SNI, certificate check, and Host when the farm does not keep it.
     pub host: String,
     /// The address this member stands for when its name has several (DNS load balancing);
     /// None: resolve at connect time.
     pub ip: Option<IpAddr>,
-    pub weight: u32,
-    pub http_port: u16,
-    pub https_port: u16,
-    pub server_name: Option<ServerName<'static>>,
+    pub(crate) weight: u32,
+    pub(crate) http_port: u16,
+    pub(crate) https_port: u16,
+    pub(crate) server_name: Option<ServerName<'static>>,
     /// Value of the affinity cookie naming this member: the same on every instance.
     pub affinity_key: String,
     /// Hash input for rendezvous hashing, derived from the key.
     pub hash_seed: u64,
     state: AtomicU8,
-    pub health: HealthState,
-    pub response_time: ResponseTime,
+    pub(crate) health: HealthState,
+    pub(crate) response_time: ResponseTime,
     /// The member reached in clear text (`http_port`) and over TLS (`https_port`).
     http: Arc<Endpoint>,
     https: Arc<Endpoint>,
@@ -80,7 +81,7 @@ pub fn fnv1a(parts: &[&[u8]]) -> u64 {
 }
 
 impl Member {
-    pub fn new(
+    pub(crate) fn new(
         farm: &str,
         key: &MemberKey,
         weight: u32,
@@ -124,7 +125,7 @@ impl Member {
         m
     }
 
-    pub fn key(&self) -> MemberKey {
+    pub(crate) fn key(&self) -> MemberKey {
         MemberKey {
             host: self.host.clone(),
             ip: self.ip,
@@ -141,7 +142,7 @@ impl Member {
         }
     }
 
-    pub fn state(&self) -> MemberState {
+    pub(crate) fn state(&self) -> MemberState {
         match self.state.load(Ordering::Relaxed) {
             0 => MemberState::Available,
             1 => MemberState::Draining,
@@ -149,7 +150,7 @@ impl Member {
         }
     }
 
-    pub fn set_state(&self, state: MemberState) {
+    pub(crate) fn set_state(&self, state: MemberState) {
         let v = match state {
             MemberState::Available => 0,
             MemberState::Draining => 1,

@@ -21,7 +21,7 @@ use std::time::Duration;
 /// The members of a farm at one moment, with the schedule built for them. Replaced whole
 /// when DNS changes the member list.
 pub struct MemberSet {
-    pub members: Vec<Arc<Member>>,
+    pub(crate) members: Vec<Arc<Member>>,
     schedule: Schedule,
 }
 

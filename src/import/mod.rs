@@ -34,11 +34,11 @@ pub struct ImportArgs {
 /// Something not carried over (or carried over differently), with where it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
-    pub file: String,
-    pub line: u32,
+    pub(crate) file: String,
+    pub(crate) line: u32,
     /// The element, e.g. `serverVariables` or `webFarm name="meet.contoso.com"`.
     pub element: String,
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for Warning {
@@ -54,29 +54,42 @@ impl fmt::Display for Warning {
 /// The translated config and everything the admin must look at.
 #[derive(Debug)]
 pub struct Imported {
+    /// The Portico config, TOML, ready to write out.
     pub toml: String,
-    pub warnings: Vec<Warning>,
+    pub(crate) warnings: Vec<Warning>,
 }
 
 /// Why nothing could be imported.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// An input file cannot be read.
     #[error("cannot read {file}: {source}")]
     Read {
+        /// The file as given on the command line.
         file: String,
+        /// Why reading failed.
         source: std::io::Error,
     },
+    /// An input file is not well-formed XML.
     #[error("{file}:{line}:{column}: malformed XML: {message}")]
     Xml {
+        /// The file as given on the command line.
         file: String,
+        /// Line of the error, from 1.
         line: u32,
+        /// Column of the error, from 1.
         column: u32,
+        /// The XML parser's complaint.
         message: String,
     },
+    /// The XML is not an IIS configuration file.
     #[error("{file}:{line}: the root element is <{found}>, expected <configuration> (an IIS applicationHost.config or web.config)")]
     NotConfiguration {
+        /// The file as given on the command line.
         file: String,
+        /// Line of the root element, from 1.
         line: u32,
+        /// The root element's name.
         found: String,
     },
 }
@@ -84,7 +97,9 @@ pub enum ImportError {
 /// One input file: its name (for messages) and text.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
+    /// File name, used in warnings and errors.
     pub name: &'a str,
+    /// The file's XML text.
     pub text: &'a str,
 }
 

@@ -36,28 +36,44 @@ pub struct ProxyHeader {
 /// Why a connection's PROXY header was refused (the connection is then closed).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyProtocolError {
+    /// No complete header within the listener's header read timeout (the time waited).
     #[error("no complete PROXY protocol header within {0:?}")]
     Timeout(Duration),
+    /// The peer closed the connection mid-header.
     #[error("connection closed inside the PROXY protocol header")]
     Truncated,
+    /// Reading the socket failed.
     #[error("reading the PROXY protocol header: {0}")]
     Io(#[source] std::io::Error),
+    /// The first bytes are neither a v1 nor a v2 header: the peer does not speak PROXY protocol.
     #[error("the connection does not start with a PROXY protocol header (neither \"PROXY \" nor the v2 signature)")]
     NoHeader,
+    /// No CRLF within the v1 maximum of 107 bytes.
     #[error("PROXY v1 line longer than {V1_MAX_LEN} bytes without CRLF")]
     V1TooLong,
+    /// The v1 line does not parse; says which part.
     #[error("malformed PROXY v1 line: {0}")]
     V1Malformed(&'static str),
+    /// A v2 header with a version other than 2 (the number sent).
     #[error("unsupported PROXY v2 version {0} (only 2)")]
     V2Version(u8),
+    /// A v2 command other than LOCAL or PROXY (the byte sent).
     #[error("unknown PROXY v2 command {0:#x} (LOCAL = 0, PROXY = 1)")]
     V2Command(u8),
+    /// A v2 family/protocol byte Portico does not know (the byte sent).
     #[error("unknown PROXY v2 address family/protocol byte {0:#04x}")]
     V2Family(u8),
+    /// The v2 address block is larger than Portico reads (its length in bytes).
     #[error("PROXY v2 address block of {0} bytes exceeds the {V2_MAX_ADDR_LEN}-byte limit")]
     V2TooLong(usize),
     #[error("PROXY v2 address block of {len} bytes is shorter than the {need} its family needs")]
-    V2ShortAddresses { len: usize, need: usize },
+    /// The v2 address block is too short for the addresses its family carries.
+    V2ShortAddresses {
+        /// Length of the address block sent, in bytes.
+        len: usize,
+        /// Bytes the family's addresses and ports need.
+        need: usize,
+    },
 }
 
 /// Reads one PROXY v1 or v2 header from `io` within `timeout`, consuming exactly its bytes.

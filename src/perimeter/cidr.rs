@@ -29,9 +29,9 @@ pub struct CidrSet {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}: {message}")]
 pub struct CidrFileError {
-    pub file: String,
-    pub line: usize,
-    pub message: String,
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) message: String,
 }
 
 impl CidrSet {
@@ -123,6 +123,7 @@ impl CidrSet {
         self.v4.len() + self.v6.len()
     }
 
+    /// No ranges at all: nothing is contained.
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
     }
@@ -171,7 +172,7 @@ mod num_like {
 /// A range set kept in a file and followed as the file changes.
 #[derive(Debug)]
 pub struct CidrFile {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     set: ArcSwap<CidrSet>,
     modified: Mutex<Option<SystemTime>>,
 }
@@ -256,7 +257,9 @@ fn watch(f: &Arc<CidrFile>) {
 /// file are still two sources).
 #[derive(Debug, Clone)]
 pub enum CidrSource {
+    /// Ranges written in the config itself.
     Inline(Arc<CidrSet>),
+    /// Ranges read from a file, re-read when it changes.
     File(Arc<CidrFile>),
 }
 
@@ -272,7 +275,7 @@ impl PartialEq for CidrSource {
 impl Eq for CidrSource {}
 
 impl CidrSource {
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match self {
             CidrSource::Inline(s) => s.contains(ip),
             CidrSource::File(f) => f.load().contains(ip),

@@ -40,6 +40,7 @@ pub enum Answer {
 pub struct LockoutSettings {
     /// Failures per account within `window` that hold the account back.
     pub threshold: u32,
+    /// How far back failures are counted, for accounts and addresses.
     pub window: Duration,
     /// Clients here are never held back.
     pub trusted: CidrSet,
@@ -47,6 +48,7 @@ pub struct LockoutSettings {
     pub address_threshold: u32,
     /// How long a successful sign-in makes its address familiar for the account.
     pub familiar_for: Duration,
+    /// What a held-back attempt gets.
     pub answer: Answer,
     /// Most accounts (and, separately, addresses) remembered.
     pub max_entries: usize,
@@ -72,15 +74,24 @@ impl LockoutSettings {
 /// Why an attempt is held back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hold {
+    /// The account has too many recent failures (the name as the lockout counts it).
     Account(String),
+    /// The client address has too many recent failures across accounts.
     Address(IpAddr),
 }
 
 /// What `check` decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Let the attempt through to the member.
     Pass,
-    Held { why: Hold, retry_after: Duration },
+    /// Answer it from Portico without asking the member (and without AD counting a failure).
+    Held {
+        /// Which count held it back.
+        why: Hold,
+        /// How long until enough failures have left the window to let it through.
+        retry_after: Duration,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -241,11 +252,11 @@ impl<K: Hash + Eq + Clone, V: Default + Expiring> Table<K, V> {
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct LockoutStats {
-    pub failures: AtomicU64,
-    pub successes: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) successes: AtomicU64,
     /// Attempts answered by Portico instead of the member.
     pub blocked: AtomicU64,
-    pub releases: AtomicU64,
+    pub(crate) releases: AtomicU64,
     /// Live entries dropped because a table was full.
     pub evicted: AtomicU64,
 }
@@ -255,7 +266,7 @@ pub struct LockoutStats {
 pub struct HeldEntry {
     /// `account` or `address`.
     pub kind: &'static str,
-    pub name: String,
+    pub(crate) name: String,
     /// Failures inside the window now.
     pub failures: usize,
     /// Attempts Portico answered for it since it was first held.
@@ -268,7 +279,7 @@ pub struct HeldEntry {
 pub struct Lockout {
     accounts: Table<String, AccountEntry>,
     addresses: Table<IpAddr, AddressEntry>,
-    pub stats: LockoutStats,
+    pub(crate) stats: LockoutStats,
 }
 
 impl Default for Lockout {

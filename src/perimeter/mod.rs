@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, Weak};
 /// Perimeter state that outlives a config reload: what was counted stays counted.
 #[derive(Default)]
 pub struct Perimeter {
-    pub lockout: lockout::Lockout,
+    pub(crate) lockout: lockout::Lockout,
     /// Requests answered 429 by a rule's rate limit.
     pub rate_limited_requests: AtomicU64,
     /// Connections closed at accept by a listener's `max_connection_rate`.

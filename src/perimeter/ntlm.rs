@@ -16,7 +16,9 @@ const NEGOTIATE_UNICODE: u32 = 0x0000_0001;
 pub enum Credentials {
     /// No `Authorization` header, or a scheme that is not a password sign-in (Bearer...).
     None,
+    /// HTTP Basic: the user name is readable.
     Basic {
+        /// The user name as sent (may be `DOMAIN\user` or a UPN).
         user: String,
     },
     /// NTLM NEGOTIATE (type 1): the start of the handshake; its 401 is a challenge, not a
@@ -24,7 +26,9 @@ pub enum Credentials {
     NtlmNegotiate,
     /// NTLM AUTHENTICATE (type 3): the answer whose 401 is a failed sign-in.
     NtlmAuthenticate {
+        /// The NT domain the client named (may be empty with a UPN).
         domain: String,
+        /// The user name the client named.
         user: String,
     },
     /// A Negotiate token that is not NTLMSSP (Kerberos): an attempt with no readable name.

@@ -25,8 +25,11 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// `requests` per `per`, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateSpec {
+    /// Requests allowed per `per`.
     pub requests: u32,
+    /// The period `requests` are counted over.
     pub per: Duration,
+    /// How many requests may come at once before the rate applies (bucket size).
     pub burst: u32,
 }
 
@@ -41,7 +44,7 @@ impl RateSpec {
 /// A refused request: when the client may try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {
-    pub retry_after: Duration,
+    pub(crate) retry_after: Duration,
 }
 
 impl Limited {
@@ -58,7 +61,7 @@ struct Shard {
 
 /// One rule's (or one listener's) limiter: a bounded table of client addresses.
 pub struct RateLimiter {
-    pub spec: RateSpec,
+    pub(crate) spec: RateSpec,
     interval_ns: u64,
     tolerance_ns: u64,
     shard_cap: usize,
@@ -88,6 +91,7 @@ impl PartialEq for RateLimiter {
 impl Eq for RateLimiter {}
 
 impl RateLimiter {
+    /// A limiter for `spec` that remembers about `capacity` client addresses; when full it drops the entries nearest to expiry.
     pub fn new(spec: RateSpec, capacity: usize) -> RateLimiter {
         let interval_ns = spec.interval_ns();
         RateLimiter {
@@ -157,6 +161,7 @@ impl RateLimiter {
             .sum()
     }
 
+    /// No client address remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -131,6 +131,7 @@ impl CommonArgs {
     }
 }
 
+/// `portico init sfb`: the facts for a Skype for Business / Lync publication.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct SfbArgs {
     /// SIP domain (repeat for several); meet/lyncdiscover names default from each.
@@ -167,9 +168,10 @@ pub struct SfbArgs {
     #[arg(long, value_name = "LIST", requires = "exchange")]
     pub exchange_members: Option<String>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
+/// `portico init exchange`: the facts for an Exchange publication.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ExchangeArgs {
     /// Published Exchange name(s): mail.contoso.com, autodiscover.contoso.com (repeat).
@@ -182,9 +184,10 @@ pub struct ExchangeArgs {
     #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
     pub ecp_from: Vec<String>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
+/// `portico init oos`: the facts for an Office Online Server publication.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct OosArgs {
     /// Published Office Online Server name (owas.contoso.com).
@@ -194,7 +197,7 @@ pub struct OosArgs {
     #[arg(long, value_name = "LIST")]
     pub members: Option<String>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Runs `portico init`: asks on stderr when stdin is a terminal and facts are missing, writes

@@ -19,23 +19,35 @@ use std::net::IpAddr;
 /// Something `init` cannot work with; the message says which flag and what to give.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    /// A fact `init` needs was neither given nor asked for (no terminal).
     #[error("missing {what}: give {flag} (e.g. {example}), or run in a terminal to be asked")]
     Missing {
+        /// The fact, in words.
         what: &'static str,
+        /// The flag that gives it.
         flag: &'static str,
+        /// An example value.
         example: &'static str,
     },
+    /// A flag's value cannot be used.
     #[error("{flag} {value:?}: {reason}")]
     Invalid {
+        /// The flag.
         flag: &'static str,
+        /// The value as given.
         value: String,
+        /// Why it cannot be used, and what is accepted.
         reason: String,
     },
+    /// The config file cannot be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file to write.
         path: String,
+        /// Why writing failed.
         source: std::io::Error,
     },
+    /// Reading the answer to a question from the terminal failed.
     #[error("cannot read the answer: {0}")]
     Prompt(std::io::Error),
 }
@@ -43,8 +55,8 @@ pub enum InitError {
 /// One farm member: a host name, and the address `[resolve]` maps it to (none = DNS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberSpec {
-    pub name: String,
-    pub address: Option<IpAddr>,
+    pub(crate) name: String,
+    pub(crate) address: Option<IpAddr>,
 }
 
 /// Parses `fe01.contoso.local=10.0.1.11,fe02.contoso.local=10.0.1.12`; an entry may be a bare
@@ -109,7 +121,7 @@ pub struct Pool {
     pub webext: String,
     /// Internal pool FQDN (`pool01.contoso.local`); members given as bare IPs are reached by it.
     pub fqdn: String,
-    pub members: Vec<MemberSpec>,
+    pub(crate) members: Vec<MemberSpec>,
 }
 
 /// A service published on 443/80 without bridging (Office Online Server, Exchange).
@@ -124,16 +136,16 @@ pub struct Service {
 /// The simple URLs and mobile names of a SfB deployment.
 #[derive(Debug, Clone, Default)]
 pub struct SimpleUrls {
-    pub meet: Vec<String>,
-    pub dialin: Vec<String>,
-    pub lyncdiscover: Vec<String>,
+    pub(crate) meet: Vec<String>,
+    pub(crate) dialin: Vec<String>,
+    pub(crate) lyncdiscover: Vec<String>,
 }
 
 /// A certificate and its key, as the listener will read them.
 #[derive(Debug, Clone)]
 pub struct CertPair {
-    pub cert: String,
-    pub key: String,
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 /// Where Portico listens and how it reaches the members.
@@ -141,13 +153,13 @@ pub struct CertPair {
 pub struct Network {
     /// External address (`203.0.113.10`, `0.0.0.0`).
     pub listen: IpAddr,
-    pub https_port: u16,
-    pub http_port: u16,
+    pub(crate) https_port: u16,
+    pub(crate) http_port: u16,
     /// Internal NIC address connections to members leave from.
     pub source_address: Option<IpAddr>,
     /// The internal CA that issued the members' certificates.
     pub ca: Option<String>,
-    pub certificates: Vec<CertPair>,
+    pub(crate) certificates: Vec<CertPair>,
     /// `--acme`: the certificate comes from this ACME directory instead of files.
     pub acme: Option<AcmeOut>,
 }
@@ -155,8 +167,8 @@ pub struct Network {
 /// An `[[acme]]` entry `portico init --acme` writes, for every published name.
 #[derive(Debug, Clone)]
 pub struct AcmeOut {
-    pub directory: String,
-    pub contact: Vec<String>,
+    pub(crate) directory: String,
+    pub(crate) contact: Vec<String>,
 }
 
 /// Everything `render` needs.
@@ -164,12 +176,12 @@ pub struct AcmeOut {
 pub struct Deployment {
     /// What was asked for, for the header comment (`sfb`, `exchange`, `oos`).
     pub profile: &'static str,
-    pub sip_domains: Vec<String>,
-    pub pools: Vec<Pool>,
-    pub simple_urls: SimpleUrls,
-    pub oos: Option<Service>,
-    pub exchange: Option<Service>,
-    pub network: Network,
+    pub(crate) sip_domains: Vec<String>,
+    pub(crate) pools: Vec<Pool>,
+    pub(crate) simple_urls: SimpleUrls,
+    pub(crate) oos: Option<Service>,
+    pub(crate) exchange: Option<Service>,
+    pub(crate) network: Network,
     /// Perimeter protection offered by `init` (off unless asked for).
     pub protection: Protection,
 }

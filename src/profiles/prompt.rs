@@ -10,7 +10,7 @@ pub struct Prompter<R, W> {
 }
 
 impl<R: BufRead, W: Write> Prompter<R, W> {
-    pub fn new(input: R, out: W) -> Self {
+    pub(crate) fn new(input: R, out: W) -> Self {
         Prompter { input, out }
     }
 
@@ -71,10 +71,6 @@ impl<R: BufRead, W: Write> Prompter<R, W> {
             }
         }
         Err(last.expect("five tries"))
-    }
-
-    pub fn say(&mut self, text: &str) {
-        let _ = writeln!(self.out, "{text}");
     }
 }
 

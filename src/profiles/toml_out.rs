@@ -90,7 +90,7 @@ pub struct Doc {
 }
 
 impl Doc {
-    pub fn new() -> Doc {
+    pub(crate) fn new() -> Doc {
         Doc::default()
     }
 
@@ -105,7 +105,7 @@ impl Doc {
         }
     }
 
-    pub fn blank(&mut self) {
+    pub(crate) fn blank(&mut self) {
         if !self.text.is_empty() && !self.text.ends_with("\n\n") {
             self.text.push('\n');
         }
@@ -147,11 +147,11 @@ impl Doc {
         }
     }
 
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.text
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 }

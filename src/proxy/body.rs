@@ -21,6 +21,7 @@ enum Kind {
     Full(Option<Bytes>),
 }
 
+/// The body Portico sends to clients: a member's response streamed (counting bytes out, releasing the member connection at the end) or a page of its own.
 pub struct ResponseBody {
     kind: Kind,
     /// The access-log line, written when the last part of the exchange lets go of it.
@@ -28,14 +29,14 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    pub fn full(b: impl Into<Bytes>) -> Self {
+    pub(crate) fn full(b: impl Into<Bytes>) -> Self {
         ResponseBody {
             kind: Kind::Full(Some(b.into())),
             record: None,
         }
     }
 
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         ResponseBody {
             kind: Kind::Full(None),
             record: None,
@@ -59,7 +60,7 @@ impl ResponseBody {
         }
     }
 
-    pub fn with_record(mut self, record: Option<Arc<AccessRecord>>) -> Self {
+    pub(crate) fn with_record(mut self, record: Option<Arc<AccessRecord>>) -> Self {
         self.record = record;
         self
     }

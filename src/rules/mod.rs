@@ -33,6 +33,7 @@ use vars::{Rendered, Var};
 /// How a rule's `match` is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PatternSyntax {
+    /// The pattern is a regular expression (the IIS default).
     #[default]
     Regex,
     /// `*` = any text (captured), `?` = any one character, whole input.
@@ -44,89 +45,131 @@ pub enum PatternSyntax {
 /// Whether all conditions must hold, or any one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogicalGrouping {
+    /// Every condition must match (IIS `MatchAll`).
     #[default]
     MatchAll,
+    /// One matching condition is enough (IIS `MatchAny`).
     MatchAny,
 }
 
 /// How a route reaches the farm member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
+    /// Plain HTTP to the member.
     Http,
+    /// TLS to the member.
     Https,
 }
 
+/// One condition of a rule, as the config wrote it: a template tested against a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionSpec {
     /// A template, usually one server variable such as `{HTTP_HOST}`.
     pub input: String,
     /// Always a regular expression, as in IIS.
     pub pattern: String,
+    /// The condition holds when the pattern does *not* match.
     pub negate: bool,
+    /// Match `pattern` case-insensitively (IIS `ignoreCase`).
     pub ignore_case: bool,
     /// Address ranges to test the input against instead of `pattern`; the input must then be
     /// `{REMOTE_ADDR}`.
     pub cidr: Option<CidrSource>,
 }
 
+/// What a rule does when its pattern and conditions match, as the config wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionSpec {
+    /// Forward the request to a farm (ARR's route to a server farm); terminal.
     Route {
+        /// Name of the farm, resolved when the rules are compiled.
         farm: String,
+        /// Scheme towards the member; `None` uses the farm's own.
         scheme: Option<Scheme>,
         /// Template for the path sent to the member; `None` keeps the current URL.
         path: Option<String>,
+        /// Keep the client's query string after a rewritten `path`.
         append_query: bool,
         /// Largest request body this route accepts, in bytes (None: no limit).
         max_body: Option<u64>,
     },
+    /// Replace the URL that later rules and the route see (IIS `Rewrite` to a local URL).
     Rewrite {
+        /// Template for the new path and query.
         url: String,
+        /// Keep the client's query string after the rewritten URL.
         append_query: bool,
     },
+    /// Answer with a redirect to another URL; terminal.
     Redirect {
+        /// Template for the `Location` header.
         url: String,
         /// One of 301 302 303 307 308.
         status: u16,
+        /// Keep the client's query string after the redirect URL.
         append_query: bool,
     },
+    /// Answer from the proxy itself with a fixed response (IIS `CustomResponse`); terminal.
     Respond {
+        /// HTTP status code of the answer.
         status: u16,
+        /// Reason phrase for HTTP/1; `None` uses the standard one.
         reason: Option<String>,
+        /// Response body, sent as is.
         body: String,
+        /// `Content-Type` of the body.
         content_type: String,
     },
+    /// Close the connection without answering (IIS `AbortRequest`); terminal.
     Abort,
+    /// Do nothing; only `stop` has an effect (IIS `None`).
     None,
 }
 
+/// One rule as the config wrote it, before [`RuleSet::compile`] checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSpec {
+    /// Shown in logs, the access log and the status page as the rule that decided.
     pub name: String,
+    /// How `pattern` is read.
     pub syntax: PatternSyntax,
+    /// Matched against the URL path (IIS `match url`).
     pub pattern: String,
+    /// Match `pattern` case-insensitively.
     pub ignore_case: bool,
+    /// The rule applies when `pattern` does *not* match (no captures are then available).
     pub negate: bool,
+    /// Extra tests on server variables, combined by `logical_grouping`.
     pub conditions: Vec<ConditionSpec>,
+    /// Whether all conditions must hold or any one.
     pub logical_grouping: LogicalGrouping,
+    /// Captures of all matched conditions stay readable as `{C:n}`, not only the last one's (IIS `trackAllCaptures`).
     pub track_all_captures: bool,
+    /// What the rule does when it applies.
     pub action: ActionSpec,
+    /// Stop evaluating further rules after this one applies (IIS `stopProcessing`).
     pub stop: bool,
 }
 
 /// Which part of a condition an error is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConditionPart {
+    /// The condition's input template.
     Input,
+    /// The condition's pattern (or address ranges).
     Pattern,
 }
 
 /// Where in a RuleSpec a compile error is, so the config module can point at the right TOML key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleField {
+    /// The rule's `match` pattern.
     Match,
+    /// One of the rule's conditions.
     Condition {
+        /// Position of the condition in the rule, from 0.
         index: usize,
+        /// Which part of that condition.
         part: ConditionPart,
     },
     /// The action's template, farm, status, reason or content type.
@@ -137,16 +180,18 @@ pub enum RuleField {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct RuleError {
-    pub field: RuleField,
-    pub message: String,
+    pub(crate) field: RuleField,
+    pub(crate) message: String,
 }
 
 /// Everything server variables are read from. Borrowed: no allocation to build one.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
+    /// Request method (`REQUEST_METHOD`).
     pub method: &'a str,
     /// Host header / h2 :authority, as sent (may include :port).
     pub host: &'a str,
+    /// The client connected over TLS (`HTTPS` is `on`).
     pub https: bool,
     /// Local port of the listener.
     pub server_port: u16,
@@ -154,7 +199,9 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     /// Raw query without '?'.
     pub query: Option<&'a str>,
+    /// Client address after PROXY protocol / trusted forwarders (`REMOTE_ADDR`).
     pub remote_addr: std::net::IpAddr,
+    /// Request headers, read as `HTTP_*` variables.
     pub headers: &'a http::HeaderMap,
 }
 
@@ -165,7 +212,7 @@ pub struct RequestView<'a> {
 pub struct FarmId(u32);
 
 impl FarmId {
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self.0 as usize
     }
 
@@ -177,30 +224,47 @@ impl FarmId {
 /// What the rules decided for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome<'a> {
-    /// `path_and_query`: `None` = forward the client's path and query byte for byte;
-    /// `Some` = the new origin-form path and query.
+    /// Forward the request to a member of `farm`.
     Route {
+        /// The farm to send the request to.
         farm: FarmId,
+        /// Scheme towards the member; `None` uses the farm's own.
         scheme: Option<Scheme>,
+        /// `None` = forward the client's path and query byte for byte; `Some` = the new
+        /// origin-form path and query.
         path_and_query: Option<String>,
+        /// Name of the rule that routed, for the access log.
         rule: &'a str,
+        /// Largest request body the route accepts, in bytes (None: no limit).
         max_body: Option<u64>,
         /// The rule's per-client-address rate limit, if it has one.
         rate_limit: Option<&'a Arc<RateLimiter>>,
     },
+    /// Answer with a redirect.
     Redirect {
+        /// One of 301 302 303 307 308.
         status: u16,
+        /// Value of the `Location` header, already expanded.
         location: String,
+        /// Name of the rule that redirected, for the access log.
         rule: &'a str,
     },
+    /// Answer with the rule's fixed response.
     Respond {
+        /// HTTP status code of the answer.
         status: u16,
+        /// Reason phrase for HTTP/1; `None` uses the standard one.
         reason: Option<&'a str>,
+        /// Response body.
         body: Bytes,
+        /// `Content-Type` of the body.
         content_type: &'a str,
+        /// Name of the rule that answered, for the access log.
         rule: &'a str,
     },
+    /// Close the connection without answering.
     Abort {
+        /// Name of the rule that aborted, for the access log.
         rule: &'a str,
     },
     /// No rule produced a terminal action (the proxy answers 404).
@@ -357,10 +421,12 @@ impl RuleSet {
         Outcome::NoMatch
     }
 
+    /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
+    /// No rules at all: every request gets [`Outcome::NoMatch`].
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

@@ -30,12 +30,12 @@ pub struct CertificateSpec {
 /// A loaded certificate chain + key, with the facts the status page and checker need.
 #[derive(Debug, Clone)]
 pub struct LoadedCertificate {
-    pub cert_path: PathBuf,
+    pub(crate) cert_path: PathBuf,
     /// DNS SANs (lower-case, no trailing dot), or the CN if there is no DNS SAN.
     pub names: Vec<String>,
-    pub not_before: SystemTime,
-    pub not_after: SystemTime,
-    pub key: Arc<CertifiedKey>,
+    pub(crate) not_before: SystemTime,
+    pub(crate) not_after: SystemTime,
+    pub(crate) key: Arc<CertifiedKey>,
     /// Serial number in hex with colons, as `openssl x509 -serial` shows it (without colons).
     pub serial: String,
     /// A self-signed stand-in served until the first ACME certificate exists.

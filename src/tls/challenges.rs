@@ -30,13 +30,13 @@ pub fn http01(token: &str) -> Option<String> {
     pending().http.get(token).cloned()
 }
 
-pub fn add_http01(token: &str, key_authorization: &str) {
+pub(crate) fn add_http01(token: &str, key_authorization: &str) {
     pending()
         .http
         .insert(token.to_owned(), key_authorization.to_owned());
 }
 
-pub fn remove_http01(token: &str) {
+pub(crate) fn remove_http01(token: &str) {
     pending().http.remove(token);
 }
 
@@ -45,11 +45,11 @@ pub fn tls_alpn(name: &str) -> Option<Arc<CertifiedKey>> {
     pending().tls_alpn.get(name).cloned()
 }
 
-pub fn add_tls_alpn(name: &str, key: Arc<CertifiedKey>) {
+pub(crate) fn add_tls_alpn(name: &str, key: Arc<CertifiedKey>) {
     pending().tls_alpn.insert(name.to_ascii_lowercase(), key);
 }
 
-pub fn remove_tls_alpn(name: &str) {
+pub(crate) fn remove_tls_alpn(name: &str) {
     pending().tls_alpn.remove(&name.to_ascii_lowercase());
 }
 

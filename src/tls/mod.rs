@@ -30,60 +30,122 @@ pub use watch::watch_files;
 /// because these are read by an administrator fixing a config, not by a developer.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A certificate or key file cannot be read at all.
     #[error("{}: cannot read file: {source}", path.display())]
     Read {
+        /// The file as the config names it.
         path: PathBuf,
+        /// Why reading failed.
         #[source]
         source: std::io::Error,
     },
 
     #[error("{}: not valid PEM: {source} (expected PEM text with -----BEGIN ...----- blocks)", path.display())]
+    /// The file is read but is not PEM text.
     Pem {
+        /// The file as the config names it.
         path: PathBuf,
+        /// What the PEM parser rejected.
         #[source]
         source: std::io::Error,
     },
 
     #[error("{}: no certificate found (expected a PEM file with -----BEGIN CERTIFICATE-----)", path.display())]
-    NoCertificate { path: PathBuf },
+    /// The PEM file holds no `CERTIFICATE` block.
+    NoCertificate {
+        /// The file as the config names it.
+        path: PathBuf,
+    },
 
     #[error("{}: certificate cannot be parsed: {detail} (expected a DER X.509 certificate inside -----BEGIN CERTIFICATE-----)", path.display())]
-    BadCertificate { path: PathBuf, detail: String },
+    /// A `CERTIFICATE` block is not a parseable X.509 certificate.
+    BadCertificate {
+        /// The file as the config names it.
+        path: PathBuf,
+        /// The X.509 parser's complaint.
+        detail: String,
+    },
 
     #[error("{}: no private key found (expected a PEM file with -----BEGIN PRIVATE KEY-----, -----BEGIN RSA PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY-----)", path.display())]
-    NoPrivateKey { path: PathBuf },
+    /// The key file holds no private key block of a known kind.
+    NoPrivateKey {
+        /// The file as the config names it.
+        path: PathBuf,
+    },
 
     #[error("{}: private key cannot be used: {detail} (expected an RSA, ECDSA P-256/P-384 or Ed25519 key)", path.display())]
-    UnsupportedKey { path: PathBuf, detail: String },
+    /// The private key is of a type or curve rustls cannot sign with.
+    UnsupportedKey {
+        /// The file as the config names it.
+        path: PathBuf,
+        /// Why rustls refused it.
+        detail: String,
+    },
 
     #[error("{}: private key does not match the certificate in {}", key.display(), cert.display())]
-    KeyMismatch { key: PathBuf, cert: PathBuf },
+    /// The private key is not the one of the certificate it is paired with.
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file it was paired with.
+        cert: PathBuf,
+    },
 
     #[error("{}: certificate expired on {date} (set allow_expired = true to serve it anyway)", path.display())]
-    Expired { path: PathBuf, date: String },
+    /// The certificate's notAfter is in the past (and `allow_expired` is not set).
+    Expired {
+        /// The file as the config names it.
+        path: PathBuf,
+        /// The notAfter date, as shown to the administrator.
+        date: String,
+    },
 
     #[error("{}: certificate is not valid until {date} (check the system clock, or use a certificate that is already valid)", path.display())]
-    NotYetValid { path: PathBuf, date: String },
+    /// The certificate's notBefore is in the future.
+    NotYetValid {
+        /// The file as the config names it.
+        path: PathBuf,
+        /// The notBefore date, as shown to the administrator.
+        date: String,
+    },
 
     #[error(
         "listener TLS: no certificates given (expected at least one certificate per TLS listener)"
     )]
+    /// A TLS listener was configured with no certificate.
     NoCertificates,
 
     #[error(
         "listener TLS: default certificate index {index} is out of range (expected 0..{count})"
     )]
-    DefaultOutOfRange { index: usize, count: usize },
+    /// The listener's default certificate (served when SNI matches none) does not exist.
+    DefaultOutOfRange {
+        /// The configured default, from 0.
+        index: usize,
+        /// How many certificates the listener has.
+        count: usize,
+    },
 
     #[error("http1_only_hosts: {pattern:?} is not a host name (expected an exact name like lyncdiscover.contoso.com or a one-label wildcard like *.contoso.com)")]
-    BadHostPattern { pattern: String },
+    /// An `http1_only_hosts` entry is neither a host name nor a one-label wildcard.
+    BadHostPattern {
+        /// The entry as written.
+        pattern: String,
+    },
 
     #[error("upstream host {host:?}: not a valid DNS name or IP address (expected e.g. fe01.contoso.local or 10.0.0.5)")]
-    BadServerName { host: String },
+    /// An upstream host cannot be used as the SNI / verification name towards a member.
+    BadServerName {
+        /// The host as written.
+        host: String,
+    },
 
     #[error("{context}: {source}")]
+    /// rustls refused to build a config (for instance an unusable certificate chain).
     Rustls {
+        /// What was being built, shown before the rustls message.
         context: &'static str,
+        /// The rustls error.
         #[source]
         source: rustls::Error,
     },

@@ -54,7 +54,7 @@ pub struct SlotStatus {
 /// One served certificate and what looks after it.
 #[derive(Debug)]
 pub struct CertSlot {
-    pub source: CertSource,
+    pub(crate) source: CertSource,
     current: ArcSwap<LoadedCertificate>,
     /// Bumped on every swap, so SNI tables built from older names are rebuilt.
     generation: AtomicU64,
@@ -118,18 +118,18 @@ impl CertSlot {
         }
     }
 
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn status(&self) -> SlotStatus {
+    pub(crate) fn status(&self) -> SlotStatus {
         self.status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn update_status(&self, f: impl FnOnce(&mut SlotStatus)) {
+    pub(crate) fn update_status(&self, f: impl FnOnce(&mut SlotStatus)) {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
 

@@ -27,8 +27,10 @@ const SESSION_CACHE_SIZE: usize = 4096;
 /// Lowest TLS version a listener accepts. Nothing below 1.2 is ever offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsVersion {
+    /// TLS 1.2 and 1.3 (the default).
     #[default]
     Tls12,
+    /// TLS 1.3 only.
     Tls13,
 }
 
@@ -37,7 +39,7 @@ pub enum TlsVersion {
 pub struct ListenerTlsOptions {
     /// Hosts that get ALPN `http/1.1` only: exact names or `*.domain` (one label).
     pub http1_only_hosts: Vec<String>,
-    pub min_version: TlsVersion,
+    pub(crate) min_version: TlsVersion,
     /// Time allowed from accept to a finished handshake; slow or silent clients are dropped.
     pub handshake_timeout: Duration,
 }
@@ -54,7 +56,7 @@ impl Default for ListenerTlsOptions {
 
 /// A completed server handshake.
 pub struct Accepted<IO> {
-    pub stream: tokio_rustls::server::TlsStream<IO>,
+    pub(crate) stream: tokio_rustls::server::TlsStream<IO>,
     /// ALPN negotiated `h2`.
     pub h2: bool,
     /// The SNI the client sent (lower-case), if any.

@@ -13,27 +13,37 @@ use std::task::{Context, Poll};
 /// Why an upload stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
+    /// Reading the client's upload failed (client reset or malformed chunking).
     #[error("client body: {0}")]
     Client(hyper::Error),
+    /// The upload passed the route's `max_body`; the request is cut.
     #[error("request body larger than the route allows")]
     TooLarge,
 }
 
 /// One concrete type so pooled connections can carry any request without boxing.
 pub enum RequestBody {
+    /// The client's request body, streamed to the member.
     Client {
+        /// The body as hyper receives it from the client.
         body: Incoming,
         /// Set per attempt: whose bytes-in counter this upload adds to.
         endpoint: Option<Arc<Endpoint>>,
+        /// The access-log line whose bytes-in this upload counts into.
         record: Option<Arc<AccessRecord>>,
         /// Bytes still allowed before the upload is cut (None: no limit).
         remaining: Option<u64>,
     },
+    /// No body (GET, health checks, bodyless retries).
     Empty,
 }
 
 impl RequestBody {
-    pub fn client(body: Incoming, record: Option<Arc<AccessRecord>>, limit: Option<u64>) -> Self {
+    pub(crate) fn client(
+        body: Incoming,
+        record: Option<Arc<AccessRecord>>,
+        limit: Option<u64>,
+    ) -> Self {
         RequestBody::Client {
             body,
             endpoint: None,

@@ -35,23 +35,31 @@ pub enum Retry {
     Idempotent,
 }
 
+/// What failed on a send to a member; [`SendError`] adds who is at fault and whether to retry.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
     /// The connection closed before the request was written.
     #[error("member connection closed before the request was sent")]
     NotSent,
+    /// Connecting failed because Portico ran out of descriptors, ports or memory: never the member's fault.
     #[error("Portico is out of resources: {0}")]
     Local(ConnectError),
+    /// Connecting to the member failed (refused, unreachable, TLS handshake).
     #[error("{0}")]
     Connect(ConnectError),
+    /// The member cannot be reached with the settings given (e.g. an unusable server name); says why.
     #[error("cannot reach the member: {0}")]
     Config(String),
+    /// No response head arrived within the farm's head timeout.
     #[error("member did not send its response head within {0:?}")]
     HeadTimeout(Duration),
+    /// The member sent nothing for the idle timeout (ARR's proxy timeout) mid-response.
     #[error("member idle longer than {0:?}")]
     IdleTimeout(Duration),
+    /// The member broke the exchange: reset, closed early, or sent something that is not HTTP.
     #[error("member failed: {0}")]
     Member(hyper::Error),
+    /// The client's upload failed or was too large; the member is not blamed.
     #[error("client upload: {0}")]
     Client(BodyError),
 }
@@ -60,7 +68,7 @@ pub enum ErrorKind {
 #[derive(thiserror::Error)]
 #[error("{kind}")]
 pub struct SendError {
-    pub kind: ErrorKind,
+    pub(crate) kind: ErrorKind,
     request: Option<Request<RequestBody>>,
 }
 
@@ -97,7 +105,7 @@ impl SendError {
         SendError::new(kind, None)
     }
 
-    pub fn fault(&self) -> Fault {
+    pub(crate) fn fault(&self) -> Fault {
         match &self.kind {
             ErrorKind::NotSent | ErrorKind::Connect(_) | ErrorKind::Member(_) => Fault::Member,
             ErrorKind::HeadTimeout(_) | ErrorKind::IdleTimeout(_) => Fault::Timeout,
@@ -106,7 +114,7 @@ impl SendError {
         }
     }
 
-    pub fn retry(&self) -> Retry {
+    pub(crate) fn retry(&self) -> Retry {
         match (&self.kind, &self.request) {
             (_, None) => Retry::Never,
             (ErrorKind::NotSent | ErrorKind::Connect(_), Some(_)) => Retry::NotSent,

@@ -14,6 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 pin_project! {
+    /// A member connection that fails with a timeout error once it has been `timeout`
+    /// without a byte read or written.
     pub struct IdleTimeout<T> {
         #[pin]
         inner: T,
@@ -24,7 +26,7 @@ pin_project! {
 }
 
 impl<T> IdleTimeout<T> {
-    pub fn new(inner: T, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: T, timeout: Duration) -> Self {
         let deadline = Instant::now() + timeout;
         IdleTimeout {
             inner,
@@ -32,10 +34,6 @@ impl<T> IdleTimeout<T> {
             timeout,
             deadline,
         }
-    }
-
-    pub fn get_ref(&self) -> &T {
-        &self.inner
     }
 }
 

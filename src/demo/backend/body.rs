@@ -30,7 +30,10 @@ pub enum Payload {
     /// A complete body (possibly empty), sent once.
     Full(Option<Bytes>),
     /// `remaining` pattern bytes, streamed in 64 KiB chunks from a static buffer.
-    Download { remaining: u64 },
+    Download {
+        /// Bytes still to send.
+        remaining: u64,
+    },
     /// One chunk now, then `last` after the delay (for read-timeout tests).
     Slow(SlowState),
     /// Pieces as a task produces them (Exchange's streamed responses); ends when it stops.
@@ -52,19 +55,19 @@ pub enum SlowState {
 }
 
 impl Payload {
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Payload::Full(None)
     }
 
-    pub fn text(s: impl Into<Bytes>) -> Self {
+    pub(crate) fn text(s: impl Into<Bytes>) -> Self {
         Payload::Full(Some(s.into()))
     }
 
-    pub fn channel(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+    pub(crate) fn channel(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
         Payload::Channel(rx)
     }
 
-    pub fn slow(first: Bytes, wait: Duration, last: Bytes) -> Self {
+    pub(crate) fn slow(first: Bytes, wait: Duration, last: Bytes) -> Self {
         Payload::Slow(SlowState::First { first, wait, last })
     }
 }

@@ -51,7 +51,9 @@ pub(super) struct ExchangeState {
 /// How far one RPC_IN_DATA request body has come.
 #[derive(Debug, Clone)]
 pub struct RpcInProgress {
+    /// When the request head arrived.
     pub started: Instant,
+    /// Body bytes received so far.
     pub received: u64,
     /// When the first 256 KiB had arrived.
     pub first_256k_at: Option<Instant>,

@@ -9,18 +9,25 @@ use x509_parser::certificate::X509Certificate;
 /// Why a response is not stapled.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OcspError {
+    /// The DER does not parse as an OCSP response; says which part.
     #[error("malformed OCSP response: {0}")]
     Malformed(&'static str),
+    /// The responder answered with a non-successful responseStatus (the number).
     #[error("OCSP responder answered status {0} (0 = successful; 1 malformedRequest, 2 internalError, 3 tryLater, 5 sigRequired, 6 unauthorized)")]
     Status(u8),
+    /// The response's CertID does not match the certificate asked about.
     #[error("OCSP response is not for this certificate")]
     WrongCertificate,
+    /// The certificate is revoked: stapling that would tell clients to reject us.
     #[error("OCSP says the certificate is revoked")]
     Revoked,
+    /// The responder does not know the certificate.
     #[error("OCSP responder does not know the certificate (status unknown)")]
     Unknown,
+    /// Now is outside thisUpdate..nextUpdate: clients would reject the staple.
     #[error("OCSP response is outside its validity window (thisUpdate..nextUpdate)")]
     Stale,
+    /// The signature does not verify with the issuer's key; says why.
     #[error("OCSP response signature does not verify with the issuer's key: {0}")]
     Signature(&'static str),
 }
@@ -28,9 +35,9 @@ pub enum OcspError {
 /// The CertID fields a response must echo back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertId {
-    pub issuer_name_hash: Vec<u8>,
-    pub issuer_key_hash: Vec<u8>,
-    pub serial: Vec<u8>,
+    pub(crate) issuer_name_hash: Vec<u8>,
+    pub(crate) issuer_key_hash: Vec<u8>,
+    pub(crate) serial: Vec<u8>,
 }
 
 impl CertId {
@@ -75,7 +82,7 @@ impl CertId {
 /// What a good response says about time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GoodResponse {
-    pub this_update: SystemTime,
+    pub(crate) this_update: SystemTime,
     /// None: the responder promises nothing; treated as valid for a short while.
     pub next_update: Option<SystemTime>,
 }
