@@ -15,20 +15,29 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
+/// Why an instance could not start (or a reload could not apply); the message is for the
+/// administrator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configured access log file could not be opened.
     #[error("cannot open the access log {path}: {source}")]
     AccessLog {
+        /// The file, as configured (`stdout` for standard output).
         path: String,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// A listener's address could not be bound.
     #[error(
         "cannot listen on {addr} (listener {name:?}): {source}{}",
         bind_hint(source)
     )]
     Bind {
+        /// The listener's name (`admin` for the admin listener).
         name: String,
+        /// The address it asks for.
         addr: SocketAddr,
+        /// The OS error (EADDRINUSE, EADDRNOTAVAIL, EACCES).
         source: std::io::Error,
     },
 }
@@ -45,15 +54,20 @@ fn bind_hint(e: &std::io::Error) -> &'static str {
 /// The outcome of the last reload, for logs and the status page.
 #[derive(Debug, Clone)]
 pub struct ReloadStatus {
+    /// When the reload finished.
     pub at: SystemTime,
+    /// Whether the new config was applied; if not, the previous one keeps serving.
     pub ok: bool,
+    /// "reloaded", or why the config was rejected.
     pub message: String,
 }
 
 /// A shutdown that began: when, and how long new connections are still accepted.
 #[derive(Debug, Clone, Copy)]
 pub struct DrainState {
+    /// When SIGTERM/SIGINT arrived.
     pub since: Instant,
+    /// `drain_delay`: how long after `since` the listeners keep accepting.
     pub delay: Duration,
 }
 
@@ -68,9 +82,11 @@ pub(crate) struct ListenerHandle {
 /// A running Portico: the proxy state, its listeners, and the controls the admin listener
 /// and signals use.
 pub struct Control {
+    /// The current config's run-time state, swapped by reloads.
     pub proxy: Arc<Proxy>,
     /// The file reloads read again (None for a config built in memory).
     pub config_path: Option<PathBuf>,
+    /// When this instance started, for the status page and metrics.
     pub started_at: SystemTime,
     /// `/readyz`: true once serving, false from the start of a graceful shutdown.
     pub(crate) ready: AtomicBool,
@@ -83,6 +99,7 @@ pub struct Control {
 }
 
 impl Control {
+    /// `/readyz`: serving and not shutting down.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
@@ -104,6 +121,7 @@ impl Control {
         self.drain.lock().ok().and_then(|g| *g)
     }
 
+    /// The outcome of the last reload; None before the first one.
     pub fn last_reload(&self) -> Option<ReloadStatus> {
         self.last_reload.lock().ok().and_then(|g| g.clone())
     }

@@ -24,14 +24,23 @@ use tokio::sync::watch;
 /// What a running listener needs from its config, cloned out so a reload can swap it.
 #[derive(Clone)]
 pub struct ListenerSettings {
+    /// The listener's name in logs and on the status page.
     pub name: String,
+    /// Certificates, SNI and ALPN for HTTPS; None for plain HTTP.
     pub tls: Option<Arc<ListenerTls>>,
+    /// Time to receive a PROXY header or a request head; also closes idle keep-alive connections.
     pub header_read_timeout: Duration,
+    /// Largest request head in bytes; a larger one gets Portico's 431.
     pub max_header_bytes: usize,
+    /// Concurrent streams allowed per h2 connection.
     pub h2_max_concurrent_streams: u32,
+    /// Open connections on this listener; one more is closed at once.
     pub max_connections: usize,
+    /// Open connections per client IP (from the PROXY header when there is one).
     pub max_connections_per_client: usize,
+    /// Peers whose X-Forwarded-For is extended; everyone else's is replaced.
     pub trusted_proxies: Vec<Cidr>,
+    /// Peers allowed to send a PROXY protocol header; empty = PROXY protocol off.
     pub proxy_protocol_from: Vec<Cidr>,
     /// New connections per client address, checked once the client is known (after PROXY).
     pub max_connection_rate: Option<(RateSpec, usize)>,
@@ -155,6 +164,7 @@ impl ConnectionCounts {
         })
     }
 
+    /// Connections open on the listener now, all clients together.
     pub fn open(&self) -> usize {
         self.total.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -182,11 +192,13 @@ impl Drop for Admitted {
 /// A listener's settings with the HTTP builder made from them; swapped whole on reload so
 /// new connections get new certificates and limits while open ones keep theirs.
 pub struct ListenerRuntime {
+    /// The settings the builder was made from; read per connection by the accept loop.
     pub settings: ListenerSettings,
     builder: auto::Builder<TokioExecutor>,
 }
 
 impl ListenerRuntime {
+    /// Builds the HTTP/1.1 + h2 server builder for `settings`.
     pub fn new(settings: ListenerSettings) -> Arc<ListenerRuntime> {
         Arc::new(ListenerRuntime {
             builder: builder(&settings),

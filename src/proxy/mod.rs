@@ -28,8 +28,11 @@ use std::sync::{Arc, Mutex};
 /// Everything one config produces at run time. Swapped whole on reload; a request keeps
 /// the snapshot it started with.
 pub struct Snapshot {
+    /// The config this snapshot was built from.
     pub config: Config,
+    /// The run-time farms, in `config.farms` order (the order rules' farm ids index).
     pub farms: Vec<Arc<Farm>>,
+    /// How this config reaches members: its `[resolve]` overrides and source address.
     pub connector: Arc<Connector>,
     /// When this config was built (start or reload), for the status page.
     pub loaded_at: std::time::SystemTime,
@@ -86,6 +89,7 @@ impl Snapshot {
         &self.farms[id.index()]
     }
 
+    /// The farm called `name`; None if this config has none.
     pub fn farm(&self, name: &str) -> Option<&Arc<Farm>> {
         self.farms.iter().find(|f| f.name == name)
     }
@@ -93,6 +97,7 @@ impl Snapshot {
 
 /// The shared proxy state: the current snapshot.
 pub struct Proxy {
+    /// The snapshot new requests start with; a reload stores a new one.
     pub current: ArcSwap<Snapshot>,
     /// Where request lines go; None when the access log is off.
     pub access_log: ArcSwapOption<AccessLog>,
@@ -101,6 +106,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Proxy state serving `snapshot`, with the access log off until configured.
     pub fn new(snapshot: Snapshot) -> Proxy {
         Proxy {
             current: ArcSwap::from_pointee(snapshot),
@@ -112,9 +118,13 @@ impl Proxy {
 
 /// Facts about the client connection a request arrived on, and what it owns.
 pub struct ConnInfo {
+    /// The client's address: the PROXY header's source when there is one, else the peer's.
     pub remote: SocketAddr,
+    /// The listener address the connection arrived on (the socket's, not the PROXY header's).
     pub local: SocketAddr,
+    /// The client connection is TLS.
     pub https: bool,
+    /// The negotiated TLS version ("TLSv1.3", "TLSv1.2"); None for plain HTTP.
     pub tls_version: Option<&'static str>,
     /// The peer is a trusted proxy: its X-Forwarded-For is extended, not replaced.
     pub trusted_peer: bool,
@@ -126,6 +136,7 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    /// A connection that is not a trusted proxy and has no request-head limit yet.
     pub fn new(
         remote: SocketAddr,
         local: SocketAddr,
@@ -143,6 +154,7 @@ impl ConnInfo {
         }
     }
 
+    /// Marks the peer as a trusted proxy (its address is in the listener's `trusted_proxies`).
     pub fn trusting(mut self, trusted: bool) -> Self {
         self.trusted_peer = trusted;
         self

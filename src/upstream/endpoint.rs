@@ -19,16 +19,21 @@ use super::pool::Pool;
 /// Live counters of one endpoint; the status page and metrics add up a member's two.
 #[derive(Default)]
 pub struct EndpointStats {
+    /// Requests sent here whose response body is not done yet (a gauge).
     pub in_flight: AtomicU64,
+    /// Requests sent here; each failover attempt counts on the member it tried.
     pub requests: AtomicU64,
     /// Exchanges the member failed (never Portico's or the client's failures).
     pub failures: AtomicU64,
+    /// Request body bytes forwarded to the member.
     pub bytes_in: AtomicU64,
+    /// Response body bytes streamed back from the member.
     pub bytes_out: AtomicU64,
     /// Client connections holding a private (NTLM/Negotiate) connection here.
     pub pinned: AtomicU64,
     /// New connections opened, and requests sent on a pooled one.
     pub created: AtomicU64,
+    /// Requests sent on a pooled connection (see `created`).
     pub reused: AtomicU64,
 }
 
@@ -52,12 +57,15 @@ impl EndpointStats {
 /// reload may change them while the endpoint, and its pool, live on). The pin cap is not
 /// here: it is checked where a lease is pinned (`Lease::pin`).
 pub struct Reach<'a> {
+    /// The snapshot's connector: resolver overrides and source address for new connections.
     pub connector: &'a Connector,
     /// TLS client settings; None for clear text.
     pub tls: Option<&'a Arc<rustls::ClientConfig>>,
+    /// The farm's `connect_timeout`, for the TCP connect and again for the TLS handshake.
     pub connect_timeout: Duration,
     /// Per-read idle timeout, and the limit for a bodyless request's response head.
     pub read_timeout: Duration,
+    /// The farm's `pool_idle_timeout`: a pooled connection idle longer is dropped, not reused.
     pub pool_idle_timeout: Duration,
 }
 
@@ -68,16 +76,21 @@ pub struct Endpoint {
     port: u16,
     server_name: Option<ServerName<'static>>,
     pool: Pool,
+    /// This endpoint's counters, read by the status page and metrics.
     pub stats: EndpointStats,
 }
 
 /// A response head from the member, and the connection it came on, leased to this exchange.
 pub struct Exchange {
+    /// The member's response head; its body still streams from the member.
     pub response: Response<Incoming>,
+    /// The connection it came on: pooled again when the body ends, or pinned (`Lease::pin`).
     pub lease: Lease,
 }
 
 impl Endpoint {
+    /// `host` at a fixed `ip` (None: resolved at each connect) and `port`, keeping at most
+    /// `max_idle` idle connections.
     pub fn new(host: &str, ip: Option<IpAddr>, port: u16, max_idle: usize) -> Endpoint {
         Endpoint {
             host: host.to_owned(),
@@ -288,6 +301,7 @@ pub struct Pinned {
 }
 
 impl Pinned {
+    /// The endpoint this connection belongs to, where its requests are counted.
     pub fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
     }
@@ -319,12 +333,14 @@ impl Drop for Pinned {
 pub struct InFlight(Arc<Endpoint>);
 
 impl InFlight {
+    /// Counts one more request on `endpoint`, in flight until this is dropped.
     pub fn new(endpoint: &Arc<Endpoint>) -> Self {
         endpoint.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         endpoint.stats.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(endpoint))
     }
 
+    /// The endpoint the request went to; the response body adds its bytes there.
     pub fn endpoint(&self) -> &Arc<Endpoint> {
         &self.0
     }

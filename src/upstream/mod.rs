@@ -32,21 +32,46 @@ pub type Sender = http1::SendRequest<RequestBody>;
 /// clients see the farm name only.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// No address for the member's name: neither `[resolve]` nor the system resolver gave one.
     #[error("cannot resolve {host}: {reason}")]
-    Resolve { host: String, reason: String },
-    #[error("connect to {addr} failed: {source}")]
-    Connect { addr: SocketAddr, source: io::Error },
-    #[error("connect to {addr} timed out after {timeout:?}")]
-    Timeout { addr: SocketAddr, timeout: Duration },
-    #[error("TLS handshake with {host} ({addr}) failed: {source}")]
-    Tls {
+    Resolve {
+        /// The member's name as configured.
         host: String,
+        /// The resolver's error, or "no address".
+        reason: String,
+    },
+    /// The TCP connect to one address failed (or the source address could not be bound).
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        /// The member address tried.
         addr: SocketAddr,
+        /// The OS error.
         source: io::Error,
     },
+    /// The TCP connect or the TLS handshake took longer than the connect timeout.
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    Timeout {
+        /// The member address tried.
+        addr: SocketAddr,
+        /// The connect timeout that ran out.
+        timeout: Duration,
+    },
+    /// The TLS handshake failed: certificate not trusted, wrong name, no common protocol.
+    #[error("TLS handshake with {host} ({addr}) failed: {source}")]
+    Tls {
+        /// The member's name, sent as SNI and verified in its certificate.
+        host: String,
+        /// The member address tried.
+        addr: SocketAddr,
+        /// rustls's error, as tokio-rustls reports it.
+        source: io::Error,
+    },
+    /// The HTTP/1.1 handshake on the open connection failed.
     #[error("HTTP handshake with {addr} failed: {source}")]
     Http {
+        /// The member address tried.
         addr: SocketAddr,
+        /// hyper's error.
         source: hyper::Error,
     },
 }
@@ -59,17 +84,23 @@ pub struct Connector {
 
 /// Where and how to connect, for one attempt.
 pub struct Target<'a> {
+    /// The member's name: resolved when `ip` is None, sent as SNI, named in errors.
     pub host: &'a str,
     /// A fixed address (the member stands for one address of its name); None: resolve.
     pub ip: Option<IpAddr>,
+    /// The member's TCP port for this scheme.
     pub port: u16,
     /// TLS client config and the name to send as SNI and verify; None for clear text.
     pub tls: Option<(&'a Arc<rustls::ClientConfig>, &'a ServerName<'static>)>,
+    /// Limit for the TCP connect, and again for the TLS handshake.
     pub connect_timeout: Duration,
+    /// Once open, the connection fails after this long without a byte read or written.
     pub idle_timeout: Duration,
 }
 
 impl Connector {
+    /// Resolves through `resolve` (the config's `[resolve]`) first; binds member connections
+    /// to `source_address` (None: the kernel chooses).
     pub fn new(resolve: Arc<HashMap<String, Vec<IpAddr>>>, source_address: Option<IpAddr>) -> Self {
         Connector {
             resolve,
