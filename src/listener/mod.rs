@@ -207,6 +207,9 @@ impl ListenerRuntime {
     }
 }
 
+/// A connection-rate setting (rate, table cap) and the limiter built for it.
+type RateSlot = ((RateSpec, usize), Arc<RateLimiter>);
+
 /// What the accept loops of one listener share across workers: its connection counts and
 /// its connection-rate limiter, so limits hold for the listener, not per worker. Lives as
 /// long as the listener (not the config), so a reload does not forget who is connected.
@@ -214,7 +217,7 @@ impl ListenerRuntime {
 pub struct ListenerShared {
     counts: Arc<ConnectionCounts>,
     /// The limiter and the setting it was built for; rebuilt only when a reload changes it.
-    rate: Mutex<Option<((RateSpec, usize), Arc<RateLimiter>)>>,
+    rate: Mutex<Option<RateSlot>>,
 }
 
 impl ListenerShared {
