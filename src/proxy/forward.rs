@@ -217,7 +217,7 @@ fn outgoing(
     if farm.x_forwarded {
         headers::set_forwarded(
             &mut parts.headers,
-            conn.remote.ip(),
+            &conn.forwarded_for,
             conn.https,
             Some(host),
             conn.trusted_peer,

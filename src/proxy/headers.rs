@@ -72,13 +72,11 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 /// peer (a proxy in front of Portico) gets its list extended with its own address.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &HeaderValue,
     https: bool,
     host: Option<&HeaderValue>,
     trusted: bool,
 ) {
-    let mut buf = [0u8; 48];
-    let ip = format_ip(client, &mut buf);
     let prior: Option<Vec<u8>> = if trusted {
         let mut joined: Vec<u8> = Vec::new();
         for v in headers.get_all(&X_FORWARDED_FOR) {
@@ -94,10 +92,12 @@ pub fn set_forwarded(
     let value = match prior {
         Some(mut list) => {
             list.extend_from_slice(b", ");
-            list.extend_from_slice(ip.as_bytes());
+            list.extend_from_slice(client.as_bytes());
             HeaderValue::from_bytes(&list).ok()
         }
-        None => HeaderValue::from_str(ip).ok(),
+        // The common case costs a reference count: the address was formatted once, when
+        // the connection was accepted (`address_value`).
+        None => Some(client.clone()),
     };
     match value {
         Some(v) => {
@@ -121,13 +121,14 @@ pub fn set_forwarded(
     }
 }
 
-/// Formats an IP without allocating.
-fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
+/// A client address as an X-Forwarded-For value, made once per client connection.
+pub fn address_value(ip: IpAddr) -> HeaderValue {
     use std::io::Write;
+    let mut buf = [0u8; 48];
     let mut cur = std::io::Cursor::new(&mut buf[..]);
     let _ = write!(cur, "{ip}");
     let n = cur.position() as usize;
-    std::str::from_utf8(&buf[..n]).unwrap_or("")
+    HeaderValue::from_bytes(&buf[..n]).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// h2 may split `cookie` into several fields; HTTP/1.1 members need one (RFC 9113 8.2.3).
@@ -224,7 +225,7 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-host", "evil")]);
         set_forwarded(
             &mut h,
-            "203.0.113.7".parse().unwrap(),
+            &address_value("203.0.113.7".parse().unwrap()),
             true,
             Some(&HeaderValue::from_static("meet.contoso.com")),
             false,
@@ -233,7 +234,13 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "meet.contoso.com");
-        set_forwarded(&mut h, "2001:db8::1".parse().unwrap(), false, None, false);
+        set_forwarded(
+            &mut h,
+            &address_value("2001:db8::1".parse().unwrap()),
+            false,
+            None,
+            false,
+        );
         assert_eq!(h["x-forwarded-for"], "2001:db8::1");
         assert!(!h.contains_key("x-forwarded-host"));
     }
@@ -241,10 +248,22 @@ mod tests {
     #[test]
     fn a_trusted_proxy_gets_its_forwarded_for_list_extended() {
         let mut h = map(&[("x-forwarded-for", "198.51.100.4")]);
-        set_forwarded(&mut h, "10.0.0.5".parse().unwrap(), true, None, true);
+        set_forwarded(
+            &mut h,
+            &address_value("10.0.0.5".parse().unwrap()),
+            true,
+            None,
+            true,
+        );
         assert_eq!(h["x-forwarded-for"], "198.51.100.4, 10.0.0.5");
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, "10.0.0.5".parse().unwrap(), true, None, true);
+        set_forwarded(
+            &mut h,
+            &address_value("10.0.0.5".parse().unwrap()),
+            true,
+            None,
+            true,
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.5");
     }
 

@@ -130,6 +130,9 @@ pub struct ConnInfo {
     pub trusted_peer: bool,
     /// The listener's `max_header_bytes`: a larger request head is answered 431 naming it.
     pub max_header_bytes: usize,
+    /// `remote`'s address formatted for X-Forwarded-For, once per connection instead of
+    /// once per request.
+    pub forwarded_for: http::HeaderValue,
     /// The member connection this client connection authenticated on (HTTP/1.1 only:
     /// its requests come one after another, so the lock is never contended).
     pin: Mutex<Option<PinSlot>>,
@@ -150,6 +153,7 @@ impl ConnInfo {
             tls_version,
             trusted_peer: false,
             max_header_bytes: usize::MAX,
+            forwarded_for: headers::address_value(remote.ip()),
             pin: Mutex::new(None),
         }
     }

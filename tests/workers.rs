@@ -1,0 +1,136 @@
+//! Worker per core (`portico::worker`): `portico run` with `workers = 2` serves each
+//! connection on one worker. Listener limits still hold for the listener, not per worker;
+//! each worker reuses its own member connections; a reload's new listener is served by
+//! the workers too.
+
+mod common;
+
+use common::*;
+use portico::demo::backend::Role;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn two_workers(proxy: std::net::IpAddr, member: std::net::IpAddr, listener_extra: &str) -> String {
+    format!(
+        "workers = 2\n{}",
+        one_member_config(proxy, member, listener_extra, "")
+    )
+}
+
+/// 16 connections at once against `max_connections = 4` on two workers: exactly 4 are
+/// served. Counted per worker, each worker would admit 4 (the kernel spreads 16 new
+/// connections over both; all on one has probability 2 * 2^-16).
+#[tokio::test]
+async fn max_connections_holds_for_the_listener_across_workers() {
+    let lab = Lab::new();
+    let proxy = unique_loopback();
+    let member_ip = unique_loopback();
+    let _member = lab
+        .plain_member(SocketAddr::new(member_ip, 8080), "fe01", Role::FrontEnd)
+        .await;
+    let cfg = lab.write_config(&two_workers(proxy, member_ip, "max_connections = 4"));
+    let p = Portico::start(&cfg, SocketAddr::new(proxy, 8081));
+    // Portico::start's own probe connection must be gone before the limit is counted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(H1::connect(SocketAddr::new(proxy, 8081)).await.unwrap());
+    }
+    let mut served = 0;
+    for c in held.iter_mut() {
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            c.get("app.contoso.com", "/echo", &[]),
+        )
+        .await
+        .expect("an answer or a closed connection, not a hang");
+        if matches!(r, Ok(ref r) if r.status == 200) {
+            served += 1;
+        }
+    }
+    assert_eq!(
+        served,
+        4,
+        "max_connections = 4 must hold for the listener; log:\n{}",
+        p.log_text()
+    );
+}
+
+/// 8 clients, 25 requests each, on two workers: every worker reuses the member
+/// connections it opened, so the member sees at most one per client connection (8),
+/// never one per request (200).
+#[tokio::test]
+async fn each_worker_reuses_its_member_connections() {
+    let lab = Lab::new();
+    let proxy = unique_loopback();
+    let member_ip = unique_loopback();
+    let member = lab
+        .plain_member(SocketAddr::new(member_ip, 8080), "fe01", Role::FrontEnd)
+        .await;
+    let cfg = lab.write_config(&two_workers(proxy, member_ip, ""));
+    let p = Portico::start(&cfg, SocketAddr::new(proxy, 8081));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            let mut c = H1::connect(SocketAddr::new(proxy, 8081)).await.unwrap();
+            for _ in 0..25 {
+                let r = c.get("app.contoso.com", "/echo", &[]).await.unwrap();
+                assert_eq!(r.status, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let opened = member.connections_accepted();
+    assert!(
+        (1..=8).contains(&opened),
+        "200 requests on 8 client connections opened {opened} member connections; log:\n{}",
+        p.log_text()
+    );
+    let worker_threads = std::fs::read_dir(format!("/proc/{}/task", p.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("portico-w"))
+        .count();
+    assert_eq!(worker_threads, 2, "workers = 2 runs two worker threads");
+}
+
+/// A listener added by a reload is served by the workers, and one the reload removes stops
+/// accepting on every worker.
+#[tokio::test]
+async fn a_reloaded_listener_is_served_by_the_workers() {
+    let lab = Lab::new();
+    let proxy = unique_loopback();
+    let member_ip = unique_loopback();
+    let _member = lab
+        .plain_member(SocketAddr::new(member_ip, 8080), "fe01", Role::FrontEnd)
+        .await;
+    let cfg = lab.write_config(&two_workers(proxy, member_ip, ""));
+    let p = Portico::start(&cfg, SocketAddr::new(proxy, 8081));
+    let moved = two_workers(proxy, member_ip, "").replace(":8081", ":8082");
+    std::fs::write(&cfg, moved).unwrap();
+    p.signal("HUP");
+    let mut answered = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if H1::connect(SocketAddr::new(proxy, 8082)).await.is_ok() {
+            break;
+        }
+    }
+    // Several connections, so both workers' accept loops are exercised.
+    for _ in 0..8 {
+        let mut c = H1::connect(SocketAddr::new(proxy, 8082)).await.unwrap();
+        if c.get("app.contoso.com", "/echo", &[]).await.unwrap().status == 200 {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 8, "log:\n{}", p.log_text());
+    assert!(
+        tokio::net::TcpStream::connect(SocketAddr::new(proxy, 8081))
+            .await
+            .is_err(),
+        "the removed listener still accepts; log:\n{}",
+        p.log_text()
+    );
+}
