@@ -26,6 +26,7 @@ pub mod profiles;
 pub mod proxy;
 pub mod rules;
 pub mod server;
+mod task;
 pub mod tls;
 pub mod upstream;
 pub mod worker;

@@ -317,7 +317,7 @@ pub async fn serve(
                     return;
                 }
             }
-            let _admitted = match counts.admit(
+            let admitted = match counts.admit(
                 remote.ip(),
                 rt.settings.max_connections,
                 rt.settings.max_connections_per_client,
@@ -338,7 +338,7 @@ pub async fn serve(
                     let info = ConnInfo::new(remote, local, false, None)
                         .trusting(trusted)
                         .limiting_head(rt.settings.max_header_bytes);
-                    serve_conn(tcp, info, proxy, &rt.builder, watcher).await;
+                    tokio::spawn(serve_conn(tcp, info, proxy, &rt.builder, watcher, admitted));
                 }
                 // Boxed: the handshake state is large and is not needed once it is done.
                 Some(tls) => match Box::pin(tls.accept(tcp)).await {
@@ -346,7 +346,14 @@ pub async fn serve(
                         let info = ConnInfo::new(remote, local, true, Some(acc.version))
                             .trusting(trusted)
                             .limiting_head(rt.settings.max_header_bytes);
-                        serve_conn(acc.stream, info, proxy, &rt.builder, watcher).await;
+                        tokio::spawn(serve_conn(
+                            acc.stream,
+                            info,
+                            proxy,
+                            &rt.builder,
+                            watcher,
+                            admitted,
+                        ));
                     }
                     Err(e) => {
                         tracing::debug!(listener = %rt.settings.name, %remote, error = %e, "TLS handshake failed");
@@ -357,13 +364,18 @@ pub async fn serve(
     }
 }
 
-async fn serve_conn<IO>(
+/// The client connection's future, spawned as its own task once PROXY, admission and TLS are
+/// done, so the task that did those ends and frees their state; not an async fn (see
+/// `crate::task`). It holds the connection's place in the listener's counts.
+fn serve_conn<IO>(
     io: IO,
     info: ConnInfo,
     proxy: Arc<Proxy>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
-) where
+    admitted: Admitted,
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let info = Arc::new(info);
@@ -372,9 +384,12 @@ async fn serve_conn<IO>(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%remote, error = %e, "client connection ended with an error");
-    }
+    crate::task::Logged::new(
+        watcher.watch(conn),
+        remote,
+        "client connection ended with an error",
+    )
+    .holding(admitted)
 }
 
 /// A descriptor held back for the moment the process runs out of them: freed, it lets the

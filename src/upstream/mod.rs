@@ -213,11 +213,11 @@ where
         .handshake(TokioIo::new(io))
         .await
         .map_err(|source| ConnectError::Http { addr, source })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(%addr, error = %e, "member connection ended");
-        }
-    });
+    tokio::spawn(crate::task::Logged::new(
+        conn.with_upgrades(),
+        addr,
+        "member connection ended",
+    ));
     Ok(sender)
 }
 
