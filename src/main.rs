@@ -203,7 +203,7 @@ fn reload(config: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", causes(&e));
             ExitCode::FAILURE
         }
     }
@@ -239,7 +239,7 @@ fn check(opts: portico::check::CheckOptions) -> ExitCode {
     let rt = match runtime(Some(2)) {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", causes(&e));
             return ExitCode::from(2);
         }
     };
@@ -314,11 +314,29 @@ fn init_logging(level: Option<&str>) {
         .init();
 }
 
+/// An error and its causes, each once: the library's messages already name their cause
+/// ("cannot listen on ...: Address not available (os error 99)"), and anyhow's `{:#}` would
+/// print that cause a second time.
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", causes(&e));
             ExitCode::FAILURE
         }
     }

@@ -194,3 +194,22 @@ fn bad_perimeter_settings_name_line_and_key() {
     let (code, out) = validate(d.path(), &good);
     assert_eq!(code, 0, "{out}\n{good}");
 }
+
+/// An address that is not on the machine (192.0.2.1, TEST-NET-1): `run` exits 1 naming the
+/// listener, the address, the OS error once, and the keepalived hint.
+#[test]
+fn run_on_an_address_not_on_this_machine_names_it_and_the_os_error_once() {
+    let dir = lab();
+    let path = dir.path().join("portico.toml");
+    std::fs::write(&path, GOOD.replace("127.0.0.1:18443", "192.0.2.1:18443")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on 192.0.2.1:18443"), "{err}");
+    assert_eq!(err.matches("(os error 99)").count(), 1, "{err}");
+    assert!(err.contains("ip_nonlocal_bind"), "{err}");
+}
