@@ -86,3 +86,82 @@ pub fn shard() -> usize {
 pub fn shards() -> usize {
     handles().len() + 1
 }
+
+/// A counter every worker adds to without sharing a cache line with the others: one
+/// cache-line cell per shard, summed when read. Totals the status page and `/metrics` read
+/// a few times a second are written on every request by every core; one shared atomic made
+/// each of those writes a cache-line transfer between cores.
+pub struct Counter {
+    cells: Box<[Cell64]>,
+}
+
+#[repr(align(64))]
+struct Cell64(std::sync::atomic::AtomicU64);
+
+impl Default for Counter {
+    fn default() -> Self {
+        Counter {
+            cells: (0..shards())
+                .map(|_| Cell64(std::sync::atomic::AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+}
+
+impl Counter {
+    fn cell(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.cells[shard().min(self.cells.len() - 1)].0
+    }
+
+    /// Adds `n` in this thread's cell.
+    pub fn add(&self, n: u64) {
+        self.cell()
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes `n` off (a gauge going down); cells wrap, their sum does not.
+    pub fn sub(&self, n: u64) {
+        self.cell()
+            .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The total over every cell.
+    pub fn get(&self) -> u64 {
+        self.cells.iter().fold(0u64, |sum, c| {
+            sum.wrapping_add(c.0.load(std::sync::atomic::Ordering::Relaxed))
+        })
+    }
+
+    /// Back to zero (the status page's "reset counters").
+    pub fn reset(&self) {
+        for c in self.cells.iter() {
+            c.0.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_gauge_raised_on_one_worker_and_lowered_on_another_sums_to_its_value() {
+        let c = Counter {
+            cells: (0..3)
+                .map(|_| Cell64(std::sync::atomic::AtomicU64::new(0)))
+                .collect(),
+        };
+        // Worker 1 opens three exchanges; worker 2 finishes two of them.
+        c.cells[1].0.fetch_add(3, Ordering::Relaxed);
+        c.cells[2].0.fetch_sub(2, Ordering::Relaxed);
+        assert_eq!(c.get(), 1);
+        c.add(10); // this thread is no worker: cell 0
+        assert_eq!(c.get(), 11);
+        c.sub(11);
+        assert_eq!(c.get(), 0);
+        c.add(7);
+        c.reset();
+        assert_eq!(c.get(), 0);
+    }
+}

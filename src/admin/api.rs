@@ -388,7 +388,7 @@ fn member_status(m: &Member, id: String) -> MemberStatus {
         failures: m.total(|s| &s.failures),
         bytes_in: m.total(|s| &s.bytes_in),
         bytes_out: m.total(|s| &s.bytes_out),
-        pinned: m.total(|s| &s.pinned),
+        pinned: m.pinned(),
         response_time_ms: m.response_time.micros() as f64 / 1000.0,
         pool_idle: m.idle_connections(),
     }

@@ -165,7 +165,7 @@ pub fn render(control: &Control) -> String {
             fam.weight.get_or_create(&labels).set(i64::from(m.weight));
             fam.pinned
                 .get_or_create(&labels)
-                .set(gauge_value(m.total(|s| &s.pinned)));
+                .set(gauge_value(m.pinned()));
             for tls in [false, true] {
                 let e = m.endpoint(tls);
                 let mut l = labels.clone();
@@ -173,12 +173,8 @@ pub fn render(control: &Control) -> String {
                 fam.pool_idle
                     .get_or_create(&l)
                     .set(gauge_value(e.idle() as u64));
-                fam.opened
-                    .get_or_create(&l)
-                    .inc_by(e.stats.created.load(Ordering::Relaxed));
-                fam.reused
-                    .get_or_create(&l)
-                    .inc_by(e.stats.reused.load(Ordering::Relaxed));
+                fam.opened.get_or_create(&l).inc_by(e.stats.created.get());
+                fam.reused.get_or_create(&l).inc_by(e.stats.reused.get());
             }
         }
     }

@@ -3,6 +3,7 @@
 use super::health::HealthState;
 use crate::config::MemberState;
 use crate::upstream::{Endpoint, EndpointStats};
+use crate::worker::Counter;
 use rustls::pki_types::ServerName;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -189,9 +190,16 @@ impl Member {
     }
 
     /// A sum over both endpoints of one counter.
-    pub fn total(&self, counter: impl Fn(&EndpointStats) -> &AtomicU64) -> u64 {
-        counter(&self.http.stats).load(Ordering::Relaxed)
-            + counter(&self.https.stats).load(Ordering::Relaxed)
+    pub fn total(&self, counter: impl Fn(&EndpointStats) -> &Counter) -> u64 {
+        counter(&self.http.stats)
+            .get()
+            .wrapping_add(counter(&self.https.stats).get())
+    }
+
+    /// Client connections holding a pinned (NTLM/Negotiate) connection on either endpoint.
+    pub fn pinned(&self) -> u64 {
+        self.http.stats.pinned.load(Ordering::Relaxed)
+            + self.https.stats.pinned.load(Ordering::Relaxed)
     }
 
     /// Requests in flight on either endpoint (least-requests balancing reads this).

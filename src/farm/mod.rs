@@ -217,11 +217,7 @@ impl Farm {
     /// `tls`: the endpoint the exchange went through, whose failure counter the status page
     /// and `portico_member_failures` show.
     pub fn report_failure(&self, member: &Member, tls: bool) {
-        member
-            .endpoint(tls)
-            .stats
-            .failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        member.endpoint(tls).stats.failures.add(1);
         if let Some(Transition::WentDown) = member
             .health
             .record_failure(&self.spec.live_traffic, self.spec.health.is_some())

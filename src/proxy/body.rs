@@ -85,11 +85,7 @@ impl Body for ResponseBody {
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
-                            in_flight
-                                .endpoint()
-                                .stats
-                                .bytes_out
-                                .fetch_add(data.len() as u64, Ordering::Relaxed);
+                            in_flight.endpoint().stats.bytes_out.add(data.len() as u64);
                         }
                         if body.is_end_stream() {
                             if let Some(l) = lease.as_mut() {
@@ -104,11 +100,7 @@ impl Body for ResponseBody {
                     }
                     Poll::Ready(Some(Err(e))) => {
                         tracing::warn!(error = %e, "member response broke off mid-body; client stream truncated");
-                        in_flight
-                            .endpoint()
-                            .stats
-                            .failures
-                            .fetch_add(1, Ordering::Relaxed);
+                        in_flight.endpoint().stats.failures.add(1);
                     }
                     Poll::Pending => {}
                 }

@@ -88,7 +88,7 @@ impl Body for RequestBody {
                             *left -= n;
                         }
                         if let Some(m) = endpoint {
-                            m.stats.bytes_in.fetch_add(n, Ordering::Relaxed);
+                            m.stats.bytes_in.add(n);
                         }
                         if let Some(r) = record {
                             r.bytes_in.fetch_add(n, Ordering::Relaxed);

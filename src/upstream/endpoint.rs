@@ -5,6 +5,7 @@
 
 use super::error::{ErrorKind, SendError};
 use super::{Connector, RequestBody, Sender, Target};
+use crate::worker::Counter;
 use http::{Method, Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -16,25 +17,27 @@ use std::time::Duration;
 
 use super::pool::Pool;
 
-/// Live counters of one endpoint; the status page and metrics add up a member's two.
+/// Live counters of one endpoint; the status page and metrics add up a member's two. The
+/// ones every request writes are per-worker [`Counter`]s; `pinned` stays one atomic, since a
+/// pin is checked against the cap by its previous value.
 #[derive(Default)]
 pub struct EndpointStats {
     /// Requests sent here whose response body is not done yet (a gauge).
-    pub in_flight: AtomicU64,
+    pub in_flight: Counter,
     /// Requests sent here; each failover attempt counts on the member it tried.
-    pub requests: AtomicU64,
+    pub requests: Counter,
     /// Exchanges the member failed (never Portico's or the client's failures).
-    pub failures: AtomicU64,
+    pub failures: Counter,
     /// Request body bytes forwarded to the member.
-    pub bytes_in: AtomicU64,
+    pub bytes_in: Counter,
     /// Response body bytes streamed back from the member.
-    pub bytes_out: AtomicU64,
+    pub bytes_out: Counter,
     /// Client connections holding a private (NTLM/Negotiate) connection here.
     pub pinned: AtomicU64,
     /// New connections opened, and requests sent on a pooled one.
-    pub created: AtomicU64,
+    pub created: Counter,
     /// Requests sent on a pooled connection (see `created`).
-    pub reused: AtomicU64,
+    pub reused: Counter,
 }
 
 impl EndpointStats {
@@ -48,7 +51,7 @@ impl EndpointStats {
             &self.created,
             &self.reused,
         ] {
-            c.store(0, Ordering::Relaxed);
+            c.reset();
         }
     }
 }
@@ -154,7 +157,7 @@ impl Endpoint {
             if sender.ready().await.is_err() {
                 continue;
             }
-            self.stats.reused.fetch_add(1, Ordering::Relaxed);
+            self.stats.reused.add(1);
             // Even a connection used a moment ago may be one the member is closing (it was
             // restarted, an app pool recycled): keep what a replay needs (a HeaderMap clone,
             // whose values share the bytes hyper read).
@@ -172,7 +175,7 @@ impl Endpoint {
             Ok(s) => s,
             Err(kind) => return Err(SendError::new(kind, Some(req))),
         };
-        self.stats.created.fetch_add(1, Ordering::Relaxed);
+        self.stats.created.add(1);
         let response = send_on(&mut sender, req, reach.read_timeout).await?;
         Ok(self.exchange(response, sender))
     }
@@ -335,8 +338,8 @@ pub struct InFlight(Arc<Endpoint>);
 impl InFlight {
     /// Counts one more request on `endpoint`, in flight until this is dropped.
     pub fn new(endpoint: &Arc<Endpoint>) -> Self {
-        endpoint.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        endpoint.stats.requests.fetch_add(1, Ordering::Relaxed);
+        endpoint.stats.in_flight.add(1);
+        endpoint.stats.requests.add(1);
         InFlight(Arc::clone(endpoint))
     }
 
@@ -348,6 +351,6 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.stats.in_flight.sub(1);
     }
 }
