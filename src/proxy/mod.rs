@@ -197,11 +197,16 @@ pub enum ProxyError {
 }
 
 /// Serves one request. An `Err` makes hyper close the connection (h1) or reset the stream (h2).
-pub async fn handle(
+///
+/// A plain fn returning an async block, not an async fn: an async fn keeps each argument
+/// twice in its state (the argument and the local it is moved into), and hyper holds this
+/// future for as long as a long poll waits.
+pub fn handle(
     proxy: Arc<Proxy>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, ProxyError> {
+) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + Send + 'static
+{
     let record = proxy.access_log.load_full().map(|log| {
         let host = req
             .headers()
@@ -219,14 +224,16 @@ pub async fn handle(
             conn.tls_version,
         ))
     });
-    let result = route_request(&proxy, &conn, req, record.as_ref()).await;
-    match (result, record) {
-        (Ok(resp), Some(record)) => {
-            record.set_status(resp.status().as_u16());
-            let (parts, body) = resp.into_parts();
-            Ok(Response::from_parts(parts, body.with_record(Some(record))))
+    async move {
+        let result = route_request(&proxy, &conn, req, record.as_ref()).await;
+        match (result, record) {
+            (Ok(resp), Some(record)) => {
+                record.set_status(resp.status().as_u16());
+                let (parts, body) = resp.into_parts();
+                Ok(Response::from_parts(parts, body.with_record(Some(record))))
+            }
+            (result, _) => result,
         }
-        (result, _) => result,
     }
 }
 

@@ -11,8 +11,10 @@ use http_body::Body;
 use hyper::body::Incoming;
 use rustls::pki_types::ServerName;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::pool::Pool;
@@ -125,22 +127,25 @@ impl Endpoint {
     /// request went out costs nothing. One that dies under an idempotent bodyless request
     /// returns a copy of it with [`Retry::Idempotent`](super::Retry), which HTTP allows to
     /// send once more (RFC 9110 9.2.2).
-    pub async fn send(
-        self: &Arc<Self>,
-        reach: &Reach<'_>,
+    ///
+    /// Not an async fn, nor is `send_new`: a wrapper's own state would keep a second copy of
+    /// the request in every held request's future (see `crate::task`).
+    pub fn send<'a>(
+        self: &'a Arc<Self>,
+        reach: &'a Reach<'a>,
         req: Request<RequestBody>,
-    ) -> Result<Exchange, SendError> {
-        self.send_with(reach, req, true).await
+    ) -> impl std::future::Future<Output = Result<Exchange, SendError>> + Send + 'a {
+        self.send_with(reach, req, true)
     }
 
     /// Sends on a new connection: the replay of a request whose pooled connection died
     /// (the others in the pool may be as dead, if the member restarted).
-    pub async fn send_new(
-        self: &Arc<Self>,
-        reach: &Reach<'_>,
+    pub fn send_new<'a>(
+        self: &'a Arc<Self>,
+        reach: &'a Reach<'a>,
         req: Request<RequestBody>,
-    ) -> Result<Exchange, SendError> {
-        self.send_with(reach, req, false).await
+    ) -> impl std::future::Future<Output = Result<Exchange, SendError>> + Send + 'a {
+        self.send_with(reach, req, false)
     }
 
     async fn send_with(
@@ -218,26 +223,61 @@ impl Endpoint {
 
 /// Sends and waits for the response head. The per-read idle timeout cannot stop a member
 /// that trickles header bytes, so a bodyless request's head must arrive within `timeout` in
-/// all. (With a body the member may rightly answer only after a long upload.)
-async fn send_on(
+/// all. (With a body the member may rightly answer only after a long upload.) A plain
+/// future, not an async fn: an async fn would keep the request it moved into hyper's future
+/// beside that future, 296 bytes more in every held request.
+fn send_on(
     sender: &mut Sender,
     req: Request<RequestBody>,
     timeout: Duration,
-) -> Result<Response<Incoming>, SendError> {
+) -> SendOn<impl std::future::Future<Output = Result<Response<Incoming>, TrySendError>> + Send> {
     let bodyless = req.body().is_end_stream();
-    let fut = sender.try_send_request(req);
-    let result = if bodyless {
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => return Err(SendError::new(ErrorKind::HeadTimeout(timeout), None)),
+    SendOn {
+        sent: sender.try_send_request(req),
+        // Not registered with the timer until polled, and polled only for a bodyless request.
+        head_deadline: tokio::time::sleep(timeout),
+        bodyless,
+        timeout,
+    }
+}
+
+type TrySendError = hyper::client::conn::TrySendError<Request<RequestBody>>;
+
+pin_project_lite::pin_project! {
+    /// [`send_on`]'s future.
+    struct SendOn<F> {
+        #[pin]
+        sent: F,
+        #[pin]
+        head_deadline: tokio::time::Sleep,
+        bodyless: bool,
+        timeout: Duration,
+    }
+}
+
+impl<F> std::future::Future for SendOn<F>
+where
+    F: std::future::Future<Output = Result<Response<Incoming>, TrySendError>>,
+{
+    type Output = Result<Response<Incoming>, SendError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.sent.poll(cx) {
+            let timeout = *this.timeout;
+            return Poll::Ready(result.map_err(|mut e| match e.take_message() {
+                Some(back) => SendError::new(ErrorKind::NotSent, Some(back)),
+                None => SendError::from_hyper(e.into_error(), timeout),
+            }));
         }
-    } else {
-        fut.await
-    };
-    result.map_err(|mut e| match e.take_message() {
-        Some(back) => SendError::new(ErrorKind::NotSent, Some(back)),
-        None => SendError::from_hyper(e.into_error(), timeout),
-    })
+        if *this.bodyless && this.head_deadline.poll(cx).is_ready() {
+            return Poll::Ready(Err(SendError::new(
+                ErrorKind::HeadTimeout(*this.timeout),
+                None,
+            )));
+        }
+        Poll::Pending
+    }
 }
 
 /// A copy to replay when the original may have been lost on a dead pooled connection:
