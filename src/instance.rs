@@ -71,11 +71,18 @@ pub struct DrainState {
     pub delay: Duration,
 }
 
+/// How long a shutdown waits for connections accepted before it to start their first
+/// request (a client on a slow link may take a round trip or two after the handshake).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
+
 pub(crate) struct ListenerHandle {
     runtime: Arc<ArcSwap<ListenerRuntime>>,
     stop: watch::Sender<bool>,
     /// One accept loop per worker (one on the caller's runtime without workers).
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// What the accept loops share; shutdown reads its connections still before their
+    /// first request.
+    shared: Arc<listener::ListenerShared>,
     addr: SocketAddr,
 }
 
@@ -188,6 +195,13 @@ impl Control {
         }
         configure_access_log(&self.proxy, &cfg).map_err(|e| e.to_string())?;
         let old = self.proxy.current.load_full();
+        if old.config.workers != cfg.workers {
+            // The thread layout and the pools sharded by it are fixed for the process.
+            tracing::warn!(
+                running = crate::worker::handles().len(),
+                "workers changed in the config: it takes effect at the next restart"
+            );
+        }
         let snapshot = Snapshot::new(cfg, Some(&old));
         snapshot.start_background();
         crate::tls::maintain(&snapshot.config);
@@ -277,6 +291,7 @@ impl Control {
             runtime,
             stop,
             tasks,
+            shared,
             addr,
         }
     }
@@ -295,10 +310,22 @@ impl Control {
         for h in &handles {
             let _ = h.stop.send(true);
         }
+        let mut shared = Vec::new();
         for h in handles {
             for t in h.tasks {
                 let _ = t.await;
             }
+            shared.push(h.shared);
+        }
+        // A connection accepted before the stop gets its first request answered: hyper
+        // would close it at once as idle if told to shut down before that request arrived
+        // (behind a PROXY header, a TLS handshake). Bounded, for clients that never send.
+        let began = tokio::time::Instant::now();
+        let settle = began + FIRST_REQUEST_GRACE.min(deadline);
+        while shared.iter().any(|s| s.awaiting_first_request() > 0)
+            && tokio::time::Instant::now() < settle
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let graceful = self.graceful.lock().ok().and_then(|mut g| g.take());
         let Some(graceful) = graceful.and_then(|g| Arc::try_unwrap(g).ok()) else {
@@ -313,6 +340,7 @@ impl Control {
             );
         }
         // Idle keep-alive connections close now; busy ones after their current request.
+        let deadline = deadline.saturating_sub(began.elapsed());
         if tokio::time::timeout(deadline, graceful.shutdown())
             .await
             .is_err()

@@ -134,3 +134,75 @@ async fn a_reloaded_listener_is_served_by_the_workers() {
         p.log_text()
     );
 }
+
+/// `workers` is fixed for the process: a reload that changes it still applies the rest and
+/// says the new count waits for a restart.
+#[tokio::test]
+async fn a_reload_that_changes_workers_says_it_takes_effect_at_restart() {
+    let lab = Lab::new();
+    let proxy = unique_loopback();
+    let member_ip = unique_loopback();
+    let _member = lab
+        .plain_member(SocketAddr::new(member_ip, 8080), "fe01", Role::FrontEnd)
+        .await;
+    let cfg = lab.write_config(&two_workers(proxy, member_ip, ""));
+    let p = Portico::start(&cfg, SocketAddr::new(proxy, 8081));
+    let one = two_workers(proxy, member_ip, "").replace("workers = 2", "workers = 1");
+    std::fs::write(&cfg, one).unwrap();
+    p.signal("HUP");
+    let mut said = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if p.log_text().contains("takes effect at the next restart") {
+            said = true;
+            break;
+        }
+    }
+    assert!(said, "log:\n{}", p.log_text());
+    assert!(p.log_text().contains("config reloaded"), "{}", p.log_text());
+    let mut c = H1::connect(SocketAddr::new(proxy, 8081)).await.unwrap();
+    assert_eq!(
+        c.get("app.contoso.com", "/echo", &[]).await.unwrap().status,
+        200
+    );
+}
+
+/// A client that connected before SIGTERM and sends its request a moment after still gets
+/// its answer: hyper closes a connection that is idle when told to shut down, so shutdown
+/// waits (up to 2 s) for accepted connections to start their first request. Behind an L4
+/// balancer that sends PROXY headers this was a failed request in a graceful drain.
+#[tokio::test]
+async fn a_connection_accepted_before_sigterm_gets_its_first_request_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lab = Lab::new();
+    let proxy = unique_loopback();
+    let member_ip = unique_loopback();
+    let _member = lab
+        .plain_member(SocketAddr::new(member_ip, 8080), "fe01", Role::FrontEnd)
+        .await;
+    let cfg = lab.write_config(&two_workers(proxy, member_ip, ""));
+    let p = Portico::start(&cfg, SocketAddr::new(proxy, 8081));
+    let mut tcp = tokio::net::TcpStream::connect(SocketAddr::new(proxy, 8081))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tcp.write_all(b"GET /echo HTTP/1.1\r\nHost: app.contoso.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&got);
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "got {head:?}; log:\n{}",
+        p.log_text()
+    );
+}

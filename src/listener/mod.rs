@@ -216,11 +216,19 @@ type RateSlot = ((RateSpec, usize), Arc<RateLimiter>);
 #[derive(Default)]
 pub struct ListenerShared {
     counts: Arc<ConnectionCounts>,
+    /// Connections accepted that have not started a request yet (`proxy::FirstRequest`).
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// The limiter and the setting it was built for; rebuilt only when a reload changes it.
     rate: Mutex<Option<RateSlot>>,
 }
 
 impl ListenerShared {
+    /// Accepted connections whose first request has not started: a shutdown waits for
+    /// these before closing idle connections.
+    pub fn awaiting_first_request(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The connection-rate limiter for `want`, made (and registered with the perimeter
     /// counters) when the setting first appears or changes.
     fn limiter(
@@ -257,22 +265,37 @@ pub async fn serve(
 ) {
     let local = listener.local_addr().ok();
     let mut reserve = Reserve::open();
+    let mut stopping = false;
     loop {
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) if crate::upstream::is_local_exhaustion(&e) => {
-                    reserve.refuse_one(&listener, &runtime.load().settings.name, &e).await;
+        // Once stopped, the connections the kernel already completed are clients that
+        // connected before the stop: they are taken (closing the socket would reset them).
+        let next = if stopping {
+            match sweep(&listener) {
+                Some(pair) => pair,
+                None => break,
+            }
+        } else {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(pair) => pair,
+                    Err(e) if crate::upstream::is_local_exhaustion(&e) => {
+                        reserve.refuse_one(&listener, &runtime.load().settings.name, &e).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(listener = %runtime.load().settings.name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => {
+                    stopping = true;
                     continue;
                 }
-                Err(e) => {
-                    tracing::warn!(listener = %runtime.load().settings.name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
+            }
         };
+        let (tcp, remote) = next;
+        let first = proxy::FirstRequest::new(&shared.waiting);
         let rt = runtime.load_full();
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok().or(local).unwrap_or(remote);
@@ -336,6 +359,7 @@ pub async fn serve(
             match &rt.settings.tls {
                 None => {
                     let info = ConnInfo::new(remote, local, false, None)
+                        .awaiting_first_request(first)
                         .trusting(trusted)
                         .limiting_head(rt.settings.max_header_bytes);
                     tokio::spawn(serve_conn(tcp, info, proxy, &rt.builder, watcher, admitted));
@@ -344,6 +368,7 @@ pub async fn serve(
                 Some(tls) => match Box::pin(tls.accept(tcp)).await {
                     Ok(acc) => {
                         let info = ConnInfo::new(remote, local, true, Some(acc.version))
+                            .awaiting_first_request(first)
                             .trusting(trusted)
                             .limiting_head(rt.settings.max_header_bytes);
                         tokio::spawn(serve_conn(
@@ -362,6 +387,16 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// One connection already waiting in the backlog, if any: a plain non-blocking accept, since
+/// the runtime may not have been told of it yet.
+fn sweep(listener: &TcpListener) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    let (sock, addr) = socket2::SockRef::from(listener).accept().ok()?;
+    sock.set_nonblocking(true).ok()?;
+    let remote = addr.as_socket()?;
+    let tcp = tokio::net::TcpStream::from_std(std::net::TcpStream::from(sock)).ok()?;
+    Some((tcp, remote))
 }
 
 /// The client connection's future, spawned as its own task once PROXY, admission and TLS are

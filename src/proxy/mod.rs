@@ -133,9 +133,47 @@ pub struct ConnInfo {
     /// `remote`'s address formatted for X-Forwarded-For, once per connection instead of
     /// once per request.
     pub forwarded_for: http::HeaderValue,
+    /// Counted among the listener's connections that have not started a request yet, until
+    /// the first one starts: shutdown waits for those (`FirstRequest`).
+    pub first_request: Option<FirstRequest>,
     /// The member connection this client connection authenticated on (HTTP/1.1 only:
     /// its requests come one after another, so the lock is never contended).
     pin: Mutex<Option<PinSlot>>,
+}
+
+/// One accepted client connection that has not started a request yet. A shutdown stops
+/// accepting, then waits (briefly) until none is left before it tells connections to close:
+/// hyper closes an idle connection at once, and one accepted just before the stop, whose
+/// request is still on its way (behind a PROXY header, a TLS handshake), would be closed
+/// unanswered. Given back when the first request starts or the connection ends.
+pub struct FirstRequest {
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl FirstRequest {
+    /// Counts one more connection into `waiting`.
+    pub fn new(waiting: &Arc<std::sync::atomic::AtomicUsize>) -> FirstRequest {
+        waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        FirstRequest {
+            waiting: Arc::clone(waiting),
+            done: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The first request started (later calls are one load).
+    pub fn started(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.done.load(Ordering::Relaxed) && !self.done.swap(true, Ordering::Relaxed) {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for FirstRequest {
+    fn drop(&mut self) {
+        self.started();
+    }
 }
 
 impl ConnInfo {
@@ -154,8 +192,15 @@ impl ConnInfo {
             trusted_peer: false,
             max_header_bytes: usize::MAX,
             forwarded_for: headers::address_value(remote.ip()),
+            first_request: None,
             pin: Mutex::new(None),
         }
+    }
+
+    /// Counts this connection as waiting for its first request until it starts.
+    pub fn awaiting_first_request(mut self, first: FirstRequest) -> Self {
+        self.first_request = Some(first);
+        self
     }
 
     /// Marks the peer as a trusted proxy (its address is in the listener's `trusted_proxies`).
@@ -207,6 +252,9 @@ pub fn handle(
     req: Request<Incoming>,
 ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + Send + 'static
 {
+    if let Some(first) = &conn.first_request {
+        first.started();
+    }
     let record = proxy.access_log.load_full().map(|log| {
         let host = req
             .headers()
