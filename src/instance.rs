@@ -264,18 +264,11 @@ impl Control {
                 Ok(std) => workers
                     .iter()
                     .filter_map(|w| {
-                        let copy = match std.try_clone() {
-                            Ok(c) => c,
-                            Err(e) => {
-                                tracing::error!(%addr, error = %e, "cannot share the listener with a worker");
-                                return None;
-                            }
-                        };
                         let _entered = w.enter();
-                        match tokio::net::TcpListener::from_std(copy) {
+                        match std.try_clone().and_then(tokio::net::TcpListener::from_std) {
                             Ok(sock) => Some(w.spawn(serve(sock))),
                             Err(e) => {
-                                tracing::error!(%addr, error = %e, "a worker cannot poll the listener");
+                                tracing::error!(%addr, error = %e, "a worker cannot take its share of the listener");
                                 None
                             }
                         }

@@ -11,6 +11,7 @@
 //! as tests call it) listeners run on the caller's runtime and everything is one shard.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use tokio::runtime::Handle;
 
@@ -87,55 +88,73 @@ pub fn shards() -> usize {
     handles().len() + 1
 }
 
-/// A counter every worker adds to without sharing a cache line with the others: one
-/// cache-line cell per shard, summed when read. Totals the status page and `/metrics` read
-/// a few times a second are written on every request by every core; one shared atomic made
-/// each of those writes a cache-line transfer between cores.
-pub struct Counter {
-    cells: Box<[Cell64]>,
+/// One value per shard (per worker, plus one for other threads), each on its own cache line
+/// so two workers never write the same one; a thread uses its own. Idle pools and counters
+/// are built on it.
+pub struct PerWorker<T> {
+    cells: Box<[Padded<T>]>,
 }
 
 #[repr(align(64))]
-struct Cell64(std::sync::atomic::AtomicU64);
+struct Padded<T>(T);
+
+impl<T> PerWorker<T> {
+    /// A value per shard, each made by `make`.
+    pub fn new(make: impl FnMut() -> T) -> Self {
+        Self::with_shards(shards(), make)
+    }
+
+    fn with_shards(n: usize, mut make: impl FnMut() -> T) -> Self {
+        PerWorker {
+            cells: (0..n).map(|_| Padded(make())).collect(),
+        }
+    }
+
+    /// This thread's value.
+    pub fn local(&self) -> &T {
+        &self.cells[shard().min(self.cells.len() - 1)].0
+    }
+
+    /// Every shard's value.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.cells.iter().map(|c| &c.0)
+    }
+}
+
+/// A counter every worker adds to without sharing a cache line with the others, summed
+/// when read. Totals the status page and `/metrics` read a few times a second are written
+/// on every request by every core; one shared atomic made each of those writes a
+/// cache-line transfer between cores.
+pub struct Counter(PerWorker<AtomicU64>);
 
 impl Default for Counter {
     fn default() -> Self {
-        Counter {
-            cells: (0..shards())
-                .map(|_| Cell64(std::sync::atomic::AtomicU64::new(0)))
-                .collect(),
-        }
+        Counter(PerWorker::new(AtomicU64::default))
     }
 }
 
 impl Counter {
-    fn cell(&self) -> &std::sync::atomic::AtomicU64 {
-        &self.cells[shard().min(self.cells.len() - 1)].0
-    }
-
     /// Adds `n` in this thread's cell.
     pub fn add(&self, n: u64) {
-        self.cell()
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.0.local().fetch_add(n, Ordering::Relaxed);
     }
 
     /// Takes `n` off (a gauge going down); cells wrap, their sum does not.
     pub fn sub(&self, n: u64) {
-        self.cell()
-            .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        self.0.local().fetch_sub(n, Ordering::Relaxed);
     }
 
     /// The total over every cell.
     pub fn get(&self) -> u64 {
-        self.cells.iter().fold(0u64, |sum, c| {
-            sum.wrapping_add(c.0.load(std::sync::atomic::Ordering::Relaxed))
-        })
+        self.0
+            .iter()
+            .fold(0u64, |sum, c| sum.wrapping_add(c.load(Ordering::Relaxed)))
     }
 
     /// Back to zero (the status page's "reset counters").
     pub fn reset(&self) {
-        for c in self.cells.iter() {
-            c.0.store(0, std::sync::atomic::Ordering::Relaxed);
+        for c in self.0.iter() {
+            c.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -143,18 +162,13 @@ impl Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
 
     #[test]
     fn a_gauge_raised_on_one_worker_and_lowered_on_another_sums_to_its_value() {
-        let c = Counter {
-            cells: (0..3)
-                .map(|_| Cell64(std::sync::atomic::AtomicU64::new(0)))
-                .collect(),
-        };
+        let c = Counter(PerWorker::with_shards(3, AtomicU64::default));
         // Worker 1 opens three exchanges; worker 2 finishes two of them.
-        c.cells[1].0.fetch_add(3, Ordering::Relaxed);
-        c.cells[2].0.fetch_sub(2, Ordering::Relaxed);
+        c.0.cells[1].0.fetch_add(3, Ordering::Relaxed);
+        c.0.cells[2].0.fetch_sub(2, Ordering::Relaxed);
         assert_eq!(c.get(), 1);
         c.add(10); // this thread is no worker: cell 0
         assert_eq!(c.get(), 11);

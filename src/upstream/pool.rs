@@ -11,35 +11,32 @@
 //! that opened it, so a worker only reuses its own connections, and the shards never contend.
 
 use super::Sender;
+use crate::worker::PerWorker;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
 pub(super) struct Pool {
-    shards: Box<[Shard]>,
+    /// Most recently returned last (LIFO keeps few connections warm and lets the rest age).
+    shards: PerWorker<Mutex<Vec<(Sender, Instant)>>>,
     /// Per shard.
     max_idle: usize,
 }
 
-/// Most recently returned last (LIFO keeps few connections warm and lets the rest age).
-/// Aligned to a cache line so two workers' shards never share one.
-#[repr(align(64))]
-struct Shard(Mutex<Vec<(Sender, Instant)>>);
-
 impl Pool {
     pub(super) fn new(max_idle: usize) -> Self {
         Pool {
-            shards: (0..crate::worker::shards())
-                .map(|_| Shard(Mutex::new(Vec::new())))
-                .collect(),
+            shards: PerWorker::new(|| Mutex::new(Vec::new())),
             max_idle,
         }
     }
 
     /// This thread's shard.
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Sender, Instant)>> {
-        let i = crate::worker::shard().min(self.shards.len() - 1);
-        self.shards[i].0.lock().unwrap_or_else(|p| p.into_inner())
+        self.shards
+            .local()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The most recently used open connection, dropping those idle past `idle_timeout`. It
@@ -77,14 +74,14 @@ impl Pool {
     pub(super) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.0.lock().map(|v| v.len()).unwrap_or(0))
+            .map(|s| s.lock().map(|v| v.len()).unwrap_or(0))
             .sum()
     }
 
     /// Drops the idle connections of every shard.
     pub(super) fn clear(&self) {
         for s in self.shards.iter() {
-            s.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            s.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
     }
 }
