@@ -25,18 +25,18 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-"$REPO/target/release/examples/bench-member" "127.0.0.1:$MEMBER_PORT" > "$TMP/member.log" 2>&1 &
-PIDS+=($!)
-# FARM=3: the farm has three members (bench members on MEMBER_PORT+2, +3 as well).
+# FARM=3: the farm has three members, ports MEMBER_PORT+2 and +3 of the same member process.
 FARM="${FARM:-1}"
 MEMBERS='{ address = "127.0.0.1" }'
+MEMBER_ADDRS="127.0.0.1:$MEMBER_PORT"
 if [ "$FARM" = 3 ]; then
     for p in $(( MEMBER_PORT + 2 )) $(( MEMBER_PORT + 3 )); do
-        "$REPO/target/release/examples/bench-member" "127.0.0.1:$p" > "$TMP/member-$p.log" 2>&1 &
-        PIDS+=($!)
+        MEMBER_ADDRS="$MEMBER_ADDRS,127.0.0.1:$p"
         MEMBERS="$MEMBERS, { address = \"127.0.0.1\", http_port = $p }"
     done
 fi
+"$REPO/target/release/examples/bench-member" "$MEMBER_ADDRS" > "$TMP/member.log" 2>&1 &
+PIDS+=($!)
 # HOST_RULES=N: N tenant host rules ahead of the one that matches (the cost of a big config).
 HOST_RULES="${HOST_RULES:-0}"
 cat > "$TMP/portico.toml" <<EOF

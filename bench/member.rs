@@ -7,7 +7,11 @@
 //! ```sh
 //! cargo build --release --example bench-member
 //! target/release/examples/bench-member 127.0.0.1:14080 [CERT.pem KEY.pem]
+//! target/release/examples/bench-member 127.0.0.1:14080,127.0.0.1:14082,127.0.0.1:14083
 //! ```
+//!
+//! Several comma-separated addresses are served by the same thread: a farm of three members
+//! then has exactly the capacity of a farm of one, so comparing the two measures the proxy.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -26,11 +30,11 @@ type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 static ACCEPTED: AtomicU64 = AtomicU64::new(0);
 const KIB: &[u8] = &[b'x'; 1024];
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let addr = args
         .first()
-        .ok_or("usage: bench-member ADDR [CERT KEY]")?
+        .ok_or("usage: bench-member ADDR[,ADDR...] [CERT KEY]")?
         .clone();
     let tls = match (args.get(1), args.get(2)) {
         (Some(c), Some(k)) => Some(tls_config(c, k)?),
@@ -39,13 +43,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(&addr, tls))
+    rt.block_on(async {
+        let mut serving = tokio::task::JoinSet::new();
+        for a in addr.split(',') {
+            let listener = TcpListener::bind(a).await?;
+            serving.spawn(serve(listener, tls.clone()));
+        }
+        match serving.join_next().await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(()),
+        }
+    })
 }
 
 fn tls_config(
     cert: &str,
     key: &str,
-) -> Result<Arc<rustls::ServerConfig>, Box<dyn std::error::Error>> {
+) -> Result<Arc<rustls::ServerConfig>, Box<dyn std::error::Error + Send + Sync>> {
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
         .collect::<Result<Vec<_>, _>>()?;
     let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?
@@ -61,10 +76,9 @@ fn tls_config(
 }
 
 async fn serve(
-    addr: &str,
+    listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = TcpListener::bind(addr).await?;
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (tcp, _) = listener.accept().await?;
