@@ -3,10 +3,10 @@
 //! one; `admin` and `health` only hold it, so neither needs `server`.
 
 use crate::config::{self, Config};
+use crate::listener::graceful::GracefulShutdown;
 use crate::listener::{self, ListenerRuntime, ListenerSettings};
 use crate::proxy::{Proxy, Snapshot};
 use arc_swap::ArcSwap;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,9 +4,9 @@
 use crate::config::Config;
 use crate::instance::configure_access_log;
 pub use crate::instance::{Control, DrainState, ReloadStatus, StartError};
+use crate::listener::graceful::GracefulShutdown;
 use crate::listener::{self, ListenerSettings};
 use crate::proxy::{Proxy, Snapshot};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,6 @@
 //! Client-facing sockets: accept, TLS (SNI + ALPN), then HTTP/1.1 or h2 into `proxy::handle`.
 
+pub mod graceful;
 pub mod proxy_protocol;
 
 use crate::config::{Cidr, ListenerConfig};
@@ -7,10 +8,10 @@ use crate::perimeter::ratelimit::{RateLimiter, RateSpec};
 use crate::proxy::{self, ConnInfo, Proxy};
 use crate::tls::ListenerTls;
 use arc_swap::ArcSwap;
+use graceful::{GracefulShutdown, Watcher};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -89,29 +90,69 @@ pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListe
     TcpListener::from_std(socket.into())
 }
 
-fn builder(s: &ListenerSettings) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
-        .keep_alive(true)
-        // Old Outlook builds break on lower-cased response headers: on HTTP/1.1 names keep
-        // the spelling the member wrote (the case map travels in the response extensions);
-        // names Portico adds, or that came from an h2 member, are written Title-Case.
-        .preserve_header_case(true)
-        .title_case_headers(true)
-        .max_buf_size(head_buffer_bytes(s.max_header_bytes));
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(s.h2_max_concurrent_streams)
-        // Rapid reset (CVE-2023-44487): a client that keeps opening and cancelling streams
-        // is sent GOAWAY instead of costing a request each time.
-        .max_pending_accept_reset_streams(Some(50))
-        .max_local_error_reset_streams(Some(256))
-        .max_header_list_size(head_buffer_bytes(s.max_header_bytes) as u32)
-        .keep_alive_interval(Some(Duration::from_secs(60)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    b
+/// HTTP/1.1 settings, written once for hyper's own builder and for `auto`'s.
+macro_rules! http1_settings {
+    ($b:expr, $s:expr) => {
+        $b.timer(TokioTimer::new())
+            .header_read_timeout($s.header_read_timeout)
+            .keep_alive(true)
+            // Old Outlook builds break on lower-cased response headers: on HTTP/1.1 names
+            // keep the spelling the member wrote (the case map travels in the response
+            // extensions); names Portico adds, or that came from an h2 member, are
+            // written Title-Case.
+            .preserve_header_case(true)
+            .title_case_headers(true)
+            .max_buf_size(head_buffer_bytes($s.max_header_bytes))
+    };
+}
+
+/// h2 settings, written once for hyper's own builder and for `auto`'s.
+macro_rules! http2_settings {
+    ($b:expr, $s:expr) => {
+        $b.timer(TokioTimer::new())
+            .max_concurrent_streams($s.h2_max_concurrent_streams)
+            // Rapid reset (CVE-2023-44487): a client that keeps opening and cancelling
+            // streams is sent GOAWAY instead of costing a request each time.
+            .max_pending_accept_reset_streams(Some(50))
+            .max_local_error_reset_streams(Some(256))
+            .max_header_list_size(head_buffer_bytes($s.max_header_bytes) as u32)
+            .keep_alive_interval(Some(Duration::from_secs(60)))
+            .keep_alive_timeout(Duration::from_secs(20))
+    };
+}
+
+/// The HTTP servers a connection may get, configured from the listener's settings. A TLS
+/// connection goes straight to the protocol ALPN chose; on clear text, where h2 comes with
+/// prior knowledge, `auto` sniffs the first bytes, which costs an HTTP/1.1 connection twice
+/// the read buffer (see `graceful`).
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    sniff: auto::Builder<TokioExecutor>,
+}
+
+/// The connection's protocol, as far as the listener knows before reading from it.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Http1,
+    Http2,
+    /// Clear text: h2 with prior knowledge or HTTP/1.x, told by the first bytes.
+    Unknown,
+}
+
+fn protocols(s: &ListenerSettings) -> Protocols {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1_settings!(http1, s);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2_settings!(http2, s);
+    let mut sniff = auto::Builder::new(TokioExecutor::new());
+    http1_settings!(sniff.http1(), s);
+    http2_settings!(sniff.http2(), s);
+    Protocols {
+        http1,
+        http2,
+        sniff,
+    }
 }
 
 /// How much head hyper may read: above the configured limit, so a head a little over it still
@@ -194,14 +235,14 @@ impl Drop for Admitted {
 pub struct ListenerRuntime {
     /// The settings the builder was made from; read per connection by the accept loop.
     pub settings: ListenerSettings,
-    builder: auto::Builder<TokioExecutor>,
+    protocols: Protocols,
 }
 
 impl ListenerRuntime {
-    /// Builds the HTTP/1.1 + h2 server builder for `settings`.
+    /// Builds the HTTP/1.1 and h2 servers for `settings`.
     pub fn new(settings: ListenerSettings) -> Arc<ListenerRuntime> {
         Arc::new(ListenerRuntime {
-            builder: builder(&settings),
+            protocols: protocols(&settings),
             settings,
         })
     }
@@ -362,7 +403,13 @@ pub async fn serve(
                         .awaiting_first_request(first)
                         .trusting(trusted)
                         .limiting_head(rt.settings.max_header_bytes);
-                    tokio::spawn(serve_conn(tcp, info, proxy, &rt.builder, watcher, admitted));
+                    let conn = Conn {
+                        info,
+                        proxy,
+                        watcher,
+                        admitted,
+                    };
+                    serve_conn(tcp, Protocol::Unknown, conn, &rt.protocols);
                 }
                 // Boxed: the handshake state is large and is not needed once it is done.
                 Some(tls) => match Box::pin(tls.accept(tcp)).await {
@@ -371,14 +418,18 @@ pub async fn serve(
                             .awaiting_first_request(first)
                             .trusting(trusted)
                             .limiting_head(rt.settings.max_header_bytes);
-                        tokio::spawn(serve_conn(
-                            acc.stream,
+                        // h2 over TLS is negotiated by ALPN or not at all (RFC 9113 3.3).
+                        let protocol = match acc.alpn {
+                            Some(crate::tls::Alpn::H2) => Protocol::Http2,
+                            Some(crate::tls::Alpn::Http11) | None => Protocol::Http1,
+                        };
+                        let conn = Conn {
                             info,
                             proxy,
-                            &rt.builder,
                             watcher,
                             admitted,
-                        ));
+                        };
+                        serve_conn(acc.stream, protocol, conn, &rt.protocols);
                     }
                     Err(e) => {
                         tracing::debug!(listener = %rt.settings.name, %remote, error = %e, "TLS handshake failed");
@@ -399,32 +450,64 @@ fn sweep(listener: &TcpListener) -> Option<(tokio::net::TcpStream, SocketAddr)> 
     Some((tcp, remote))
 }
 
-/// The client connection's future, spawned as its own task once PROXY, admission and TLS are
-/// done, so the task that did those ends and frees their state; not an async fn (see
-/// `crate::task`). It holds the connection's place in the listener's counts.
-fn serve_conn<IO>(
-    io: IO,
+/// What a client connection's task holds beside the connection itself.
+struct Conn {
     info: ConnInfo,
     proxy: Arc<Proxy>,
-    builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
+    /// The connection's place in the listener's counts.
     admitted: Admitted,
-) -> impl std::future::Future<Output = ()> + Send + 'static
+}
+
+/// Spawns the client connection as its own task once PROXY, admission and TLS are done, so
+/// the task that did those ends and frees their state. The future is hyper's connection,
+/// not wrapped in an async block (see `crate::task`).
+fn serve_conn<IO>(io: IO, protocol: Protocol, conn: Conn, protocols: &Protocols)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Conn {
+        info,
+        proxy,
+        watcher,
+        admitted,
+    } = conn;
     let info = Arc::new(info);
     let remote = info.remote;
     let service = service_fn(move |req| proxy::handle(Arc::clone(&proxy), Arc::clone(&info), req));
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .into_owned();
-    crate::task::Logged::new(
-        watcher.watch(conn),
-        remote,
-        "client connection ended with an error",
-    )
-    .holding(admitted)
+    let io = TokioIo::new(io);
+    match protocol {
+        Protocol::Http1 => {
+            let conn = protocols
+                .http1
+                .serve_connection(io, service)
+                .with_upgrades();
+            spawn_watched(conn, watcher, remote, admitted);
+        }
+        Protocol::Http2 => {
+            let conn = protocols.http2.serve_connection(io, service);
+            spawn_watched(conn, watcher, remote, admitted);
+        }
+        Protocol::Unknown => {
+            let conn = protocols.sniff.serve_connection_with_upgrades(io, service);
+            spawn_watched(conn.into_owned(), watcher, remote, admitted);
+        }
+    }
+}
+
+fn spawn_watched<C, E>(conn: C, watcher: Watcher, remote: SocketAddr, admitted: Admitted)
+where
+    C: graceful::Graceful<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + 'static,
+{
+    tokio::spawn(
+        crate::task::Logged::new(
+            watcher.watch(conn),
+            remote,
+            "client connection ended with an error",
+        )
+        .holding(admitted),
+    );
 }
 
 /// A descriptor held back for the moment the process runs out of them: freed, it lets the

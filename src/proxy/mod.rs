@@ -306,8 +306,10 @@ async fn route_request(
     if let Some(resp) = check_head_size(&req, conn.max_header_bytes) {
         return Ok(resp);
     }
+    // A copy of its own: a clone would be a slice of the connection's read buffer and keep
+    // all 8 KiB of it allocated while the member holds the request (a long poll).
     let host_value = match req.headers().get(header::HOST) {
-        Some(h) => Some(h.clone()),
+        Some(h) => Some(HeaderValue::from_bytes(h.as_bytes()).unwrap_or_else(|_| h.clone())),
         None => req
             .uri()
             .authority()

@@ -21,7 +21,7 @@ pub(crate) use certs::check_pair;
 pub use certs::{load_certificate, CertificateSpec, LoadedCertificate};
 pub use client::{client_config, server_name, AcceptAnyCert, UpstreamTlsSpec};
 pub use slot::{CertSlot, CertSource, SlotStatus};
-pub use sni::{Accepted, ListenerTls, ListenerTlsOptions, TlsVersion, ACME_TLS_ALPN};
+pub use sni::{Accepted, Alpn, ListenerTls, ListenerTlsOptions, TlsVersion, ACME_TLS_ALPN};
 pub use watch::watch_files;
 
 /// Errors from loading certificates and building TLS configurations.

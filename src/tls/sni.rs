@@ -59,10 +59,21 @@ pub struct Accepted<IO> {
     pub(crate) stream: tokio_rustls::server::TlsStream<IO>,
     /// ALPN negotiated `h2`.
     pub h2: bool,
+    /// The protocol ALPN negotiated, if the client offered any Portico serves.
+    pub alpn: Option<Alpn>,
     /// The SNI the client sent (lower-case), if any.
     pub sni: Option<String>,
     /// `"TLSv1.2"` or `"TLSv1.3"`.
     pub version: &'static str,
+}
+
+/// An HTTP protocol negotiated by ALPN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alpn {
+    /// `h2`.
+    H2,
+    /// `http/1.1`.
+    Http11,
 }
 
 /// Per-listener TLS: picks the certificate by SNI and the ALPN list by host.
@@ -214,7 +225,12 @@ impl ListenerTls {
                 "acme-tls/1 validation handshake answered",
             ));
         }
-        let h2 = conn.alpn_protocol() == Some(b"h2");
+        let alpn = match conn.alpn_protocol() {
+            Some(b"h2") => Some(Alpn::H2),
+            Some(b"http/1.1") => Some(Alpn::Http11),
+            _ => None,
+        };
+        let h2 = alpn == Some(Alpn::H2);
         let version = match conn.protocol_version() {
             Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -223,6 +239,7 @@ impl ListenerTls {
         Ok(Accepted {
             stream,
             h2,
+            alpn,
             sni,
             version,
         })

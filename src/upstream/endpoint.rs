@@ -164,9 +164,8 @@ impl Endpoint {
             }
             self.stats.reused.add(1);
             // Even a connection used a moment ago may be one the member is closing (it was
-            // restarted, an app pool recycled): keep what a replay needs (a HeaderMap clone,
-            // whose values share the bytes hyper read).
-            let copy = replayable_copy(&req);
+            // restarted, an app pool recycled): keep what a replay needs.
+            let copy = Replay::of(&req);
             match send_on(&mut sender, req, reach.read_timeout).await {
                 Ok(response) => return Ok(self.exchange(response, sender)),
                 Err(mut e) => match e.take_unsent() {
@@ -282,16 +281,72 @@ where
 
 /// A copy to replay when the original may have been lost on a dead pooled connection:
 /// only for idempotent methods without a body (RFC 9110 9.2.2), never for POST.
-pub(super) fn replayable_copy(r: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    if !is_idempotent(r.method()) || !r.body().is_end_stream() {
-        return None;
+///
+/// The target and every header value are copied into one buffer of the copy's own: hyper's
+/// header values are slices of the client connection's read buffer, and a copy sharing them
+/// would keep that 8 KiB buffer allocated for as long as the member takes to answer (a held
+/// long poll: minutes). The header map is rebuilt only when a replay happens. Like the
+/// original's, the copy's headers go out in the client's order; their original case does not
+/// (hyper keeps it in a type of its own, which cannot be copied apart from the read buffer).
+pub(super) struct Replay {
+    method: Method,
+    version: http::Version,
+    /// The request target, then each header value.
+    bytes: bytes::Bytes,
+    target_len: usize,
+    /// Each header's name, where its value ends in `bytes`, and whether it is sensitive.
+    headers: Vec<(http::HeaderName, usize, bool)>,
+}
+
+impl Replay {
+    pub(super) fn of(r: &Request<RequestBody>) -> Option<Replay> {
+        if !is_idempotent(r.method()) || !r.body().is_end_stream() {
+            return None;
+        }
+        let target = match r.uri().path_and_query() {
+            Some(pq) if r.uri().authority().is_none() => pq.as_str(),
+            _ => return Self::copy_of(r, &r.uri().to_string()),
+        };
+        Self::copy_of(r, target)
     }
-    let mut copy = Request::new(RequestBody::Empty);
-    *copy.method_mut() = r.method().clone();
-    *copy.uri_mut() = r.uri().clone();
-    *copy.version_mut() = r.version();
-    *copy.headers_mut() = r.headers().clone();
-    Some(copy)
+
+    fn copy_of(r: &Request<RequestBody>, target: &str) -> Option<Replay> {
+        let values: usize = r.headers().values().map(|v| v.len()).sum();
+        let mut bytes = bytes::BytesMut::with_capacity(target.len() + values);
+        bytes.extend_from_slice(target.as_bytes());
+        let mut headers = Vec::with_capacity(r.headers().len());
+        for (name, value) in r.headers() {
+            bytes.extend_from_slice(value.as_bytes());
+            headers.push((name.clone(), bytes.len(), value.is_sensitive()));
+        }
+        Some(Replay {
+            method: r.method().clone(),
+            version: r.version(),
+            bytes: bytes.freeze(),
+            target_len: target.len(),
+            headers,
+        })
+    }
+
+    /// The request to send again; `None` if a copied part no longer parses (it cannot, as
+    /// each was valid when copied: then the failure is answered instead of replayed).
+    pub(super) fn into_request(self) -> Option<Request<RequestBody>> {
+        let mut req = Request::new(RequestBody::Empty);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = http::Uri::from_maybe_shared(self.bytes.slice(..self.target_len)).ok()?;
+        *req.version_mut() = self.version;
+        let map = req.headers_mut();
+        map.reserve(self.headers.len());
+        let mut start = self.target_len;
+        for (name, end, sensitive) in self.headers {
+            let mut value =
+                http::HeaderValue::from_maybe_shared(self.bytes.slice(start..end)).ok()?;
+            value.set_sensitive(sensitive);
+            map.append(name, value);
+            start = end;
+        }
+        Some(req)
+    }
 }
 
 fn is_idempotent(m: &Method) -> bool {

@@ -129,8 +129,8 @@ impl SendError {
     }
 
     /// Attaches a copy of an idempotent request lost on a broken connection.
-    pub(super) fn with_replay(mut self, copy: Option<Request<RequestBody>>) -> SendError {
-        self.request = copy;
+    pub(super) fn with_replay(mut self, copy: Option<super::endpoint::Replay>) -> SendError {
+        self.request = copy.and_then(super::endpoint::Replay::into_request);
         self
     }
 
