@@ -329,3 +329,115 @@ async fn shutdown_stops_waiting_at_the_configured_deadline() {
         "the 20 s poll cannot have completed"
     );
 }
+
+/// A raw TLS client that offers no ALPN: served HTTP/1.1 (h2 over TLS needs ALPN).
+async fn tls_without_alpn(
+    lab: &Lab,
+    addr: SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut lab.public.cert_pem().as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("app.contoso.com").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS to the proxy")
+}
+
+/// Each protocol a TLS connection can be served by (h2 and HTTP/1.1 chosen by ALPN, HTTP/1.1
+/// without ALPN) hears the shutdown: its request in flight is answered, an idle keep-alive
+/// connection is closed, and the process exits long before `shutdown_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_https_connections_whatever_protocol_alpn_chose() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const TLS: u16 = 8443;
+    let lab = Lab::new();
+    lab.external_cert("external", &["*.contoso.com"]);
+    let proxy_ip = unique_loopback();
+    let (a, b) = (unique_loopback(), unique_loopback());
+    let _ma = lab
+        .tls_member(SocketAddr::new(a, 4443), "a.contoso.local", Role::FrontEnd)
+        .await;
+    let extra = format!(
+        "shutdown_timeout = \"60s\"\n[[listener]]\nbind = \"{proxy_ip}:{TLS}\"\ntls = {{ certificates = [ {{ cert = \"external.pem\", key = \"external.key\" }} ] }}\n"
+    );
+    let path = lab.write_config(&config(proxy_ip, a, b, false, &extra));
+    let mut p = Portico::start(&path, SocketAddr::new(proxy_ip, TLS));
+    let addr = SocketAddr::new(proxy_ip, TLS);
+    let url = format!("https://app.contoso.com:{TLS}/long-poll?secs=2");
+    let resolve = format!("app.contoso.com:{TLS}:{proxy_ip}");
+    let ca = lab.path("public-ca.pem").display().to_string();
+    let curl_in_flight = |version: &'static str| {
+        let (url, resolve, ca) = (url.clone(), resolve.clone(), ca.clone());
+        tokio::spawn(async move {
+            let out = tokio::process::Command::new("curl")
+                .args(["-sS", version, "--cacert", &ca, "--resolve", &resolve])
+                .args([
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{http_version}",
+                    &url,
+                ])
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let h2 = curl_in_flight("--http2");
+    let h1 = curl_in_flight("--http1.1");
+    let mut raw = tls_without_alpn(&lab, addr).await;
+    raw.write_all(b"GET /long-poll?secs=2 HTTP/1.1\r\nHost: app.contoso.com\r\n\r\n")
+        .await
+        .unwrap();
+    // Idle: one request answered, then nothing.
+    let mut idle = tls_without_alpn(&lab, addr).await;
+    idle.write_all(b"GET /long-poll?secs=0 HTTP/1.1\r\nHost: app.contoso.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let t = Instant::now();
+    p.signal("TERM");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_))),
+        "the idle connection was not closed: {closed:?}"
+    );
+    assert_eq!(h2.await.unwrap(), "200 2", "h2 request in flight");
+    assert_eq!(h1.await.unwrap(), "200 1.1", "HTTP/1.1 request in flight");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("HTTP/1.1 200"),
+        "request in flight without ALPN: {got:?}"
+    );
+    loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still running {:?} after SIGTERM: a connection did not hear the shutdown",
+            t.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

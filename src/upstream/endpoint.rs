@@ -449,3 +449,64 @@ impl Drop for InFlight {
         self.0.stats.in_flight.sub(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderValue, Version};
+
+    /// A request whose target and values are slices of one "read buffer", as hyper's are.
+    fn request_from(buffer: &bytes::Bytes) -> Request<RequestBody> {
+        let mut req = Request::new(RequestBody::Empty);
+        *req.uri_mut() = http::Uri::from_maybe_shared(buffer.slice(0..13)).unwrap();
+        *req.version_mut() = Version::HTTP_11;
+        let value =
+            |r: std::ops::Range<usize>| HeaderValue::from_maybe_shared(buffer.slice(r)).unwrap();
+        let h = req.headers_mut();
+        h.append("host", value(13..28));
+        h.append("cookie", value(28..31));
+        h.append("x-custom", value(31..34));
+        h.append("cookie", value(34..37));
+        let mut secret = value(37..44);
+        secret.set_sensitive(true);
+        h.append("authorization", secret);
+        req
+    }
+
+    #[test]
+    fn a_replay_is_the_request_again_and_shares_nothing_with_the_client_buffer() {
+        let buffer = bytes::Bytes::from_static(b"/ews?x=1&y=%2mail.contoso.coma=1abcb=2Bearer");
+        let original = request_from(&buffer);
+        let replay = Replay::of(&original)
+            .expect("a bodyless GET is replayable")
+            .into_request()
+            .expect("the copy parses");
+        assert_eq!(replay.method(), Method::GET);
+        assert_eq!(replay.uri(), original.uri());
+        assert_eq!(replay.version(), Version::HTTP_11);
+        let pairs = |r: &Request<RequestBody>| -> Vec<(String, Vec<u8>, bool)> {
+            r.headers()
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec(), v.is_sensitive()))
+                .collect()
+        };
+        assert_eq!(pairs(&replay), pairs(&original), "same headers, same order");
+        let span = buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len();
+        for v in replay.headers().values() {
+            assert!(
+                !span.contains(&(v.as_bytes().as_ptr() as usize)),
+                "{v:?} shares the buffer"
+            );
+        }
+        let target = replay.uri().path_and_query().unwrap().as_str();
+        assert!(!span.contains(&(target.as_ptr() as usize)));
+    }
+
+    #[test]
+    fn requests_that_may_not_be_replayed_get_no_copy() {
+        let buffer = bytes::Bytes::from_static(b"/ews?x=1&y=%2mail.contoso.coma=1abcb=2Bearer");
+        let mut post = request_from(&buffer);
+        *post.method_mut() = Method::POST;
+        assert!(Replay::of(&post).is_none());
+    }
+}
