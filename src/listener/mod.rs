@@ -1,5 +1,6 @@
 //! Client-facing sockets: accept, TLS (SNI + ALPN), then HTTP/1.1 or h2 into `proxy::handle`.
 
+mod clear_text;
 pub mod graceful;
 pub mod proxy_protocol;
 
@@ -122,22 +123,19 @@ macro_rules! http2_settings {
 }
 
 /// The HTTP servers a connection may get, configured from the listener's settings. A TLS
-/// connection goes straight to the protocol ALPN chose; on clear text, where h2 comes with
-/// prior knowledge, `auto` sniffs the first bytes, which costs an HTTP/1.1 connection twice
-/// the read buffer (see `graceful`).
+/// connection goes straight to the protocol ALPN chose, a clear-text one to the protocol its
+/// first bytes show (`clear_text`); `auto` sniffs only when one or two bytes cannot tell.
 struct Protocols {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     sniff: auto::Builder<TokioExecutor>,
 }
 
-/// The connection's protocol, as far as the listener knows before reading from it.
+/// The protocol ALPN chose for a TLS connection.
 #[derive(Clone, Copy)]
 enum Protocol {
     Http1,
     Http2,
-    /// Clear text: h2 with prior knowledge or HTTP/1.x, told by the first bytes.
-    Unknown,
 }
 
 fn protocols(s: &ListenerSettings) -> Protocols {
@@ -409,7 +407,7 @@ pub async fn serve(
                         watcher,
                         admitted,
                     };
-                    serve_conn(tcp, Protocol::Unknown, conn, &rt.protocols);
+                    serve_clear_text(tcp, conn, Arc::clone(&rt));
                 }
                 // Boxed: the handshake state is large and is not needed once it is done.
                 Some(tls) => match Box::pin(tls.accept(tcp)).await {
@@ -488,11 +486,22 @@ where
             let conn = protocols.http2.serve_connection(io, service);
             spawn_watched(conn, watcher, remote, admitted);
         }
-        Protocol::Unknown => {
-            let conn = protocols.sniff.serve_connection_with_upgrades(io, service);
-            spawn_watched(conn.into_owned(), watcher, remote, admitted);
-        }
     }
+}
+
+/// [`serve_conn`] for a clear-text connection, whose protocol its first bytes tell.
+fn serve_clear_text(tcp: tokio::net::TcpStream, conn: Conn, runtime: Arc<ListenerRuntime>) {
+    let Conn {
+        info,
+        proxy,
+        watcher,
+        admitted,
+    } = conn;
+    let info = Arc::new(info);
+    let remote = info.remote;
+    let service = service_fn(move |req| proxy::handle(Arc::clone(&proxy), Arc::clone(&info), req));
+    let conn = clear_text::ClearText::new(tcp, service, runtime);
+    spawn_watched(conn, watcher, remote, admitted);
 }
 
 fn spawn_watched<C, E>(conn: C, watcher: Watcher, remote: SocketAddr, admitted: Admitted)
