@@ -21,42 +21,52 @@ pub enum BodyError {
     TooLarge,
 }
 
-/// One concrete type so pooled connections can carry any request without boxing.
+/// One concrete type so pooled connections can carry any request. Small on purpose: hyper's
+/// client keeps 32 requests' worth of slots in every member connection's send queue, and a
+/// request is moved several times on its way out; the rare upload's state is boxed.
 pub enum RequestBody {
     /// The client's request body, streamed to the member.
-    Client {
-        /// The body as hyper receives it from the client.
-        body: Incoming,
-        /// Set per attempt: whose bytes-in counter this upload adds to.
-        endpoint: Option<Arc<Endpoint>>,
-        /// The access-log line whose bytes-in this upload counts into.
-        record: Option<Arc<AccessRecord>>,
-        /// Bytes still allowed before the upload is cut (None: no limit).
-        remaining: Option<u64>,
-    },
-    /// No body (GET, health checks, bodyless retries).
+    Client(Box<ClientBody>),
+    /// No body (GET, health checks, bodyless retries, an empty client body).
     Empty,
 }
 
+/// A client's upload on its way to the member.
+pub struct ClientBody {
+    /// The body as hyper receives it from the client.
+    body: Incoming,
+    /// Set per attempt: whose bytes-in counter this upload adds to.
+    endpoint: Option<Arc<Endpoint>>,
+    /// The access-log line whose bytes-in this upload counts into.
+    record: Option<Arc<AccessRecord>>,
+    /// Bytes still allowed before the upload is cut (None: no limit).
+    remaining: Option<u64>,
+}
+
 impl RequestBody {
+    /// The client's body; [`RequestBody::Empty`] when it has already ended (a GET), which is
+    /// the same to the member and costs no allocation.
     pub(crate) fn client(
         body: Incoming,
         record: Option<Arc<AccessRecord>>,
         limit: Option<u64>,
     ) -> Self {
-        RequestBody::Client {
+        if body.is_end_stream() {
+            return RequestBody::Empty;
+        }
+        RequestBody::Client(Box::new(ClientBody {
             body,
             endpoint: None,
             record,
             remaining: limit,
-        }
+        }))
     }
 
     /// Counts the upload into the endpoint it is being sent to (set anew per attempt).
     pub(super) fn count_into(&mut self, e: &Arc<Endpoint>) {
-        if let RequestBody::Client { endpoint, .. } = self {
-            if !endpoint.as_ref().is_some_and(|old| Arc::ptr_eq(old, e)) {
-                *endpoint = Some(Arc::clone(e));
+        if let RequestBody::Client(c) = self {
+            if !c.endpoint.as_ref().is_some_and(|old| Arc::ptr_eq(old, e)) {
+                c.endpoint = Some(Arc::clone(e));
             }
         }
     }
@@ -71,12 +81,13 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            RequestBody::Client {
-                body,
-                endpoint,
-                record,
-                remaining,
-            } => {
+            RequestBody::Client(c) => {
+                let ClientBody {
+                    body,
+                    endpoint,
+                    record,
+                    remaining,
+                } = &mut **c;
                 let polled = Pin::new(body).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(frame))) = &polled {
                     if let Some(data) = frame.data_ref() {
@@ -103,14 +114,14 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Client { body, .. } => body.is_end_stream(),
+            RequestBody::Client(c) => c.body.is_end_stream(),
             RequestBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Client { body, .. } => body.size_hint(),
+            RequestBody::Client(c) => c.body.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
         }
     }
