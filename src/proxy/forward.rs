@@ -31,160 +31,179 @@ pub(super) struct Route<'a> {
     pub client: IpAddr,
 }
 
-pub(super) async fn forward(
-    snap: &Snapshot,
-    conn: &ConnInfo,
+#[allow(clippy::manual_async_fn)] // on purpose: see `route_request`
+pub(super) fn forward<'a>(
+    snap: &'a Snapshot,
+    conn: &'a ConnInfo,
     req: Request<Incoming>,
-    record: Option<&Arc<AccessRecord>>,
-    route: Route<'_>,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    let Route {
-        farm,
-        host,
-        new_path,
-        tls,
-        max_body,
-        client,
-    } = route;
-    // A declared length over the limit is refused before a byte reaches a member; a chunked
-    // body is cut when it passes the limit (`RequestBody`).
-    if let Some(limit) = max_body {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Ok(pages::too_large(&farm.name, limit));
-        }
-    }
-    let h2 = req.version() == Version::HTTP_2;
-    let authenticates = pin::request_authenticates(req.headers());
-    if h2 && authenticates {
-        // IIS refuses Windows auth over h2, and one h2 connection carries many clients'
-        // requests: ask the client to retry this over HTTP/1.1 (RFC 9113 HTTP_1_1_REQUIRED).
-        return Err(ProxyError::Http11Required(
-            h2::Reason::HTTP_1_1_REQUIRED.into(),
-        ));
-    }
-
-    // Choose before the headers are edited: affinity and hash read the client's request.
-    let set = farm.members();
-    let hash = match &farm.load_balancing {
-        crate::config::LoadBalancing::RequestHash(key) => {
-            Some(request_hash(key, &req, &host, client))
-        }
-        _ => None,
-    };
-    let cookie = farm
-        .affinity_cookie()
-        .and_then(|n| affinity::cookie_value(req.headers(), n));
-    // The member the client's affinity cookie names: it needs no new cookie.
-    let cookie_member = cookie.and_then(|c| set.members.iter().position(|m| m.affinity_key == c));
-    // Per-path health checks (Exchange: /ews down, /owa up) decide on the client's path;
-    // copied only for farms that have such checks (String::new() does not allocate).
-    let pick_path = if farm.health_checks.iter().any(|c| c.path.is_some()) {
-        req.uri().path().to_owned()
-    } else {
-        String::new()
-    };
-    let first = farm.pick(
-        &set,
-        &PickInput {
-            affinity: cookie,
-            hash,
-            path: &pick_path,
-        },
-    );
-
-    let (mut req, client_upgrade) = outgoing(req, new_path, farm, conn, &host, record, max_body);
-    let ctx = Ctx {
-        farm,
-        conn,
-        h2,
-        authenticates,
-        tls,
-        record,
-        max_body,
-    };
-    let reach = Reach {
-        connector: &snap.connector,
-        tls: tls.then_some(&farm.tls),
-        connect_timeout: farm.connect_timeout,
-        read_timeout: farm.timeout,
-        pool_idle_timeout: farm.pool_idle_timeout,
-    };
-
-    // A client connection that authenticated keeps its member connection.
-    if !h2 {
-        if let Some(mut slot) = conn.take_pin(&farm.name, tls) {
-            set_host(&mut req, farm, &slot.member, &host, tls);
-            let in_flight = InFlight::new(slot.conn.endpoint());
-            let started = Instant::now();
-            match slot.conn.send(&reach, req).await {
-                Ok(response) => {
-                    let member = Arc::clone(&slot.member);
-                    conn.put_pin(slot);
-                    let x = Sent::Pinned(response);
-                    return Ok(ctx.finish(&member, x, client_upgrade, in_flight, started, true));
-                }
-                Err(mut e) => match (e.retry(), e.take_request()) {
-                    (Retry::NotSent, Some(back)) => {
-                        tracing::debug!(farm = %farm.name, member = %slot.member.label(), "pinned member connection closed; the client must authenticate again");
-                        req = back;
-                    }
-                    _ => return Ok(ctx.failed(&slot.member, e)),
-                },
+    record: Option<&'a Arc<AccessRecord>>,
+    route: Route<'a>,
+) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + Send + 'a {
+    async move {
+        let Route {
+            farm,
+            host,
+            new_path,
+            tls,
+            max_body,
+            client,
+        } = route;
+        // A declared length over the limit is refused before a byte reaches a member; a chunked
+        // body is cut when it passes the limit (`RequestBody`).
+        if let Some(limit) = max_body {
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Ok(pages::too_large(&farm.name, limit));
             }
         }
-    }
-
-    let Some(first) = first else {
-        return Ok(pages::unavailable(&farm.name));
-    };
-    let mut candidates = farm.failover_order(&set, first, &pick_path);
-    let mut next = candidates.next();
-    let mut replayed = false;
-    while let Some(idx) = next {
-        let member = &set.members[idx];
-        let endpoint = member.endpoint(tls);
-        if authenticates && !endpoint.has_pin_room(farm.max_pinned_per_member) {
-            return Ok(pages::too_many_pinned(&farm.name));
+        let h2 = req.version() == Version::HTTP_2;
+        let authenticates = pin::request_authenticates(req.headers());
+        if h2 && authenticates {
+            // IIS refuses Windows auth over h2, and one h2 connection carries many clients'
+            // requests: ask the client to retry this over HTTP/1.1 (RFC 9113 HTTP_1_1_REQUIRED).
+            return Err(ProxyError::Http11Required(
+                h2::Reason::HTTP_1_1_REQUIRED.into(),
+            ));
         }
-        set_host(&mut req, farm, member, &host, tls);
-        let in_flight = InFlight::new(endpoint);
-        let started = Instant::now();
-        let sent = if replayed {
-            endpoint.send_new(&reach, req).await
+
+        // Choose before the headers are edited: affinity and hash read the client's request.
+        let set = farm.members();
+        let hash = match &farm.load_balancing {
+            crate::config::LoadBalancing::RequestHash(key) => {
+                Some(request_hash(key, &req, &host, client))
+            }
+            _ => None,
+        };
+        let cookie = farm
+            .affinity_cookie()
+            .and_then(|n| affinity::cookie_value(req.headers(), n));
+        // The member the client's affinity cookie names: it needs no new cookie.
+        let cookie_member =
+            cookie.and_then(|c| set.members.iter().position(|m| m.affinity_key == c));
+        // Per-path health checks (Exchange: /ews down, /owa up) decide on the client's path;
+        // copied only for farms that have such checks (String::new() does not allocate).
+        let pick_path = if farm.health_checks.iter().any(|c| c.path.is_some()) {
+            req.uri().path().to_owned()
         } else {
-            endpoint.send(&reach, req).await
+            String::new()
         };
-        let mut err = match sent {
-            Ok(x) => {
-                let had_cookie = cookie_member == Some(idx);
-                let x = Sent::Leased(x);
-                return Ok(ctx.finish(member, x, client_upgrade, in_flight, started, had_cookie));
-            }
-            Err(e) => e,
+        let first = farm.pick(
+            &set,
+            &PickInput {
+                affinity: cookie,
+                hash,
+                path: &pick_path,
+            },
+        );
+
+        let (mut req, client_upgrade) =
+            outgoing(req, new_path, farm, conn, &host, record, max_body);
+        let ctx = Ctx {
+            farm,
+            conn,
+            h2,
+            authenticates,
+            tls,
+            record,
+            max_body,
         };
-        req = match (err.retry(), err.take_request()) {
-            // A pooled connection died under an idempotent request: once more, same member,
-            // on a new connection.
-            (Retry::Idempotent, Some(copy)) if !replayed => {
-                replayed = true;
-                copy
-            }
-            // Never written: any other member may take it.
-            (Retry::NotSent, Some(back)) if err.fault() != Fault::Local => {
-                farm.report_failure(member, tls);
-                tracing::warn!(farm = %farm.name, member = %member.label(), error = %err, "member unreachable; trying the next one");
-                next = candidates.next();
-                back
-            }
-            _ => return Ok(ctx.failed(member, err)),
+        let reach = Reach {
+            connector: &snap.connector,
+            tls: tls.then_some(&farm.tls),
+            connect_timeout: farm.connect_timeout,
+            read_timeout: farm.timeout,
+            pool_idle_timeout: farm.pool_idle_timeout,
         };
+
+        // A client connection that authenticated keeps its member connection.
+        if !h2 {
+            if let Some(mut slot) = conn.take_pin(&farm.name, tls) {
+                set_host(&mut req, farm, &slot.member, &host, tls);
+                let in_flight = InFlight::new(slot.conn.endpoint());
+                let started = Instant::now();
+                match slot.conn.send(&reach, req).await {
+                    Ok(response) => {
+                        let member = Arc::clone(&slot.member);
+                        conn.put_pin(slot);
+                        let x = Sent::Pinned(response);
+                        return Ok(ctx.finish(
+                            &member,
+                            x,
+                            client_upgrade,
+                            in_flight,
+                            started,
+                            true,
+                        ));
+                    }
+                    Err(mut e) => match (e.retry(), e.take_request()) {
+                        (Retry::NotSent, Some(back)) => {
+                            tracing::debug!(farm = %farm.name, member = %slot.member.label(), "pinned member connection closed; the client must authenticate again");
+                            req = back;
+                        }
+                        _ => return Ok(ctx.failed(&slot.member, e)),
+                    },
+                }
+            }
+        }
+
+        let Some(first) = first else {
+            return Ok(pages::unavailable(&farm.name));
+        };
+        let mut candidates = farm.failover_order(&set, first, &pick_path);
+        let mut next = candidates.next();
+        let mut replayed = false;
+        while let Some(idx) = next {
+            let member = &set.members[idx];
+            let endpoint = member.endpoint(tls);
+            if authenticates && !endpoint.has_pin_room(farm.max_pinned_per_member) {
+                return Ok(pages::too_many_pinned(&farm.name));
+            }
+            set_host(&mut req, farm, member, &host, tls);
+            let in_flight = InFlight::new(endpoint);
+            let started = Instant::now();
+            let sent = if replayed {
+                endpoint.send_new(&reach, req).await
+            } else {
+                endpoint.send(&reach, req).await
+            };
+            let mut err = match sent {
+                Ok(x) => {
+                    let had_cookie = cookie_member == Some(idx);
+                    let x = Sent::Leased(x);
+                    return Ok(ctx.finish(
+                        member,
+                        x,
+                        client_upgrade,
+                        in_flight,
+                        started,
+                        had_cookie,
+                    ));
+                }
+                Err(e) => e,
+            };
+            req = match (err.retry(), err.take_request()) {
+                // A pooled connection died under an idempotent request: once more, same member,
+                // on a new connection.
+                (Retry::Idempotent, Some(copy)) if !replayed => {
+                    replayed = true;
+                    copy
+                }
+                // Never written: any other member may take it.
+                (Retry::NotSent, Some(back)) if err.fault() != Fault::Local => {
+                    farm.report_failure(member, tls);
+                    tracing::warn!(farm = %farm.name, member = %member.label(), error = %err, "member unreachable; trying the next one");
+                    next = candidates.next();
+                    back
+                }
+                _ => return Ok(ctx.failed(member, err)),
+            };
+        }
+        Ok(pages::bad_gateway(&farm.name))
     }
-    Ok(pages::bad_gateway(&farm.name))
 }
 
 /// The request as the member gets it: origin-form target (byte for byte as the client sent

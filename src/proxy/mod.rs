@@ -285,162 +285,172 @@ pub fn handle(
     }
 }
 
-async fn route_request(
-    proxy: &Proxy,
-    conn: &ConnInfo,
+/// Not an async fn, nor is `forward::forward`: an async fn keeps its arguments beside the
+/// locals it moves them into, and every held request would carry the client's request twice
+/// more (see `crate::task`).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn route_request<'a>(
+    proxy: &'a Proxy,
+    conn: &'a ConnInfo,
     req: Request<Incoming>,
-    record: Option<&Arc<AccessRecord>>,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    // ACME HTTP-01 validation, before any rule: only on clear-text listeners, only for a
-    // token this instance (or one sharing its ACME storage) is waiting to be asked for.
-    if !conn.https {
-        if let Some(answer) = crate::acme::answer_http01(req.uri().path()).await {
-            return Ok(pages::acme_http01(answer));
+    record: Option<&'a Arc<AccessRecord>>,
+) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + Send + 'a {
+    async move {
+        // ACME HTTP-01 validation, before any rule: only on clear-text listeners, only for a
+        // token this instance (or one sharing its ACME storage) is waiting to be asked for.
+        if !conn.https {
+            if let Some(answer) = crate::acme::answer_http01(req.uri().path()).await {
+                return Ok(pages::acme_http01(answer));
+            }
         }
-    }
-    let snap = proxy.current.load_full();
-    let is_h1 = req.version() < http::Version::HTTP_2;
-    if let Err(why) = guard::check_request(&req, is_h1) {
-        return Ok(pages::bad_request_close(why, is_h1));
-    }
-    if let Some(resp) = check_head_size(&req, conn.max_header_bytes) {
-        return Ok(resp);
-    }
-    // A copy of its own: a clone would be a slice of the connection's read buffer and keep
-    // all 8 KiB of it allocated while the member holds the request (a long poll).
-    let host_value = match req.headers().get(header::HOST) {
-        Some(h) => Some(HeaderValue::from_bytes(h.as_bytes()).unwrap_or_else(|_| h.clone())),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    };
-    let Some(host_value) = host_value else {
-        return Ok(pages::bad_request(
-            "The request names no host (Host header missing).",
-        ));
-    };
-    let Ok(host) = host_value.to_str() else {
-        return Ok(pages::bad_request("The Host header is not valid text."));
-    };
-    // The PROXY-protocol client, or the one a trusted proxy named in X-Forwarded-For.
-    let client = crate::perimeter::client_addr(conn.remote.ip(), conn.trusted_peer, req.headers());
-    let view = RequestView {
-        method: req.method().as_str(),
-        host,
-        https: conn.https,
-        server_port: conn.local.port(),
-        path: req.uri().path(),
-        query: req.uri().query(),
-        remote_addr: client,
-        headers: req.headers(),
-    };
-    match snap.config.rules.evaluate(&view) {
-        Outcome::Route {
-            farm,
-            scheme,
-            path_and_query,
-            rule,
-            max_body,
-            rate_limit,
-        } => {
-            let farm = Arc::clone(snap.farm_by_id(farm));
-            let protected = farm.lockout;
-            if let Some(r) = record {
-                r.set_rule(rule);
-                r.set_farm(&farm.name);
-            }
-            let perimeter = &proxy.perimeter;
-            if let Some(refused) = protect::rate_limit(perimeter, rate_limit, client, rule, record)
-            {
-                return Ok(refused);
-            }
-            let lockout = snap.config.lockout.as_ref().filter(|_| protected);
-            let attempt =
-                match protect::before(perimeter, lockout, req.headers(), client, is_h1, record) {
-                    Ok(a) => a,
-                    Err(answer) => return Ok(*answer),
-                };
-            let path_and_query = match path_and_query {
-                None => None,
-                Some(p) => match PathAndQuery::try_from(p) {
-                    Ok(p) => Some(p),
-                    Err(_) => {
-                        tracing::warn!(rule, "rule produced an invalid path; answering 400");
-                        return Ok(pages::bad_request("The rewritten URL is not valid."));
-                    }
-                },
-            };
-            let tls = match scheme {
-                Some(Scheme::Https) => true,
-                Some(Scheme::Http) => false,
-                None => conn.https && !farm.ssl_offload,
-            };
-            let result = forward::forward(
-                &snap,
-                conn,
-                req,
-                record,
-                forward::Route {
-                    farm: &farm,
-                    host: host_value,
-                    new_path: path_and_query,
-                    tls,
-                    max_body,
-                    client,
-                },
-            )
-            .await;
-            if let (Some(a), Ok(resp)) = (attempt, &result) {
-                protect::after(perimeter, a, resp.status());
-            }
-            result
+        let snap = proxy.current.load_full();
+        let is_h1 = req.version() < http::Version::HTTP_2;
+        if let Err(why) = guard::check_request(&req, is_h1) {
+            return Ok(pages::bad_request_close(why, is_h1));
         }
-        Outcome::Redirect {
-            status,
-            location,
-            rule,
-        } => {
-            if let Some(r) = record {
-                r.set_rule(rule);
-            }
-            let mut r = Response::new(ResponseBody::empty());
-            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-            match HeaderValue::from_str(&location) {
-                Ok(v) => {
-                    r.headers_mut().insert(header::LOCATION, v);
-                    Ok(r)
+        if let Some(resp) = check_head_size(&req, conn.max_header_bytes) {
+            return Ok(resp);
+        }
+        // A copy of its own: a clone would be a slice of the connection's read buffer and keep
+        // all 8 KiB of it allocated while the member holds the request (a long poll).
+        let host_value = match req.headers().get(header::HOST) {
+            Some(h) => Some(HeaderValue::from_bytes(h.as_bytes()).unwrap_or_else(|_| h.clone())),
+            None => req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        let Some(host_value) = host_value else {
+            return Ok(pages::bad_request(
+                "The request names no host (Host header missing).",
+            ));
+        };
+        let Ok(host) = host_value.to_str() else {
+            return Ok(pages::bad_request("The Host header is not valid text."));
+        };
+        // The PROXY-protocol client, or the one a trusted proxy named in X-Forwarded-For.
+        let client =
+            crate::perimeter::client_addr(conn.remote.ip(), conn.trusted_peer, req.headers());
+        let view = RequestView {
+            method: req.method().as_str(),
+            host,
+            https: conn.https,
+            server_port: conn.local.port(),
+            path: req.uri().path(),
+            query: req.uri().query(),
+            remote_addr: client,
+            headers: req.headers(),
+        };
+        match snap.config.rules.evaluate(&view) {
+            Outcome::Route {
+                farm,
+                scheme,
+                path_and_query,
+                rule,
+                max_body,
+                rate_limit,
+            } => {
+                let farm = Arc::clone(snap.farm_by_id(farm));
+                let protected = farm.lockout;
+                if let Some(r) = record {
+                    r.set_rule(rule);
+                    r.set_farm(&farm.name);
                 }
-                Err(_) => Ok(pages::bad_request(
-                    "The redirect target is not a valid URL.",
-                )),
+                let perimeter = &proxy.perimeter;
+                if let Some(refused) =
+                    protect::rate_limit(perimeter, rate_limit, client, rule, record)
+                {
+                    return Ok(refused);
+                }
+                let lockout = snap.config.lockout.as_ref().filter(|_| protected);
+                let attempt =
+                    match protect::before(perimeter, lockout, req.headers(), client, is_h1, record)
+                    {
+                        Ok(a) => a,
+                        Err(answer) => return Ok(*answer),
+                    };
+                let path_and_query = match path_and_query {
+                    None => None,
+                    Some(p) => match PathAndQuery::try_from(p) {
+                        Ok(p) => Some(p),
+                        Err(_) => {
+                            tracing::warn!(rule, "rule produced an invalid path; answering 400");
+                            return Ok(pages::bad_request("The rewritten URL is not valid."));
+                        }
+                    },
+                };
+                let tls = match scheme {
+                    Some(Scheme::Https) => true,
+                    Some(Scheme::Http) => false,
+                    None => conn.https && !farm.ssl_offload,
+                };
+                let result = forward::forward(
+                    &snap,
+                    conn,
+                    req,
+                    record,
+                    forward::Route {
+                        farm: &farm,
+                        host: host_value,
+                        new_path: path_and_query,
+                        tls,
+                        max_body,
+                        client,
+                    },
+                )
+                .await;
+                if let (Some(a), Ok(resp)) = (attempt, &result) {
+                    protect::after(perimeter, a, resp.status());
+                }
+                result
             }
+            Outcome::Redirect {
+                status,
+                location,
+                rule,
+            } => {
+                if let Some(r) = record {
+                    r.set_rule(rule);
+                }
+                let mut r = Response::new(ResponseBody::empty());
+                *r.status_mut() =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+                match HeaderValue::from_str(&location) {
+                    Ok(v) => {
+                        r.headers_mut().insert(header::LOCATION, v);
+                        Ok(r)
+                    }
+                    Err(_) => Ok(pages::bad_request(
+                        "The redirect target is not a valid URL.",
+                    )),
+                }
+            }
+            Outcome::Respond {
+                status,
+                body,
+                content_type,
+                rule,
+                reason,
+            } => {
+                if let Some(r) = record {
+                    r.set_rule(rule);
+                }
+                let mut r = Response::new(ResponseBody::full(body));
+                *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                // IIS's statusReason: HTTP/1.1 carries it in the status line (h2 has none).
+                if let Some(phrase) = reason
+                    .and_then(|p| hyper::ext::ReasonPhrase::try_from(p.as_bytes().to_vec()).ok())
+                {
+                    r.extensions_mut().insert(phrase);
+                }
+                if let Ok(ct) = HeaderValue::from_str(content_type) {
+                    r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                }
+                Ok(r)
+            }
+            Outcome::Abort { rule } => Err(ProxyError::Aborted(rule.to_string())),
+            Outcome::NoMatch => Ok(pages::no_route(host)),
         }
-        Outcome::Respond {
-            status,
-            body,
-            content_type,
-            rule,
-            reason,
-        } => {
-            if let Some(r) = record {
-                r.set_rule(rule);
-            }
-            let mut r = Response::new(ResponseBody::full(body));
-            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            // IIS's statusReason: HTTP/1.1 carries it in the status line (h2 has none).
-            if let Some(phrase) =
-                reason.and_then(|p| hyper::ext::ReasonPhrase::try_from(p.as_bytes().to_vec()).ok())
-            {
-                r.extensions_mut().insert(phrase);
-            }
-            if let Ok(ct) = HeaderValue::from_str(content_type) {
-                r.headers_mut().insert(header::CONTENT_TYPE, ct);
-            }
-            Ok(r)
-        }
-        Outcome::Abort { rule } => Err(ProxyError::Aborted(rule.to_string())),
-        Outcome::NoMatch => Ok(pages::no_route(host)),
     }
 }
 
