@@ -297,3 +297,48 @@ async fn an_h2_request_reaches_an_http1_member_with_title_case_names() {
         heads[0]
     );
 }
+
+/// A clear-text connection's protocol is told by its first bytes. A first segment that could
+/// begin the h2 preface ("P", "PR": POST, PROPFIND) cannot tell, and is sniffed further; one
+/// that cannot ("G") goes straight to HTTP/1.1. Each request must be read whole and
+/// answered, with the case kept.
+#[tokio::test]
+async fn a_clear_request_whose_first_segment_is_one_or_two_bytes_is_served_whole() {
+    let lab = Lab::new();
+    lab.external_cert("external", &["*.contoso.com"]);
+    let proxy_ip = unique_loopback();
+    let member_ip = unique_loopback();
+    let member = RawMember::start(SocketAddr::new(member_ip, 8080), MIXED_CASE_RESPONSE).await;
+    let cfg = lab.write_config(&proxy_config(proxy_ip, member_ip, ""));
+    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+    for (first, rest) in [
+        ("P", "OST /ews/exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        ("PR", "OPFIND /ews/exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        ("G", "ET /ews/exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\nX-AnchorMailbox: a@contoso.com\r\nConnection: close\r\n\r\n"),
+    ] {
+        let mut tcp = TcpStream::connect(SocketAddr::new(proxy_ip, 8081))
+            .await
+            .unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.write_all(first.as_bytes()).await.unwrap();
+        // Long enough for Portico to see the first segment alone.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let got = exchange(&mut tcp, rest.as_bytes()).await;
+        assert!(got.starts_with("HTTP/1.1 200"), "{first:?}: {got}");
+        assert!(got.contains("X-FEServer: EX01\r\n"), "{first:?}: {got}");
+    }
+    let heads = member.heads();
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    assert!(
+        heads[0].starts_with("POST /ews/exchange.asmx HTTP/1.1\r\n"),
+        "{heads:?}"
+    );
+    assert!(
+        heads[1].starts_with("PROPFIND /ews/exchange.asmx HTTP/1.1\r\n"),
+        "{heads:?}"
+    );
+    assert!(
+        heads[2].contains("X-AnchorMailbox: a@contoso.com\r\n"),
+        "{heads:?}"
+    );
+}
