@@ -282,20 +282,20 @@ where
 /// A copy to replay when the original may have been lost on a dead pooled connection:
 /// only for idempotent methods without a body (RFC 9110 9.2.2), never for POST.
 ///
-/// The target and every header value are copied into one buffer of the copy's own: hyper's
-/// header values are slices of the client connection's read buffer, and a copy sharing them
-/// would keep that 8 KiB buffer allocated for as long as the member takes to answer (a held
-/// long poll: minutes). The header map is rebuilt only when a replay happens. Like the
-/// original's, the copy's headers go out in the client's order; their original case does not
-/// (hyper keeps it in a type of its own, which cannot be copied apart from the read buffer).
+/// The target and every header are copied into one buffer of the copy's own: hyper's header
+/// values are slices of the client connection's read buffer, and a copy sharing them would
+/// keep that 8 KiB buffer allocated for as long as the member takes to answer (a held long
+/// poll: minutes). One allocation and one copy per request: the header map is rebuilt only
+/// when a replay happens, which is rare. Like the original's, the copy's headers go out in
+/// the client's order; their original case does not (hyper keeps it in a type of its own,
+/// which cannot be copied apart from the read buffer).
 pub(super) struct Replay {
     method: Method,
     version: http::Version,
-    /// The request target, then each header value.
+    /// The request target, then each header as `name NUL flag value LF`, `flag` being `s`
+    /// for a sensitive value and `-` otherwise (neither NUL nor LF can be in a name or value).
     bytes: bytes::Bytes,
     target_len: usize,
-    /// Each header's name, where its value ends in `bytes`, and whether it is sensitive.
-    headers: Vec<(http::HeaderName, usize, bool)>,
 }
 
 impl Replay {
@@ -303,29 +303,32 @@ impl Replay {
         if !is_idempotent(r.method()) || !r.body().is_end_stream() {
             return None;
         }
-        let target = match r.uri().path_and_query() {
-            Some(pq) if r.uri().authority().is_none() => pq.as_str(),
-            _ => return Self::copy_of(r, &r.uri().to_string()),
-        };
-        Self::copy_of(r, target)
+        match r.uri().path_and_query() {
+            Some(pq) if r.uri().authority().is_none() => Some(Self::copy_of(r, pq.as_str())),
+            _ => Some(Self::copy_of(r, &r.uri().to_string())),
+        }
     }
 
-    fn copy_of(r: &Request<RequestBody>, target: &str) -> Option<Replay> {
-        let values: usize = r.headers().values().map(|v| v.len()).sum();
-        let mut bytes = bytes::BytesMut::with_capacity(target.len() + values);
+    fn copy_of(r: &Request<RequestBody>, target: &str) -> Replay {
+        let len = r
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 3)
+            .sum::<usize>();
+        let mut bytes = bytes::BytesMut::with_capacity(target.len() + len);
         bytes.extend_from_slice(target.as_bytes());
-        let mut headers = Vec::with_capacity(r.headers().len());
         for (name, value) in r.headers() {
+            bytes.extend_from_slice(name.as_str().as_bytes());
+            bytes.extend_from_slice(if value.is_sensitive() { b"\0s" } else { b"\0-" });
             bytes.extend_from_slice(value.as_bytes());
-            headers.push((name.clone(), bytes.len(), value.is_sensitive()));
+            bytes.extend_from_slice(b"\n");
         }
-        Some(Replay {
+        Replay {
             method: r.method().clone(),
             version: r.version(),
             bytes: bytes.freeze(),
             target_len: target.len(),
-            headers,
-        })
+        }
     }
 
     /// The request to send again; `None` if a copied part no longer parses (it cannot, as
@@ -336,14 +339,18 @@ impl Replay {
         *req.uri_mut() = http::Uri::from_maybe_shared(self.bytes.slice(..self.target_len)).ok()?;
         *req.version_mut() = self.version;
         let map = req.headers_mut();
-        map.reserve(self.headers.len());
-        let mut start = self.target_len;
-        for (name, end, sensitive) in self.headers {
+        let mut at = self.target_len;
+        let all = &self.bytes[..];
+        while at < all.len() {
+            let end = at + all[at..].iter().position(|&b| b == b'\n')?;
+            let nul = at + all[at..end].iter().position(|&b| b == 0)?;
+            let name = http::HeaderName::from_bytes(&all[at..nul]).ok()?;
+            let sensitive = *all.get(nul + 1)? == b's';
             let mut value =
-                http::HeaderValue::from_maybe_shared(self.bytes.slice(start..end)).ok()?;
+                http::HeaderValue::from_maybe_shared(self.bytes.slice(nul + 2..end)).ok()?;
             value.set_sensitive(sensitive);
             map.append(name, value);
-            start = end;
+            at = end + 1;
         }
         Some(req)
     }
