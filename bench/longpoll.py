@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Memory per held long poll: open N TLS connections to a proxy, send one
+"""Memory per held long poll: open N TLS connections (clear text with --plain) to a proxy, send one
 `GET /long-poll?secs=S` on each, check that every one is held (sent, not answered,
 not closed), and report how much the proxy's resident memory grew per held request.
 
@@ -107,7 +107,7 @@ async def open_one(c, args, ctx, sem, request, errors):
                     args.address,
                     args.port,
                     ssl=ctx,
-                    server_hostname=args.sni,
+                    server_hostname=None if ctx is None else args.sni,
                     limit=4096,
                 ),
                 timeout=30,
@@ -132,7 +132,7 @@ async def main(args):
         n = max(0, soft - 100)
         log(f"WARNING: open-file limit {soft} allows only {n} connections, not {args.count}")
 
-    ctx = ssl.create_default_context(cafile=args.cafile)
+    ctx = None if args.plain else ssl.create_default_context(cafile=args.cafile)
     request = (
         f"GET /long-poll?secs={args.secs} HTTP/1.1\r\n"
         f"Host: {args.sni}\r\nUser-Agent: portico-bench\r\nAccept: */*\r\n\r\n"
@@ -219,7 +219,8 @@ if __name__ == "__main__":
     ap.add_argument("--port", type=int, required=True, help="proxy HTTPS port on --address")
     ap.add_argument("--address", default="127.0.0.1")
     ap.add_argument("--sni", default="app.contoso.com", help="SNI and Host")
-    ap.add_argument("--cafile", required=True, help="CA that issued the proxy's certificate")
+    ap.add_argument("--cafile", help="CA that issued the proxy's certificate (required unless --plain)")
+    ap.add_argument("--plain", action="store_true", help="clear-text HTTP to --port instead of TLS")
     ap.add_argument("--pid", type=int, action="append", required=True,
                     help="proxy process id (children are included); repeatable")
     ap.add_argument("--count", type=int, default=5000)
@@ -231,4 +232,7 @@ if __name__ == "__main__":
                     help="seconds to wait for the proxy to close its member connections")
     ap.add_argument("--member-port", type=int, default=14443)
     ap.add_argument("--label", default="proxy")
-    sys.exit(asyncio.run(main(ap.parse_args())))
+    parsed = ap.parse_args()
+    if not parsed.plain and not parsed.cafile:
+        ap.error("--cafile is required for TLS (or pass --plain)")
+    sys.exit(asyncio.run(main(parsed)))
