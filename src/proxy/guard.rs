@@ -72,10 +72,12 @@ fn check_host<B>(req: &Request<B>, is_h1: bool) -> Result<(), &'static str> {
         }
         return Ok(());
     };
-    let host = std::str::from_utf8(host.as_bytes())
-        .ok()
-        .and_then(|h| h.parse::<http::uri::Authority>().ok())
-        .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+    // The common case, a plain name and port with no target authority to compare, is
+    // checked without parsing an `Authority`, which copies the value into a new buffer.
+    if uri_authority.is_none() && is_plain_host(host.as_bytes()) {
+        return Ok(());
+    }
+    let host = parse_host(host.as_bytes())
         .ok_or("The Host header is not a valid host name (and port).")?;
     if let Some(target) = uri_authority {
         let default_port = match req.uri().scheme_str() {
@@ -90,6 +92,28 @@ fn check_host<B>(req: &Request<B>, is_h1: bool) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+fn parse_host(value: &[u8]) -> Option<http::uri::Authority> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+}
+
+/// `name` or `name:port`, the name of letters, digits, `.` and `-` (at most 255), the port
+/// of 1 to 5 digits: a subset of what [`parse_host`] accepts, told apart without allocating.
+fn is_plain_host(value: &[u8]) -> bool {
+    let (name, port) = match value.iter().rposition(|&b| b == b':') {
+        Some(i) => (&value[..i], Some(&value[i + 1..])),
+        None => (value, None),
+    };
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
+        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
 fn check_connection(headers: &HeaderMap) -> Result<(), &'static str> {
@@ -138,6 +162,46 @@ mod tests {
     const H11: Version = Version::HTTP_11;
     const H2: Version = Version::HTTP_2;
     const HOST: (&str, &str) = ("host", "app.contoso.com");
+
+    #[test]
+    fn a_plain_host_is_one_the_full_parse_accepts_too() {
+        let plain = [
+            "app.contoso.com",
+            "app.contoso.com:8443",
+            "APP.Contoso.COM:443",
+            "localhost",
+            "10.0.0.1",
+            "10.0.0.1:80",
+            "a",
+            "-",
+            "xn--bcher-kva.example:65535",
+            "a:99999",
+        ];
+        for h in plain {
+            assert!(is_plain_host(h.as_bytes()), "{h}");
+            assert!(
+                parse_host(h.as_bytes()).is_some(),
+                "{h} is plain but does not parse"
+            );
+        }
+        let not_plain = [
+            "",
+            ":80",
+            "a:",
+            "a:123456",
+            "[2001:db8::1]:443",
+            "user@host",
+            "a b",
+            "a_b.contoso.com",
+            "host:80:80",
+            "a%41",
+        ];
+        for h in not_plain {
+            assert!(!is_plain_host(h.as_bytes()), "{h}");
+        }
+        let long = "a".repeat(256);
+        assert!(!is_plain_host(long.as_bytes()));
+    }
 
     #[test]
     fn sound_requests_pass() {
