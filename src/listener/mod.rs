@@ -457,6 +457,37 @@ struct Conn {
     admitted: Admitted,
 }
 
+impl Conn {
+    /// The service that hands each request to `proxy::handle`, and what the connection's
+    /// task holds beside it: its watcher, the client's address, its place in the counts.
+    fn into_service(
+        self,
+    ) -> (
+        impl hyper::service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<proxy::ResponseBody>,
+                Error = proxy::ProxyError,
+                Future: Send + 'static,
+            > + Send
+            + 'static,
+        Watcher,
+        SocketAddr,
+        Admitted,
+    ) {
+        let Conn {
+            info,
+            proxy,
+            watcher,
+            admitted,
+        } = self;
+        let info = Arc::new(info);
+        let remote = info.remote;
+        let service =
+            service_fn(move |req| proxy::handle(Arc::clone(&proxy), Arc::clone(&info), req));
+        (service, watcher, remote, admitted)
+    }
+}
+
 /// Spawns the client connection as its own task once PROXY, admission and TLS are done, so
 /// the task that did those ends and frees their state. The future is hyper's connection,
 /// not wrapped in an async block (see `crate::task`).
@@ -464,15 +495,7 @@ fn serve_conn<IO>(io: IO, protocol: Protocol, conn: Conn, protocols: &Protocols)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Conn {
-        info,
-        proxy,
-        watcher,
-        admitted,
-    } = conn;
-    let info = Arc::new(info);
-    let remote = info.remote;
-    let service = service_fn(move |req| proxy::handle(Arc::clone(&proxy), Arc::clone(&info), req));
+    let (service, watcher, remote, admitted) = conn.into_service();
     let io = TokioIo::new(io);
     match protocol {
         Protocol::Http1 => {
@@ -491,15 +514,7 @@ where
 
 /// [`serve_conn`] for a clear-text connection, whose protocol its first bytes tell.
 fn serve_clear_text(tcp: tokio::net::TcpStream, conn: Conn, runtime: Arc<ListenerRuntime>) {
-    let Conn {
-        info,
-        proxy,
-        watcher,
-        admitted,
-    } = conn;
-    let info = Arc::new(info);
-    let remote = info.remote;
-    let service = service_fn(move |req| proxy::handle(Arc::clone(&proxy), Arc::clone(&info), req));
+    let (service, watcher, remote, admitted) = conn.into_service();
     let conn = clear_text::ClearText::new(tcp, service, runtime);
     spawn_watched(conn, watcher, remote, admitted);
 }
