@@ -167,7 +167,7 @@ mod tests {
             acc.stream.read_exact(&mut buf).await?;
             acc.stream.write_all(b"pong").await?;
             acc.stream.shutdown().await?;
-            Ok(acc.h2)
+            Ok(acc.h2())
         });
         (addr, task)
     }

@@ -57,14 +57,19 @@ impl Default for ListenerTlsOptions {
 /// A completed server handshake.
 pub struct Accepted<IO> {
     pub(crate) stream: tokio_rustls::server::TlsStream<IO>,
-    /// ALPN negotiated `h2`.
-    pub h2: bool,
     /// The protocol ALPN negotiated, if the client offered any Portico serves.
     pub alpn: Option<Alpn>,
     /// The SNI the client sent (lower-case), if any.
     pub sni: Option<String>,
     /// `"TLSv1.2"` or `"TLSv1.3"`.
     pub version: &'static str,
+}
+
+impl<IO> Accepted<IO> {
+    /// ALPN negotiated `h2`.
+    pub fn h2(&self) -> bool {
+        self.alpn == Some(Alpn::H2)
+    }
 }
 
 /// An HTTP protocol negotiated by ALPN.
@@ -230,7 +235,6 @@ impl ListenerTls {
             Some(b"http/1.1") => Some(Alpn::Http11),
             _ => None,
         };
-        let h2 = alpn == Some(Alpn::H2);
         let version = match conn.protocol_version() {
             Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -238,7 +242,6 @@ impl ListenerTls {
         };
         Ok(Accepted {
             stream,
-            h2,
             alpn,
             sni,
             version,

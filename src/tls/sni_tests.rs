@@ -78,7 +78,7 @@ async fn handshake(
         acc.stream.read_exact(&mut b).await.unwrap();
         acc.stream.write_all(&b).await.unwrap();
         acc.stream.flush().await.unwrap();
-        (acc.h2, acc.sni, acc.version)
+        (acc.h2(), acc.sni, acc.version)
     });
     let sock = TcpStream::connect(addr).await.unwrap();
     let mut stream = tokio_rustls::TlsConnector::from(client)
