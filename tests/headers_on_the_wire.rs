@@ -83,6 +83,33 @@ action = {{ route = "ex", scheme = "http" }}
     )
 }
 
+/// The lab, a Portico on [`proxy_config`] (with `listener_extra`) and its raw member, which
+/// answers [`MIXED_CASE_RESPONSE`].
+struct Running {
+    lab: Lab,
+    proxy_ip: IpAddr,
+    member: RawMember,
+    _portico: Portico,
+}
+
+impl Running {
+    async fn start(listener_extra: &str) -> Running {
+        let lab = Lab::new();
+        lab.external_cert("external", &["*.contoso.com"]);
+        let proxy_ip = unique_loopback();
+        let member_ip = unique_loopback();
+        let member = RawMember::start(SocketAddr::new(member_ip, 8080), MIXED_CASE_RESPONSE).await;
+        let cfg = lab.write_config(&proxy_config(proxy_ip, member_ip, listener_extra));
+        let _portico = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+        Running {
+            lab,
+            proxy_ip,
+            member,
+            _portico,
+        }
+    }
+}
+
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, request: &[u8]) -> String {
     s.write_all(request).await.unwrap();
     s.flush().await.unwrap();
@@ -91,13 +118,12 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, request: &[u8]) 
 
 #[tokio::test]
 async fn header_names_keep_their_case_both_ways_on_http1_over_tls() {
-    let lab = Lab::new();
-    lab.external_cert("external", &["*.contoso.com"]);
-    let proxy_ip = unique_loopback();
-    let member_ip = unique_loopback();
-    let member = RawMember::start(SocketAddr::new(member_ip, 8080), MIXED_CASE_RESPONSE).await;
-    let cfg = lab.write_config(&proxy_config(proxy_ip, member_ip, ""));
-    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+    let Running {
+        lab,
+        proxy_ip,
+        member,
+        _portico,
+    } = Running::start("").await;
 
     let mut tls = tls_client(&lab, SocketAddr::new(proxy_ip, 8443), "mail.contoso.com").await;
     let got = exchange(
@@ -135,13 +161,12 @@ async fn header_names_keep_their_case_both_ways_on_http1_over_tls() {
 
 #[tokio::test]
 async fn header_case_is_kept_on_clear_http1_and_on_a_kept_alive_connection() {
-    let lab = Lab::new();
-    lab.external_cert("external", &["*.contoso.com"]);
-    let proxy_ip = unique_loopback();
-    let member_ip = unique_loopback();
-    let member = RawMember::start(SocketAddr::new(member_ip, 8080), MIXED_CASE_RESPONSE).await;
-    let cfg = lab.write_config(&proxy_config(proxy_ip, member_ip, ""));
-    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+    let Running {
+        lab: _lab,
+        proxy_ip,
+        member,
+        _portico,
+    } = Running::start("").await;
     let mut tcp = TcpStream::connect(SocketAddr::new(proxy_ip, 8081))
         .await
         .unwrap();
@@ -167,13 +192,12 @@ fn negotiate_header(len: usize) -> String {
 
 #[tokio::test]
 async fn a_63000_character_negotiate_header_and_a_96_kib_head_reach_the_member_by_default() {
-    let lab = Lab::new();
-    lab.external_cert("external", &["*.contoso.com"]);
-    let proxy_ip = unique_loopback();
-    let member_ip = unique_loopback();
-    let member = RawMember::start(SocketAddr::new(member_ip, 8080), MIXED_CASE_RESPONSE).await;
-    let cfg = lab.write_config(&proxy_config(proxy_ip, member_ip, ""));
-    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+    let Running {
+        lab,
+        proxy_ip,
+        member,
+        _portico,
+    } = Running::start("").await;
 
     let auth = negotiate_header(63_000);
     let cookie: String = "c".repeat(36_000);
@@ -199,17 +223,12 @@ async fn a_63000_character_negotiate_header_and_a_96_kib_head_reach_the_member_b
 
 #[tokio::test]
 async fn a_head_over_max_header_bytes_gets_431_naming_the_limit() {
-    let lab = Lab::new();
-    lab.external_cert("external", &["*.contoso.com"]);
-    let proxy_ip = unique_loopback();
-    let member_ip = unique_loopback();
-    let member = RawMember::start(SocketAddr::new(member_ip, 8080), MIXED_CASE_RESPONSE).await;
-    let cfg = lab.write_config(&proxy_config(
+    let Running {
+        lab,
         proxy_ip,
-        member_ip,
-        "max_header_bytes = 16384",
-    ));
-    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+        member,
+        _portico,
+    } = Running::start("max_header_bytes = 16384").await;
     let auth = negotiate_header(20_000);
     let request = format!(
         "GET /ews/ HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
@@ -248,13 +267,12 @@ async fn a_head_over_max_header_bytes_gets_431_naming_the_limit() {
 
 #[tokio::test]
 async fn a_64_kib_cookie_passes_over_h2_by_default() {
-    let lab = Lab::new();
-    lab.external_cert("external", &["*.contoso.com"]);
-    let proxy_ip = unique_loopback();
-    let member_ip = unique_loopback();
-    let member = RawMember::start(SocketAddr::new(member_ip, 8080), MIXED_CASE_RESPONSE).await;
-    let cfg = lab.write_config(&proxy_config(proxy_ip, member_ip, ""));
-    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+    let Running {
+        lab,
+        proxy_ip,
+        member,
+        _portico,
+    } = Running::start("").await;
     let value = "c".repeat(63_000);
     let big = format!("Cookie: big={value}");
     let r = curl_https(
@@ -273,13 +291,12 @@ async fn a_64_kib_cookie_passes_over_h2_by_default() {
 
 #[tokio::test]
 async fn an_h2_request_reaches_an_http1_member_with_title_case_names() {
-    let lab = Lab::new();
-    lab.external_cert("external", &["*.contoso.com"]);
-    let proxy_ip = unique_loopback();
-    let member_ip = unique_loopback();
-    let member = RawMember::start(SocketAddr::new(member_ip, 8080), MIXED_CASE_RESPONSE).await;
-    let cfg = lab.write_config(&proxy_config(proxy_ip, member_ip, ""));
-    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+    let Running {
+        lab,
+        proxy_ip,
+        member,
+        _portico,
+    } = Running::start("").await;
     let r = curl_https(
         &lab,
         "mail.contoso.com",
@@ -304,13 +321,12 @@ async fn an_h2_request_reaches_an_http1_member_with_title_case_names() {
 /// answered, with the case kept.
 #[tokio::test]
 async fn a_clear_request_whose_first_segment_is_one_or_two_bytes_is_served_whole() {
-    let lab = Lab::new();
-    lab.external_cert("external", &["*.contoso.com"]);
-    let proxy_ip = unique_loopback();
-    let member_ip = unique_loopback();
-    let member = RawMember::start(SocketAddr::new(member_ip, 8080), MIXED_CASE_RESPONSE).await;
-    let cfg = lab.write_config(&proxy_config(proxy_ip, member_ip, ""));
-    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
+    let Running {
+        lab: _lab,
+        proxy_ip,
+        member,
+        _portico,
+    } = Running::start("").await;
     for (first, rest) in [
         ("P", "OST /ews/exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
         ("PR", "OPFIND /ews/exchange.asmx HTTP/1.1\r\nHost: mail.contoso.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),

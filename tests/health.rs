@@ -196,15 +196,11 @@ async fn sigterm_with_drain_delay_is_not_ready_at_once_but_accepts_until_the_del
         .unwrap()
         .expect("request in flight completed");
     assert_eq!((r.status, r.body.as_str()), (200, "done"));
-    let t = Instant::now();
-    loop {
-        if let Some(status) = p.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = p
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("did not exit");
+    assert!(status.success(), "{status}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use common::*;
 use portico::demo::backend::Role;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const HTTP: u16 = 8081;
 
@@ -20,14 +20,9 @@ async fn evil_member(addr: SocketAddr) {
                 return;
             };
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut b).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&head).to_string();
                 let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
                 match path.as_str() {
@@ -311,14 +306,9 @@ async fn closes_reused_connections(
             let (conn, heads) = (n, std::sync::Arc::clone(&heads));
             tokio::spawn(async move {
                 for nth in 0.. {
-                    let mut head = Vec::new();
-                    let mut b = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if s.read(&mut b).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(b[0]);
-                    }
+                    let Some(head) = read_head(&mut s).await else {
+                        return;
+                    };
                     heads
                         .lock()
                         .unwrap()

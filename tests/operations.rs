@@ -170,15 +170,11 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections() {
         .unwrap()
         .expect("request in flight completed");
     assert_eq!(r.status, 200);
-    let t = Instant::now();
-    loop {
-        if let Some(status) = p.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = p
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("did not exit");
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,17 +305,12 @@ async fn shutdown_stops_waiting_at_the_configured_deadline() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let t = Instant::now();
     p.signal("TERM");
-    loop {
-        if p.child.try_wait().unwrap().is_some() {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(6),
-            "still running {:?} after SIGTERM with a 1 s deadline",
-            t.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let exited = p.wait_exit(Duration::from_secs(6)).await;
+    assert!(
+        exited.is_some(),
+        "still running {:?} after SIGTERM with a 1 s deadline",
+        t.elapsed()
+    );
     assert!(
         t.elapsed() >= Duration::from_millis(900),
         "did not wait for the request in flight"
@@ -428,16 +419,15 @@ async fn sigterm_drains_https_connections_whatever_protocol_alpn_chose() {
         got.starts_with("HTTP/1.1 200"),
         "request in flight without ALPN: {got:?}"
     );
-    loop {
-        if let Some(status) = p.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
+    // Within 10 s of the signal, not of this line.
+    let status = p
+        .wait_exit(Duration::from_secs(10).saturating_sub(t.elapsed()))
+        .await;
+    let status = status.unwrap_or_else(|| {
+        panic!(
             "still running {:?} after SIGTERM: a connection did not hear the shutdown",
             t.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        )
+    });
+    assert!(status.success(), "{status}");
 }
