@@ -192,6 +192,27 @@ async fn silent_member_is_cut_at_the_farm_timeout_with_504() {
     assert_eq!(r.status, 200);
 }
 
+/// On a clear-text listener the ACME HTTP-01 path is looked up before any rule, the one
+/// request that may wait before routing; a token this instance is not waiting for, or a path
+/// that is not a token, is then routed like any other request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acme_challenge_path_that_is_not_ours_is_routed_like_any_request() {
+    let s = setup(1, "", "").await;
+    for path in [
+        "/.well-known/acme-challenge/NotATokenWeWaitFor_-1",
+        "/.well-known/acme-challenge/",
+        "/.well-known/acme-challenge/a.b",
+    ] {
+        let url = format!("http://{}:{HTTP}{path}", s.proxy_ip);
+        let r = curl(&["-H", "Host: app.contoso.com", &url]).await;
+        assert_eq!(
+            r.header("x-backend"),
+            Some("fe00.contoso.local"),
+            "{path} did not reach the member: {r:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_is_tunnelled() {
     let s = setup(1, "", "").await;

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::tls::{CertSlot, CertSource, LoadedCertificate};
 
-pub use storage::{answer_http01, State, Storage};
+pub use storage::{answer_http01, http01_token, State, Storage};
 
 /// Which challenge proves control of the names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

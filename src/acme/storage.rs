@@ -180,18 +180,21 @@ pub fn register_http01_dir(storage: &Storage) {
     }
 }
 
+/// The token an HTTP-01 validation path asks for; `None` for any other path. Tokens are
+/// base64url (RFC 8555 §8.1): anything else is not ours, and never a file name.
+pub fn http01_token(path: &str) -> Option<&str> {
+    let token = path.strip_prefix("/.well-known/acme-challenge/")?;
+    let valid = !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    valid.then_some(token)
+}
+
 /// The HTTP-01 answer for `path` (`/.well-known/acme-challenge/TOKEN`): this process's own
 /// pending challenges first, then answers published in shared storage by another instance.
 pub async fn answer_http01(path: &str) -> Option<String> {
-    let token = path.strip_prefix("/.well-known/acme-challenge/")?;
-    // Tokens are base64url (RFC 8555 §8.1); anything else is not ours and never a path.
-    if token.is_empty()
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return None;
-    }
+    let token = http01_token(path)?;
     if let Some(ka) = crate::tls::challenges::http01(token) {
         return Some(ka);
     }
@@ -211,6 +214,17 @@ pub async fn answer_http01(path: &str) -> Option<String> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn only_a_base64url_token_under_the_challenge_path_is_one() {
+        let t = http01_token;
+        assert_eq!(t("/.well-known/acme-challenge/Ab-9_z"), Some("Ab-9_z"));
+        assert_eq!(t("/.well-known/acme-challenge/"), None);
+        assert_eq!(t("/.well-known/acme-challenge/../etc/passwd"), None);
+        assert_eq!(t("/.well-known/acme-challenge/a.b"), None);
+        assert_eq!(t("/.well-known/acme-challengeX"), None);
+        assert_eq!(t("/owa/.well-known/acme-challenge/abc"), None);
+    }
 
     #[test]
     fn state_round_trips_and_files_are_private() {

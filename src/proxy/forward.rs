@@ -10,7 +10,7 @@ use super::pin::{self, PinSlot};
 use super::{ConnInfo, ProxyError, Snapshot};
 use crate::access_log::AccessRecord;
 use crate::config::HashKey;
-use crate::farm::{fnv1a, Farm, Member, PickInput};
+use crate::farm::{fnv1a, Farm, Member, MemberSet, PickInput};
 use crate::upstream::{ErrorKind, Exchange, Fault, InFlight, Reach, RequestBody, Retry, SendError};
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Where the routed request goes and how.
-pub(super) struct Route<'a> {
-    pub farm: &'a Arc<Farm>,
+pub(super) struct Route {
+    pub farm: Arc<Farm>,
     pub host: HeaderValue,
     pub new_path: Option<PathAndQuery>,
     pub tls: bool,
@@ -31,101 +31,164 @@ pub(super) struct Route<'a> {
     pub client: IpAddr,
 }
 
-#[allow(clippy::manual_async_fn)] // on purpose: see `route_request`
-pub(super) fn forward<'a>(
-    snap: &'a Snapshot,
-    conn: &'a ConnInfo,
+/// A routed request once everything that needs no waiting is done: the farm has chosen
+/// (affinity and hash read the client's request, so before it was edited) and the request is
+/// the member's. It owns what the sending needs, so the future that sends holds one request,
+/// the member's, and no moved-from copy of the client's.
+pub(super) struct Prepared {
+    snap: Arc<Snapshot>,
+    conn: Arc<ConnInfo>,
+    record: Option<Arc<AccessRecord>>,
+    farm: Arc<Farm>,
+    set: Arc<MemberSet>,
+    first: Option<usize>,
+    /// The member the client's affinity cookie names: it needs no new cookie.
+    cookie_member: Option<usize>,
+    pick_path: String,
+    req: Request<RequestBody>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    host: HeaderValue,
+    max_body: Option<u64>,
+    tls: bool,
+    h2: bool,
+    authenticates: bool,
+}
+
+/// Checks, chooses and rewrites without waiting; `Err` is the answer when the request goes
+/// no further (a declared body over the limit, Windows auth over h2: rare, so boxed).
+#[inline]
+pub(super) fn prepare(
+    snap: Arc<Snapshot>,
+    conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-    record: Option<&'a Arc<AccessRecord>>,
-    route: Route<'a>,
-) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + Send + 'a {
+    record: Option<Arc<AccessRecord>>,
+    route: Route,
+) -> Result<Prepared, Box<Result<Response<ResponseBody>, ProxyError>>> {
+    let Route {
+        farm,
+        host,
+        new_path,
+        tls,
+        max_body,
+        client,
+    } = route;
+    // A declared length over the limit is refused before a byte reaches a member; a chunked
+    // body is cut when it passes the limit (`RequestBody`).
+    if let Some(limit) = max_body {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Box::new(Ok(pages::too_large(&farm.name, limit))));
+        }
+    }
+    let h2 = req.version() == Version::HTTP_2;
+    let authenticates = pin::request_authenticates(req.headers());
+    if h2 && authenticates {
+        // IIS refuses Windows auth over h2, and one h2 connection carries many clients'
+        // requests: ask the client to retry this over HTTP/1.1 (RFC 9113 HTTP_1_1_REQUIRED).
+        return Err(Box::new(Err(ProxyError::Http11Required(
+            h2::Reason::HTTP_1_1_REQUIRED.into(),
+        ))));
+    }
+
+    // Choose before the headers are edited: affinity and hash read the client's request.
+    let set = farm.members();
+    let hash = match &farm.load_balancing {
+        crate::config::LoadBalancing::RequestHash(key) => {
+            Some(request_hash(key, &req, &host, client))
+        }
+        _ => None,
+    };
+    let cookie = farm
+        .affinity_cookie()
+        .and_then(|n| affinity::cookie_value(req.headers(), n));
+    let cookie_member = cookie.and_then(|c| set.members.iter().position(|m| m.affinity_key == c));
+    // Per-path health checks (Exchange: /ews down, /owa up) decide on the client's path;
+    // copied only for farms that have such checks (String::new() does not allocate).
+    let pick_path = if farm.health_checks.iter().any(|c| c.path.is_some()) {
+        req.uri().path().to_owned()
+    } else {
+        String::new()
+    };
+    let first = farm.pick(
+        &set,
+        &PickInput {
+            affinity: cookie,
+            hash,
+            path: &pick_path,
+        },
+    );
+    let (req, client_upgrade) = outgoing(
+        req,
+        new_path,
+        &farm,
+        &conn,
+        &host,
+        record.as_ref(),
+        max_body,
+    );
+    Ok(Prepared {
+        snap,
+        conn,
+        record,
+        farm,
+        set,
+        first,
+        cookie_member,
+        pick_path,
+        req,
+        client_upgrade,
+        host,
+        max_body,
+        tls,
+        h2,
+        authenticates,
+    })
+}
+
+/// Sends the prepared request: on the client connection's pinned member connection if it
+/// has one, else to each candidate in turn while the error allows another try. A plain fn
+/// returning an async block that uses `p` in place (see `route_request`).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+#[inline] // builds its future in the caller's place instead of moving 2 KB
+pub(super) fn send(
+    mut p: Prepared,
+) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + Send {
     async move {
-        let Route {
-            farm,
-            host,
-            new_path,
-            tls,
-            max_body,
-            client,
-        } = route;
-        // A declared length over the limit is refused before a byte reaches a member; a chunked
-        // body is cut when it passes the limit (`RequestBody`).
-        if let Some(limit) = max_body {
-            let declared = req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit) {
-                return Ok(pages::too_large(&farm.name, limit));
-            }
-        }
-        let h2 = req.version() == Version::HTTP_2;
-        let authenticates = pin::request_authenticates(req.headers());
-        if h2 && authenticates {
-            // IIS refuses Windows auth over h2, and one h2 connection carries many clients'
-            // requests: ask the client to retry this over HTTP/1.1 (RFC 9113 HTTP_1_1_REQUIRED).
-            return Err(ProxyError::Http11Required(
-                h2::Reason::HTTP_1_1_REQUIRED.into(),
-            ));
-        }
-
-        // Choose before the headers are edited: affinity and hash read the client's request.
-        let set = farm.members();
-        let hash = match &farm.load_balancing {
-            crate::config::LoadBalancing::RequestHash(key) => {
-                Some(request_hash(key, &req, &host, client))
-            }
-            _ => None,
-        };
-        let cookie = farm
-            .affinity_cookie()
-            .and_then(|n| affinity::cookie_value(req.headers(), n));
-        // The member the client's affinity cookie names: it needs no new cookie.
-        let cookie_member =
-            cookie.and_then(|c| set.members.iter().position(|m| m.affinity_key == c));
-        // Per-path health checks (Exchange: /ews down, /owa up) decide on the client's path;
-        // copied only for farms that have such checks (String::new() does not allocate).
-        let pick_path = if farm.health_checks.iter().any(|c| c.path.is_some()) {
-            req.uri().path().to_owned()
-        } else {
-            String::new()
-        };
-        let first = farm.pick(
-            &set,
-            &PickInput {
-                affinity: cookie,
-                hash,
-                path: &pick_path,
-            },
-        );
-
-        let (mut req, client_upgrade) =
-            outgoing(req, new_path, farm, conn, &host, record, max_body);
+        let farm = &p.farm;
+        let conn = &*p.conn;
+        let tls = p.tls;
+        let host = &p.host;
+        let authenticates = p.authenticates;
         let ctx = Ctx {
             farm,
             conn,
-            h2,
+            h2: p.h2,
             authenticates,
             tls,
-            record,
-            max_body,
+            record: p.record.as_ref(),
+            max_body: p.max_body,
         };
         let reach = Reach {
-            connector: &snap.connector,
+            connector: &p.snap.connector,
             tls: tls.then_some(&farm.tls),
             connect_timeout: farm.connect_timeout,
             read_timeout: farm.timeout,
             pool_idle_timeout: farm.pool_idle_timeout,
         };
+        // `p.req` and `p.client_upgrade` are used in place: a local moved from them would be
+        // a second copy in this future's state.
 
         // A client connection that authenticated keeps its member connection.
-        if !h2 {
+        if !p.h2 {
             if let Some(mut slot) = conn.take_pin(&farm.name, tls) {
-                set_host(&mut req, farm, &slot.member, &host, tls);
+                set_host(&mut p.req, farm, &slot.member, host, tls);
                 let in_flight = InFlight::new(slot.conn.endpoint());
                 let started = Instant::now();
-                match slot.conn.send(&reach, req).await {
+                match slot.conn.send(&reach, p.req).await {
                     Ok(response) => {
                         let member = Arc::clone(&slot.member);
                         conn.put_pin(slot);
@@ -133,7 +196,7 @@ pub(super) fn forward<'a>(
                         return Ok(ctx.finish(
                             &member,
                             x,
-                            client_upgrade,
+                            p.client_upgrade,
                             in_flight,
                             started,
                             true,
@@ -142,7 +205,7 @@ pub(super) fn forward<'a>(
                     Err(mut e) => match (e.retry(), e.take_request()) {
                         (Retry::NotSent, Some(back)) => {
                             tracing::debug!(farm = %farm.name, member = %slot.member.label(), "pinned member connection closed; the client must authenticate again");
-                            req = back;
+                            p.req = back;
                         }
                         _ => return Ok(ctx.failed(&slot.member, e)),
                     },
@@ -150,10 +213,11 @@ pub(super) fn forward<'a>(
             }
         }
 
-        let Some(first) = first else {
+        let Some(first) = p.first else {
             return Ok(pages::unavailable(&farm.name));
         };
-        let mut candidates = farm.failover_order(&set, first, &pick_path);
+        let set = &p.set;
+        let mut candidates = farm.failover_order(set, first, &p.pick_path);
         let mut next = candidates.next();
         let mut replayed = false;
         while let Some(idx) = next {
@@ -162,22 +226,22 @@ pub(super) fn forward<'a>(
             if authenticates && !endpoint.has_pin_room(farm.max_pinned_per_member) {
                 return Ok(pages::too_many_pinned(&farm.name));
             }
-            set_host(&mut req, farm, member, &host, tls);
+            set_host(&mut p.req, farm, member, host, tls);
             let in_flight = InFlight::new(endpoint);
             let started = Instant::now();
             let sent = if replayed {
-                endpoint.send_new(&reach, req).await
+                endpoint.send_new(&reach, p.req).await
             } else {
-                endpoint.send(&reach, req).await
+                endpoint.send(&reach, p.req).await
             };
             let mut err = match sent {
                 Ok(x) => {
-                    let had_cookie = cookie_member == Some(idx);
+                    let had_cookie = p.cookie_member == Some(idx);
                     let x = Sent::Leased(x);
                     return Ok(ctx.finish(
                         member,
                         x,
-                        client_upgrade,
+                        p.client_upgrade,
                         in_flight,
                         started,
                         had_cookie,
@@ -185,7 +249,7 @@ pub(super) fn forward<'a>(
                 }
                 Err(e) => e,
             };
-            req = match (err.retry(), err.take_request()) {
+            p.req = match (err.retry(), err.take_request()) {
                 // A pooled connection died under an idempotent request: once more, same member,
                 // on a new connection.
                 (Retry::Idempotent, Some(copy)) if !replayed => {

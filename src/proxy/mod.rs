@@ -23,7 +23,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use pin::PinSlot;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 /// Everything one config produces at run time. Swapped whole on reload; a request keeps
 /// the snapshot it started with.
@@ -243,9 +245,11 @@ pub enum ProxyError {
 
 /// Serves one request. An `Err` makes hyper close the connection (h1) or reset the stream (h2).
 ///
-/// A plain fn returning an async block, not an async fn: an async fn keeps each argument
-/// twice in its state (the argument and the local it is moved into), and hyper holds this
-/// future for as long as a long poll waits.
+/// hyper holds the returned future for as long as the member takes to answer (a long poll:
+/// minutes), so it is built to hold one request only: routing is done before the future is
+/// made, and no async block or fn here keeps a moved-from argument beside the future it
+/// moved it into (rustc does not overlap the two; see `crate::task`).
+#[inline]
 pub fn handle(
     proxy: Arc<Proxy>,
     conn: Arc<ConnInfo>,
@@ -272,186 +276,274 @@ pub fn handle(
             conn.tls_version,
         ))
     });
-    async move {
-        let result = route_request(&proxy, &conn, req, record.as_ref()).await;
-        match (result, record) {
+    Handling {
+        routing: route_request(proxy, conn, req, record.clone()),
+        record,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request being served; its access record hears the status and follows the body.
+    struct Handling<F> {
+        #[pin]
+        routing: Routing<F>,
+        record: Option<Arc<AccessRecord>>,
+    }
+}
+
+impl<F> std::future::Future for Handling<F>
+where
+    F: std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>>,
+{
+    type Output = Result<Response<ResponseBody>, ProxyError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.routing.poll(cx));
+        Poll::Ready(match (result, this.record.take()) {
             (Ok(resp), Some(record)) => {
                 record.set_status(resp.status().as_u16());
                 let (parts, body) = resp.into_parts();
                 Ok(Response::from_parts(parts, body.with_record(Some(record))))
             }
             (result, _) => result,
+        })
+    }
+}
+
+type Answer = Result<Response<ResponseBody>, ProxyError>;
+
+pin_project_lite::pin_project! {
+    /// What routing decided: answered at once, forwarded to a farm, or (an ACME HTTP-01
+    /// path, rare) looked up first.
+    #[project = RoutingProj]
+    enum Routing<F> {
+        Answered { answer: Option<Answer> },
+        Forwarding {
+            #[pin]
+            sending: F,
+            // The lockout attempt to settle when the member has answered.
+            after: Option<(Arc<Proxy>, protect::Attempt)>,
+        },
+        Boxed { fut: Pin<Box<dyn std::future::Future<Output = Answer> + Send>> },
+    }
+}
+
+impl<F> Routing<F> {
+    fn answered(answer: Answer) -> Self {
+        Routing::Answered {
+            answer: Some(answer),
         }
     }
 }
 
-/// Not an async fn, nor is `forward::forward`: an async fn keeps its arguments beside the
-/// locals it moves them into, and every held request would carry the client's request twice
-/// more (see `crate::task`).
-#[allow(clippy::manual_async_fn)] // on purpose: see above
-fn route_request<'a>(
-    proxy: &'a Proxy,
-    conn: &'a ConnInfo,
-    req: Request<Incoming>,
-    record: Option<&'a Arc<AccessRecord>>,
-) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + Send + 'a {
-    async move {
-        // ACME HTTP-01 validation, before any rule: only on clear-text listeners, only for a
-        // token this instance (or one sharing its ACME storage) is waiting to be asked for.
-        if !conn.https {
-            if let Some(answer) = crate::acme::answer_http01(req.uri().path()).await {
-                return Ok(pages::acme_http01(answer));
+impl<F: std::future::Future<Output = Answer>> std::future::Future for Routing<F> {
+    type Output = Answer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        match self.project() {
+            RoutingProj::Answered { answer } => {
+                Poll::Ready(answer.take().expect("Routing polled after it answered"))
             }
-        }
-        let snap = proxy.current.load_full();
-        let is_h1 = req.version() < http::Version::HTTP_2;
-        if let Err(why) = guard::check_request(&req, is_h1) {
-            return Ok(pages::bad_request_close(why, is_h1));
-        }
-        if let Some(resp) = check_head_size(&req, conn.max_header_bytes) {
-            return Ok(resp);
-        }
-        // A copy of its own: a clone would be a slice of the connection's read buffer and keep
-        // all 8 KiB of it allocated while the member holds the request (a long poll).
-        let host_value = match req.headers().get(header::HOST) {
-            Some(h) => Some(HeaderValue::from_bytes(h.as_bytes()).unwrap_or_else(|_| h.clone())),
-            None => req
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-        };
-        let Some(host_value) = host_value else {
-            return Ok(pages::bad_request(
-                "The request names no host (Host header missing).",
-            ));
-        };
-        let Ok(host) = host_value.to_str() else {
-            return Ok(pages::bad_request("The Host header is not valid text."));
-        };
-        // The PROXY-protocol client, or the one a trusted proxy named in X-Forwarded-For.
-        let client =
-            crate::perimeter::client_addr(conn.remote.ip(), conn.trusted_peer, req.headers());
-        let view = RequestView {
-            method: req.method().as_str(),
-            host,
-            https: conn.https,
-            server_port: conn.local.port(),
-            path: req.uri().path(),
-            query: req.uri().query(),
-            remote_addr: client,
-            headers: req.headers(),
-        };
-        match snap.config.rules.evaluate(&view) {
-            Outcome::Route {
-                farm,
-                scheme,
-                path_and_query,
-                rule,
-                max_body,
-                rate_limit,
-            } => {
-                let farm = Arc::clone(snap.farm_by_id(farm));
-                let protected = farm.lockout;
-                if let Some(r) = record {
-                    r.set_rule(rule);
-                    r.set_farm(&farm.name);
+            RoutingProj::Forwarding { sending, after } => {
+                let result = std::task::ready!(sending.poll(cx));
+                if let (Some((proxy, attempt)), Ok(resp)) = (after.take(), &result) {
+                    protect::after(&proxy.perimeter, attempt, resp.status());
                 }
-                let perimeter = &proxy.perimeter;
-                if let Some(refused) =
-                    protect::rate_limit(perimeter, rate_limit, client, rule, record)
-                {
-                    return Ok(refused);
-                }
-                let lockout = snap.config.lockout.as_ref().filter(|_| protected);
-                let attempt =
-                    match protect::before(perimeter, lockout, req.headers(), client, is_h1, record)
-                    {
-                        Ok(a) => a,
-                        Err(answer) => return Ok(*answer),
-                    };
-                let path_and_query = match path_and_query {
-                    None => None,
-                    Some(p) => match PathAndQuery::try_from(p) {
-                        Ok(p) => Some(p),
-                        Err(_) => {
-                            tracing::warn!(rule, "rule produced an invalid path; answering 400");
-                            return Ok(pages::bad_request("The rewritten URL is not valid."));
-                        }
-                    },
-                };
-                let tls = match scheme {
-                    Some(Scheme::Https) => true,
-                    Some(Scheme::Http) => false,
-                    None => conn.https && !farm.ssl_offload,
-                };
-                let result = forward::forward(
-                    &snap,
-                    conn,
-                    req,
-                    record,
-                    forward::Route {
-                        farm: &farm,
-                        host: host_value,
-                        new_path: path_and_query,
-                        tls,
-                        max_body,
-                        client,
-                    },
-                )
-                .await;
-                if let (Some(a), Ok(resp)) = (attempt, &result) {
-                    protect::after(perimeter, a, resp.status());
-                }
-                result
+                Poll::Ready(result)
             }
-            Outcome::Redirect {
-                status,
-                location,
-                rule,
-            } => {
-                if let Some(r) = record {
-                    r.set_rule(rule);
-                }
-                let mut r = Response::new(ResponseBody::empty());
-                *r.status_mut() =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-                match HeaderValue::from_str(&location) {
-                    Ok(v) => {
-                        r.headers_mut().insert(header::LOCATION, v);
-                        Ok(r)
-                    }
-                    Err(_) => Ok(pages::bad_request(
-                        "The redirect target is not a valid URL.",
-                    )),
-                }
-            }
-            Outcome::Respond {
-                status,
-                body,
-                content_type,
-                rule,
-                reason,
-            } => {
-                if let Some(r) = record {
-                    r.set_rule(rule);
-                }
-                let mut r = Response::new(ResponseBody::full(body));
-                *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                // IIS's statusReason: HTTP/1.1 carries it in the status line (h2 has none).
-                if let Some(phrase) = reason
-                    .and_then(|p| hyper::ext::ReasonPhrase::try_from(p.as_bytes().to_vec()).ok())
-                {
-                    r.extensions_mut().insert(phrase);
-                }
-                if let Ok(ct) = HeaderValue::from_str(content_type) {
-                    r.headers_mut().insert(header::CONTENT_TYPE, ct);
-                }
-                Ok(r)
-            }
-            Outcome::Abort { rule } => Err(ProxyError::Aborted(rule.to_string())),
-            Outcome::NoMatch => Ok(pages::no_route(host)),
+            RoutingProj::Boxed { fut } => fut.as_mut().poll(cx),
         }
     }
+}
+
+#[inline]
+fn route_request(
+    proxy: Arc<Proxy>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+    record: Option<Arc<AccessRecord>>,
+) -> Routing<impl std::future::Future<Output = Answer> + Send> {
+    // ACME HTTP-01 validation, before any rule: only on clear-text listeners, only for a
+    // token this instance (or one sharing its ACME storage) is waiting to be asked for. The
+    // lookup may read a file, so it is the one case that waits before routing.
+    if !conn.https && crate::acme::http01_token(req.uri().path()).is_some() {
+        return Routing::Boxed {
+            fut: Box::pin(async move {
+                if let Some(answer) = crate::acme::answer_http01(req.uri().path()).await {
+                    return Ok(pages::acme_http01(answer));
+                }
+                decide(proxy, conn, req, record).await
+            }),
+        };
+    }
+    decide(proxy, conn, req, record)
+}
+
+/// Checks the request, runs the rules and answers or prepares the forwarding, all without
+/// waiting.
+fn decide(
+    proxy: Arc<Proxy>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+    record: Option<Arc<AccessRecord>>,
+) -> Routing<impl std::future::Future<Output = Answer> + Send> {
+    let snap = proxy.current.load_full();
+    let is_h1 = req.version() < http::Version::HTTP_2;
+    if let Err(why) = guard::check_request(&req, is_h1) {
+        return Routing::answered(Ok(pages::bad_request_close(why, is_h1)));
+    }
+    if let Some(resp) = check_head_size(&req, conn.max_header_bytes) {
+        return Routing::answered(Ok(resp));
+    }
+    // A copy of its own: a clone would be a slice of the connection's read buffer and keep
+    // all 8 KiB of it allocated while the member holds the request (a long poll).
+    let host_value = match req.headers().get(header::HOST) {
+        Some(h) => Some(HeaderValue::from_bytes(h.as_bytes()).unwrap_or_else(|_| h.clone())),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
+    let Some(host_value) = host_value else {
+        return Routing::answered(Ok(pages::bad_request(
+            "The request names no host (Host header missing).",
+        )));
+    };
+    let Ok(host) = host_value.to_str() else {
+        return Routing::answered(Ok(pages::bad_request("The Host header is not valid text.")));
+    };
+    // The PROXY-protocol client, or the one a trusted proxy named in X-Forwarded-For.
+    let client = crate::perimeter::client_addr(conn.remote.ip(), conn.trusted_peer, req.headers());
+    let view = RequestView {
+        method: req.method().as_str(),
+        host,
+        https: conn.https,
+        server_port: conn.local.port(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        remote_addr: client,
+        headers: req.headers(),
+    };
+    let outcome = snap.config.rules.evaluate(&view);
+    let answer = match outcome {
+        Outcome::Route {
+            farm,
+            scheme,
+            path_and_query,
+            rule,
+            max_body,
+            rate_limit,
+        } => {
+            let farm = Arc::clone(snap.farm_by_id(farm));
+            let protected = farm.lockout;
+            if let Some(r) = &record {
+                r.set_rule(rule);
+                r.set_farm(&farm.name);
+            }
+            let perimeter = &proxy.perimeter;
+            if let Some(refused) =
+                protect::rate_limit(perimeter, rate_limit, client, rule, record.as_ref())
+            {
+                return Routing::answered(Ok(refused));
+            }
+            let lockout = snap.config.lockout.as_ref().filter(|_| protected);
+            let attempt = match protect::before(
+                perimeter,
+                lockout,
+                req.headers(),
+                client,
+                is_h1,
+                record.as_ref(),
+            ) {
+                Ok(a) => a,
+                Err(answer) => return Routing::answered(Ok(*answer)),
+            };
+            let path_and_query = match path_and_query {
+                None => None,
+                Some(p) => match PathAndQuery::try_from(p) {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        tracing::warn!(rule, "rule produced an invalid path; answering 400");
+                        return Routing::answered(Ok(pages::bad_request(
+                            "The rewritten URL is not valid.",
+                        )));
+                    }
+                },
+            };
+            let tls = match scheme {
+                Some(Scheme::Https) => true,
+                Some(Scheme::Http) => false,
+                None => conn.https && !farm.ssl_offload,
+            };
+            let route = forward::Route {
+                farm,
+                host: host_value,
+                new_path: path_and_query,
+                tls,
+                max_body,
+                client,
+            };
+            return match forward::prepare(snap, Arc::clone(&conn), req, record, route) {
+                Ok(prepared) => Routing::Forwarding {
+                    sending: forward::send(prepared),
+                    after: attempt.map(|a| (proxy, a)),
+                },
+                Err(answer) => {
+                    if let (Some(a), Ok(resp)) = (attempt, &*answer) {
+                        protect::after(&proxy.perimeter, a, resp.status());
+                    }
+                    Routing::answered(*answer)
+                }
+            };
+        }
+        Outcome::Redirect {
+            status,
+            location,
+            rule,
+        } => {
+            if let Some(r) = &record {
+                r.set_rule(rule);
+            }
+            let mut r = Response::new(ResponseBody::empty());
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+            match HeaderValue::from_str(&location) {
+                Ok(v) => {
+                    r.headers_mut().insert(header::LOCATION, v);
+                    Ok(r)
+                }
+                Err(_) => Ok(pages::bad_request(
+                    "The redirect target is not a valid URL.",
+                )),
+            }
+        }
+        Outcome::Respond {
+            status,
+            body,
+            content_type,
+            rule,
+            reason,
+        } => {
+            if let Some(r) = &record {
+                r.set_rule(rule);
+            }
+            let mut r = Response::new(ResponseBody::full(body));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            // IIS's statusReason: HTTP/1.1 carries it in the status line (h2 has none).
+            if let Some(phrase) =
+                reason.and_then(|p| hyper::ext::ReasonPhrase::try_from(p.as_bytes().to_vec()).ok())
+            {
+                r.extensions_mut().insert(phrase);
+            }
+            if let Ok(ct) = HeaderValue::from_str(content_type) {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            Ok(r)
+        }
+        Outcome::Abort { rule } => Err(ProxyError::Aborted(rule.to_string())),
+        Outcome::NoMatch => Ok(pages::no_route(host)),
+    };
+    Routing::answered(answer)
 }
 
 /// The size of a request head as HTTP/1.1 writes it: request line, then `name: value` lines.
