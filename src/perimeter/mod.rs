@@ -8,7 +8,7 @@
 //! | [`lockout`] | failure counters per account and per address, holds, familiar locations |
 //! | [`ntlm`] | the user name in Basic and NTLM AUTHENTICATE credentials; name folding |
 //!
-//! The request path calls in from `proxy::route_request` (rate limit and lockout around
+//! The request path calls in from `proxy::decide` (rate limit and lockout around
 //! forwarding) and `listener::serve` (connection rate at accept). docs/perimeter.md is the
 //! manual.
 

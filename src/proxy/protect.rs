@@ -1,4 +1,4 @@
-//! The perimeter's hooks on the request path, called by `route_request` around forwarding:
+//! The perimeter's hooks on the request path, called by `proxy::decide` around forwarding:
 //! a routing rule's rate limit, and failed-sign-in protection for `lockout = true` farms
 //! (hold an attempt back before it reaches the member; count its outcome after).
 
