@@ -3,7 +3,9 @@
 //! The deadline moves forward on every byte read or written, so a 900 s long poll that
 //! trickles data lives, an upload that streams lives, and a member that says nothing for
 //! `timeout` is cut. Checking `Instant::now()` on progress and re-arming the timer lazily
-//! only when it fires keeps the hot path to one clock read.
+//! only when it fires keeps the hot path to one clock read. A read that would block polls the
+//! timer only when the timer does not already know whom to wake (first wait, another task, or
+//! it fired): polling it on every such read was 1.4% of the instructions per request.
 
 use pin_project_lite::pin_project;
 use std::io;
@@ -22,6 +24,8 @@ pin_project! {
         sleep: Pin<Box<Sleep>>,
         timeout: Duration,
         deadline: Instant,
+        // The task the armed timer wakes; `None` until it has been polled.
+        armed_for: Option<std::task::Waker>,
     }
 }
 
@@ -33,6 +37,7 @@ impl<T> IdleTimeout<T> {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             timeout,
             deadline,
+            armed_for: None,
         }
     }
 }
@@ -91,9 +96,22 @@ impl<T: AsyncRead> AsyncRead for IdleTimeout<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                // Armed, not fired, and for this task: it will wake us when it fires.
+                let armed = this
+                    .armed_for
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()));
+                if armed && !this.sleep.is_elapsed() {
+                    return Poll::Pending;
+                }
                 match check_deadline(this.sleep.as_mut(), *this.deadline, *this.timeout, cx) {
                     Some(e) => Poll::Ready(Err(e)),
-                    None => Poll::Pending,
+                    None => {
+                        if !armed {
+                            *this.armed_for = Some(cx.waker().clone());
+                        }
+                        Poll::Pending
+                    }
                 }
             }
         }
@@ -176,5 +194,26 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(is_idle_timeout(&err));
         writer.abort();
+    }
+
+    /// An upgraded connection's stream moves from the member connection's task to the
+    /// tunnel's: the timer must wake the task that waits now, not the one that armed it.
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_wakes_the_task_that_waits_now() {
+        let (a, _b) = tokio::io::duplex(64);
+        let mut a = IdleTimeout::new(a, Duration::from_secs(10));
+        let mut buf = [0u8; 1];
+        // Armed by this task, which then stops reading.
+        let first = tokio::time::timeout(Duration::from_secs(1), a.read(&mut buf)).await;
+        assert!(first.is_err(), "nothing was written, so the read waits");
+        let other = tokio::spawn(async move {
+            let mut buf = [0u8; 1];
+            a.read(&mut buf).await.unwrap_err()
+        });
+        let err = tokio::time::timeout(Duration::from_secs(60), other)
+            .await
+            .expect("the idle timeout never woke the task reading now")
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 }
