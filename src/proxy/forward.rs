@@ -7,7 +7,7 @@ use super::body::ResponseBody;
 use super::headers;
 use super::pages;
 use super::pin::{self, PinSlot};
-use super::{ConnInfo, ProxyError, Snapshot};
+use super::{Answer, ConnInfo, ProxyError, Snapshot};
 use crate::access_log::AccessRecord;
 use crate::config::HashKey;
 use crate::farm::{fnv1a, Farm, Member, MemberSet, PickInput};
@@ -63,7 +63,7 @@ pub(super) fn prepare(
     req: Request<Incoming>,
     record: Option<Arc<AccessRecord>>,
     route: Route,
-) -> Result<Prepared, Box<Result<Response<ResponseBody>, ProxyError>>> {
+) -> Result<Prepared, Box<Answer>> {
     let Route {
         farm,
         host,
@@ -151,12 +151,10 @@ pub(super) fn prepare(
 
 /// Sends the prepared request: on the client connection's pinned member connection if it
 /// has one, else to each candidate in turn while the error allows another try. A plain fn
-/// returning an async block that uses `p` in place (see `route_request`).
+/// returning an async block that uses `p` in place (see `proxy::handle`).
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 #[inline] // builds its future in the caller's place instead of moving 2 KB
-pub(super) fn send(
-    mut p: Prepared,
-) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + Send {
+pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer> + Send {
     async move {
         let farm = &p.farm;
         let conn = &*p.conn;

@@ -243,6 +243,9 @@ pub enum ProxyError {
     Http11Required(#[source] h2::Error),
 }
 
+/// A request's answer: the response, or why it gets none.
+type Answer = Result<Response<ResponseBody>, ProxyError>;
+
 /// Serves one request. An `Err` makes hyper close the connection (h1) or reset the stream (h2).
 ///
 /// hyper holds the returned future for as long as the member takes to answer (a long poll:
@@ -254,8 +257,7 @@ pub fn handle(
     proxy: Arc<Proxy>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> impl std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>> + Send + 'static
-{
+) -> impl std::future::Future<Output = Answer> + Send + 'static {
     if let Some(first) = &conn.first_request {
         first.started();
     }
@@ -293,9 +295,9 @@ pin_project_lite::pin_project! {
 
 impl<F> std::future::Future for Handling<F>
 where
-    F: std::future::Future<Output = Result<Response<ResponseBody>, ProxyError>>,
+    F: std::future::Future<Output = Answer>,
 {
-    type Output = Result<Response<ResponseBody>, ProxyError>;
+    type Output = Answer;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -310,8 +312,6 @@ where
         })
     }
 }
-
-type Answer = Result<Response<ResponseBody>, ProxyError>;
 
 pin_project_lite::pin_project! {
     /// What routing decided: answered at once, forwarded to a farm, or (an ACME HTTP-01
