@@ -11,7 +11,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(proxy_protocol rules config import_iis)
+  targets=(proxy_protocol rules config import_iis http1)
 fi
 
 if ! command -v cargo-fuzz >/dev/null; then
@@ -36,6 +36,11 @@ seed() {
       printf 'PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET / HTTP/1.1\r\n\r\n' >"corpus/$target/v1"
       printf 'PROXY UNKNOWN\r\n' >"corpus/$target/v1-unknown"
       printf '\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x0a\x00\x00\x01\x0a\x00\x00\x02\x01\xbb\x01\xbb' >"corpus/$target/v2-tcp4"
+      ;;
+    http1)
+      printf '\x00GET /owa/ HTTP/1.1\r\nHost: mail.contoso.com\r\nX-OWA-CANARY: a\r\nContent-Length: 3\r\n\r\nabc' >"corpus/$target/request"
+      printf '\x01HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM\r\nrequest-id: 1\r\nTransfer-Encoding: chunked\r\n\r\n' >"corpus/$target/response"
+      printf '\x0e5;x=y\r\nhello\r\n0\r\nX-T: 1\r\n\r\n' >"corpus/$target/chunked"
       ;;
   esac
 }

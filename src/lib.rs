@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod farm;
 pub mod health;
+pub mod http1;
 pub mod import;
 pub mod instance;
 pub mod listener;

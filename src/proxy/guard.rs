@@ -19,44 +19,37 @@
 //! `:authority`) naming another host than Host, no Host on HTTP/1.1 (RFC 9112 §3.2), and a
 //! `Connection` header naming Host, Content-Length or Transfer-Encoding (hop-by-hop removal
 //! would strip them before the member sees the request).
+//!
+//! The framing rules themselves (Content-Length and Transfer-Encoding) are
+//! [`crate::http1::framing`]'s, the one place that decides how an HTTP/1 body is delimited.
 
 use http::header::{self, HeaderMap};
 use http::{Request, Version};
+
+use crate::http1::framing::{self, FramingError};
 
 /// Checks one request; `Err` says why it must be answered 400 (and, on HTTP/1, the connection
 /// closed). `is_h1`: the request came over HTTP/1.0 or 1.1.
 pub fn check_request<B>(req: &Request<B>, is_h1: bool) -> Result<(), &'static str> {
     let headers = req.headers();
-    check_framing(headers, is_h1)?;
+    check_framing(headers, req.version(), is_h1)?;
     check_host(req, is_h1)?;
     check_connection(headers)?;
     check_values(headers)
 }
 
-fn check_framing(headers: &HeaderMap, is_h1: bool) -> Result<(), &'static str> {
-    let mut cl = headers.get_all(header::CONTENT_LENGTH).iter();
-    if let Some(v) = cl.next() {
-        if cl.next().is_some() {
-            return Err("The request has more than one Content-Length header.");
-        }
-        let b = v.as_bytes();
-        if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
-            return Err("The Content-Length header is not a plain decimal number.");
-        }
+/// Body framing is [`crate::http1::framing`]'s to judge; HTTP/2 frames bodies itself, so
+/// there a Transfer-Encoding is refused outright and only Content-Length is checked.
+fn check_framing(headers: &HeaderMap, version: Version, is_h1: bool) -> Result<(), &'static str> {
+    if !is_h1 && headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err("Transfer-Encoding is not allowed in HTTP/2.");
     }
-    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
-    if let Some(v) = te.next() {
-        if !is_h1 {
-            return Err("Transfer-Encoding is not allowed in HTTP/2.");
-        }
-        if te.next().is_some() || !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            return Err("The only Transfer-Encoding accepted is a single \"chunked\".");
-        }
-        if headers.contains_key(header::CONTENT_LENGTH) {
-            return Err("The request has both Content-Length and Transfer-Encoding.");
-        }
-    }
-    Ok(())
+    let fields = headers
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+    framing::request(version == Version::HTTP_10, fields)
+        .map(|_| ())
+        .map_err(FramingError::message)
 }
 
 fn check_host<B>(req: &Request<B>, is_h1: bool) -> Result<(), &'static str> {
