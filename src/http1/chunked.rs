@@ -149,8 +149,11 @@ impl Decoder {
                     _ => return Err(ChunkedError::BadLineEnd),
                 },
                 State::Trailers => {
-                    // At least room for the empty line that ends the section.
-                    let room = MAX_TRAILERS.saturating_sub(self.trailer_bytes).max(2);
+                    // One field line at most as long as a size line; at least room for the
+                    // empty line that ends the section.
+                    let room = MAX_TRAILERS
+                        .saturating_sub(self.trailer_bytes)
+                        .clamp(2, MAX_SIZE_LINE);
                     let Some(line) =
                         line(&input[pos..], room).map_err(|_| ChunkedError::BadTrailer)?
                     else {
@@ -202,6 +205,10 @@ fn size_line(line: &[u8]) -> Result<u64, ChunkedError> {
     let size = line[..digits].iter().fold(0u64, |n, &d| {
         (n << 4) | u64::from((d as char).to_digit(16).unwrap_or(0))
     });
+    // Lengths past `i64::MAX` are refused, as for Content-Length.
+    if size > i64::MAX as u64 {
+        return Err(ChunkedError::BadSize);
+    }
     let rest = &line[digits..];
     let rest = &rest[rest
         .iter()
@@ -221,6 +228,48 @@ fn size_line(line: &[u8]) -> Result<u64, ChunkedError> {
         Some(b';') => Err(ChunkedError::BadExtension),
         Some(_) => Err(ChunkedError::BadSize),
     }
+}
+
+/// Trailer fields that may not come after a body (RFC 9110 §6.5.1): framing, routing,
+/// authentication and the fields that say how to read the content. A decoder's caller
+/// drops them.
+pub fn is_forbidden_trailer(name: &[u8]) -> bool {
+    const FORBIDDEN: &[&[u8]] = &[
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"authorization",
+        b"proxy-authorization",
+        b"www-authenticate",
+        b"proxy-authenticate",
+        b"cookie",
+        b"set-cookie",
+        b"content-encoding",
+        b"content-type",
+        b"content-range",
+        b"trailer",
+        b"connection",
+        b"keep-alive",
+        b"upgrade",
+        b"te",
+        b"expect",
+        b"cache-control",
+        b"age",
+        b"expires",
+        b"date",
+        b"location",
+        b"retry-after",
+        b"vary",
+        b"warning",
+        b"max-forwards",
+        b"range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-range",
+    ];
+    FORBIDDEN.iter().any(|f| f.eq_ignore_ascii_case(name))
 }
 
 /// A trailer field line: a token name, a colon, then visible characters, spaces and tabs.
@@ -339,6 +388,7 @@ mod tests {
             ),
             ("size -1", b"-1\r\n0\r\n\r\n", BadSize),
             ("17 hex digits", b"FFFFFFFFFFFFFFFFF1\r\n", BadSize),
+            ("over i64::MAX", b"8000000000000000\r\n", BadSize),
             ("empty size", b"\r\nhello\r\n", BadSize),
             ("garbage after the size", b"5 x\r\nhello\r\n", BadSize),
             ("space then nothing", b"5 \r\nhello\r\n", BadSize),
@@ -412,7 +462,7 @@ mod tests {
     #[test]
     fn the_largest_size_is_read_without_overflow() {
         let mut d = Decoder::new();
-        let (used, piece) = d.decode(b"FFFFFFFFFFFFFFFF\r\nab").unwrap();
+        let (used, piece) = d.decode(b"7FFFFFFFFFFFFFFF\r\nab").unwrap();
         assert_eq!((used, piece), (20, Piece::Data(18..20)));
         assert!(!d.is_done());
     }

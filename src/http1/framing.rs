@@ -15,8 +15,8 @@ pub enum Framing {
     Length(u64),
     /// The chunked transfer coding (`Transfer-Encoding: chunked`).
     Chunked,
-    /// Everything until the peer closes the connection: a response with neither header, or
-    /// one whose last transfer coding is not chunked (RFC 9112 §6.3, rules 4 and 8).
+    /// Everything until the peer closes the connection: a response with neither header
+    /// (RFC 9112 §6.3, rule 8).
     UntilClose,
 }
 
@@ -31,7 +31,7 @@ pub enum FramingError {
     BadLength,
     /// Transfer-Encoding on an HTTP/1.0 message (RFC 9112 §6.1).
     CodingOnHttp10,
-    /// A transfer coding other than exactly one `chunked` where chunked must be last.
+    /// A transfer coding other than exactly one `chunked`.
     UnsupportedCoding,
     /// More than one `Transfer-Encoding` field line.
     SeveralCodings,
@@ -103,14 +103,18 @@ impl<'a> Fields<'a> {
 
 /// The value of one `Content-Length` field: 1 to 19 decimal digits and nothing else (no
 /// sign, no spaces inside, no list — `5, 5` is refused although RFC 9110 lets a recipient
-/// fold it: no legitimate sender writes it, and smuggling probes do). 19 digits always fit
-/// in a `u64`.
+/// fold it: no legitimate sender writes it, and smuggling probes do), at most `i64::MAX`,
+/// the largest length nginx, IIS and .NET agree on.
 pub fn content_length(value: &[u8]) -> Result<u64, FramingError> {
     let v = value.trim_ascii();
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return Err(FramingError::BadLength);
     }
-    Ok(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    let n = v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    if n > i64::MAX as u64 {
+        return Err(FramingError::BadLength);
+    }
+    Ok(n)
 }
 
 /// How a request's body is delimited: `http10` for an HTTP/1.0 request. A request with
@@ -168,19 +172,14 @@ where
         if f.codings > 1 {
             return Err(FramingError::SeveralCodings);
         }
-        let coding = f.coding.unwrap_or_default();
-        let last = coding
-            .rsplit(|b| *b == b',')
-            .next()
+        // Exactly one `chunked`, as nginx accepts: any other coding (`gzip`, `chunked,` with
+        // an empty element, a list) would be relayed in a framing the client cannot undo.
+        return if f
+            .coding
             .unwrap_or_default()
-            .trim_ascii();
-        if !last.eq_ignore_ascii_case(b"chunked") {
-            // §6.3 rule 4: the body runs to the close.
-            return Ok(Framing::UntilClose);
-        }
-        // `gzip, chunked` would need the gzip kept for the client after the chunks are
-        // decoded; no member Portico publishes sends it, so it is refused, not mangled.
-        return if coding.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
+        {
             Ok(Framing::Chunked)
         } else {
             Err(FramingError::UnsupportedCoding)
@@ -221,8 +220,8 @@ mod tests {
             Ok(Framing::Length(1 << 20))
         );
         assert_eq!(
-            req(false, &[("CONTENT-LENGTH", "9999999999999999999")]),
-            Ok(Framing::Length(9_999_999_999_999_999_999))
+            req(false, &[("CONTENT-LENGTH", "9223372036854775807")]),
+            Ok(Framing::Length(i64::MAX as u64))
         );
         assert_eq!(
             req(false, &[("Transfer-Encoding", "Chunked")]),
@@ -279,6 +278,12 @@ mod tests {
                 BadLength,
             ),
             (
+                "CL over i64::MAX",
+                false,
+                &[("Content-Length", "9223372036854775808")],
+                BadLength,
+            ),
+            (
                 "TE chunked, identity",
                 false,
                 &[("Transfer-Encoding", "chunked, identity")],
@@ -328,10 +333,10 @@ mod tests {
             resp(200, &[("Transfer-Encoding", "chunked")]),
             Ok(Framing::Chunked)
         );
-        assert_eq!(
-            resp(200, &[("Transfer-Encoding", "gzip")]),
-            Ok(Framing::UntilClose)
-        );
+        for coding in ["gzip", "identity", "chunked,", "", "chunked, chunked"] {
+            let got = resp(200, &[("Transfer-Encoding", coding)]);
+            assert_eq!(got, Err(FramingError::UnsupportedCoding), "{coding:?}");
+        }
         assert_eq!(
             resp(200, &[("Transfer-Encoding", "gzip, chunked")]),
             Err(FramingError::UnsupportedCoding)

@@ -23,6 +23,15 @@ pub struct Limits {
     pub max_head_bytes: usize,
 }
 
+impl Limits {
+    /// Offsets into a head are `u32`: no head may be longer.
+    fn clamped(self) -> Limits {
+        Limits {
+            max_head_bytes: self.max_head_bytes.min(u32::MAX as usize),
+        }
+    }
+}
+
 /// A parsed request head.
 #[derive(Debug)]
 pub struct RequestHead {
@@ -125,13 +134,82 @@ fn offsets(base: &[u8], part: &[u8]) -> (u32, u32) {
         return (0, 0);
     }
     let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    debug_assert!(start + part.len() <= base.len() && base.len() <= u32::MAX as usize);
     (start as u32, (start + part.len()) as u32)
+}
+
+/// Finds the blank line that ends a head, scanning only bytes it has not scanned before:
+/// a head that trickles in a byte at a time costs linear time, and httparse runs once it
+/// can finish instead of on every read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EndScan {
+    from: usize,
+}
+
+impl EndScan {
+    /// Whether `buf` (the same buffer, grown since the last call) may hold a whole head.
+    /// `true` can be early (blank lines before a request line): then httparse says
+    /// "partial" and the next call looks for the next blank line.
+    pub fn complete(&mut self, buf: &[u8]) -> bool {
+        // A blank line is `\n\n` or `\n\r\n`: look back two bytes for one split by a read.
+        let mut i = self.from.saturating_sub(2).min(buf.len());
+        while let Some(at) = buf[i..].iter().position(|&b| b == b'\n') {
+            let lf = i + at;
+            match (buf.get(lf + 1), buf.get(lf + 2)) {
+                (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => {
+                    self.from = lf + 1;
+                    return true;
+                }
+                _ => i = lf + 1,
+            }
+        }
+        self.from = buf.len();
+        false
+    }
+
+    /// Starts over, for the next head.
+    pub fn reset(&mut self) {
+        self.from = 0;
+    }
+}
+
+/// Request targets Portico forwards: origin-form (`/path?query`), absolute-form
+/// (`http://host/path`, checked against Host by the guard) and `*` for OPTIONS. A fragment
+/// or a backslash is refused: `http::Uri` would drop what follows `#` while the raw target
+/// goes to the member, and IIS reads `\` as `/`, so either could take a request past a
+/// path rule. CONNECT is refused: Portico publishes sites; it is not a forward proxy.
+fn check_target(method: &Method, target: &[u8]) -> Result<(), HeadError> {
+    if *method == Method::CONNECT {
+        return Err(HeadError::Malformed("CONNECT is not served here."));
+    }
+    if target.contains(&b'#') {
+        return Err(HeadError::Malformed(
+            "The request target holds a fragment (#).",
+        ));
+    }
+    if target.contains(&b'\\') {
+        return Err(HeadError::Malformed(
+            "The request target holds a backslash.",
+        ));
+    }
+    let absolute = |scheme: &[u8]| {
+        target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme)
+    };
+    match target {
+        [b'/', ..] => Ok(()),
+        b"*" if *method == Method::OPTIONS => Ok(()),
+        _ if absolute(b"http://") || absolute(b"https://") => Ok(()),
+        _ => Err(HeadError::Malformed(
+            "The request target is neither a path nor an absolute URI.",
+        )),
+    }
 }
 
 /// Turns recorded spans into a header map whose values share `head`, and a spelling if
 /// any name needs one.
 fn fields(head: &Bytes, spans: &[Span]) -> Result<(HeaderMap, Option<Spelling>), HeadError> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the few fields Portico adds (X-Forwarded-*, Via) without a regrow.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
     let mut spelled = false;
     for s in spans {
         let name_bytes = &head[s.name.0 as usize..s.name.1 as usize];
@@ -172,6 +250,7 @@ fn version(minor: Option<u8>) -> Version {
 /// On success the head's bytes are split off `buf`, which keeps what follows (the body, or
 /// a pipelined request).
 pub fn parse_request(buf: &mut BytesMut, limits: Limits) -> Result<Option<RequestHead>, HeadError> {
+    let limits = limits.clamped();
     let mut spans = [Span::default(); MAX_FIELDS];
     let (len, n, method, target, minor) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
@@ -189,17 +268,27 @@ pub fn parse_request(buf: &mut BytesMut, limits: Limits) -> Result<Option<Reques
         if len > limits.max_head_bytes {
             return Err(HeadError::TooLarge);
         }
-        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
-            span.name = offsets(buf, h.name.as_bytes());
-            span.value = offsets(buf, h.value);
+        let mut kept = 0;
+        for h in req.headers.iter() {
+            // Dropped, as nginx does by default: IIS turns `-` into `_` in server variables,
+            // so a client's `X_Forwarded_For` could pass for the X-Forwarded-For Portico sets.
+            if h.name.as_bytes().contains(&b'_') {
+                continue;
+            }
+            spans[kept] = Span {
+                name: offsets(buf, h.name.as_bytes()),
+                value: offsets(buf, h.value),
+            };
+            kept += 1;
         }
         let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
             .map_err(|_| HeadError::Malformed("The method or request target is not valid."))?;
         // A complete parse always has a method and a path.
         let target = req.path.map_or((0, 0), |p| offsets(buf, p.as_bytes()));
-        (len, req.headers.len(), method, target, req.version)
+        (len, kept, method, target, req.version)
     };
     let spans = &spans[..n];
+    check_target(&method, &buf[target.0 as usize..target.1 as usize])?;
     let version = version(minor);
     let framing = framing::request(version == Version::HTTP_10, pairs(&buf[..len], spans))
         .map_err(HeadError::Framing)?;
@@ -222,6 +311,7 @@ pub fn parse_response(
     limits: Limits,
     to_head: bool,
 ) -> Result<Option<ResponseHead>, HeadError> {
+    let limits = limits.clamped();
     let mut spans = [Span::default(); MAX_FIELDS];
     let (len, n, code, reason, minor) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
@@ -442,6 +532,60 @@ mod tests {
             let err = request(raw.as_bytes()).expect_err(name);
             assert_eq!(err.status().as_u16(), status, "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn targets_that_could_pass_a_path_rule_are_refused() {
+        for raw in [
+            &b"GET /owa/#/../../ecp/ HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET /owa\\..\\ecp/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT mail.contoso.com:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET owa/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            let err = request(raw).expect_err(std::str::from_utf8(raw).unwrap());
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        }
+        for raw in [
+            &b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET http://a/owa/?x=%23 HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(request(raw).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn names_with_underscores_are_dropped_as_nginx_does() {
+        let head = request(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nContent_Length: 5\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.headers.len(), 1);
+        assert_eq!(head.framing, Framing::Empty);
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_found_in_linear_time_however_it_arrives() {
+        let raw = b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut scan = EndScan::default();
+        let mut seen = Vec::new();
+        let mut found = Vec::new();
+        for &b in raw.iter() {
+            seen.push(b);
+            if scan.complete(&seen) {
+                found.push(seen.len());
+            }
+        }
+        assert_eq!(
+            found,
+            vec![raw.len()],
+            "only the full head's blank line counts"
+        );
+        let mut scan = EndScan::default();
+        assert!(scan.complete(b"GET / HTTP/1.0\n\n"));
+        scan.reset();
+        assert!(!scan.complete(b"GET / HTTP/1.0\r\nHost: a\r\n"));
     }
 
     #[test]

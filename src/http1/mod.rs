@@ -13,6 +13,7 @@
 //! ([`crate::proxy::guard`] asks it).
 
 pub mod chunked;
+pub mod client;
 pub mod framing;
 pub mod head;
 pub mod spelling;

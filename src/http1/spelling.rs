@@ -7,11 +7,20 @@
 use bytes::Bytes;
 use http::HeaderName;
 
-/// The names of one head in wire order, as offsets into the head's own bytes (no copy).
+/// The names of one head in wire order, as offsets into the head's own bytes (no copy),
+/// each with a hash of its lower-case form: a lookup compares hashes first, so writing a
+/// head of 100 fields costs 100 × 100 integer compares, not string compares.
 #[derive(Clone)]
 pub struct Spelling {
     head: Bytes,
-    names: Vec<(u32, u32)>,
+    names: Vec<(u32, u32, u32)>,
+}
+
+/// FNV-1a of the lower-case form of `name`.
+fn hash(name: &[u8]) -> u32 {
+    name.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl std::fmt::Debug for Spelling {
@@ -20,7 +29,7 @@ impl std::fmt::Debug for Spelling {
             .entries(
                 self.names
                     .iter()
-                    .map(|&(s, e)| String::from_utf8_lossy(&self.head[s as usize..e as usize])),
+                    .map(|&(s, e, _)| String::from_utf8_lossy(&self.head[s as usize..e as usize])),
             )
             .finish()
     }
@@ -29,20 +38,22 @@ impl std::fmt::Debug for Spelling {
 impl Spelling {
     /// `names`: start and end of each name in `head`, in wire order.
     pub fn new(head: Bytes, names: impl Iterator<Item = (u32, u32)>) -> Self {
-        Spelling {
-            head,
-            names: names.collect(),
-        }
+        let names = names
+            .map(|(s, e)| (s, e, hash(&head[s as usize..e as usize])))
+            .collect();
+        Spelling { head, names }
     }
 
     /// How the peer spelled the `nth` (from 0) field line named `name`; `None` for a field
     /// it did not send (one Portico added), which is then written Title-Case.
     pub fn name(&self, name: &HeaderName, nth: usize) -> Option<&[u8]> {
         let want = name.as_str().as_bytes();
+        let h = hash(want);
         self.names
             .iter()
-            .map(|&(s, e)| &self.head[s as usize..e as usize])
-            .filter(|n| n.len() == want.len() && n.eq_ignore_ascii_case(want))
+            .filter(|&&(_, _, nh)| nh == h)
+            .map(|&(s, e, _)| &self.head[s as usize..e as usize])
+            .filter(|n| n.eq_ignore_ascii_case(want))
             .nth(nth)
     }
 }

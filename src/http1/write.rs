@@ -14,6 +14,9 @@ pub fn request_head(
     headers: &HeaderMap,
     spelling: Option<&Spelling>,
 ) {
+    // A target with a space or line end would split the request line; every target comes
+    // from a parsed head or a rewrite through `http::Uri`, neither of which allows one.
+    debug_assert!(!target.iter().any(|b| matches!(b, b' ' | b'\r' | b'\n')));
     out.reserve(head_size(headers) + method.as_str().len() + target.len() + 12);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -35,6 +38,7 @@ pub fn response_head(
         Some(r) if !r.is_empty() => r,
         _ => status.canonical_reason().unwrap_or("").as_bytes(),
     };
+    debug_assert!(!reason.iter().any(|b| matches!(b, b'\r' | b'\n')));
     out.reserve(head_size(headers) + reason.len() + 15);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());

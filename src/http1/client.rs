@@ -1,0 +1,1167 @@
+//! One HTTP/1.1 connection to a member, driven by the task that sends on it. hyper's client
+//! gives every member connection a task of its own, a request queue (one 8 KiB block per
+//! connection) and a response channel, and two task hops per request; here the request's
+//! own future writes the request and reads the response, and the response body, while it
+//! streams, owns the connection (and whatever is left of the request body, which it keeps
+//! sending). When the body ends cleanly the caller takes the connection back for its pool.
+//!
+//! Memory is held only while bytes are moving: a connection waiting for a response head (a
+//! held long poll: minutes) or idle in a pool keeps no read buffer and no write buffer.
+//! Head bytes are read on the stack and copied into a buffer of just their size; bodies are
+//! read into a buffer that grows with the transfer and is released when it ends.
+//!
+//! Timeouts are the I/O's (`upstream::IdleTimeout` around the socket); framing is
+//! [`super::framing`]'s; names keep the client's spelling when the request carries a
+//! [`Spelling`] extension, and the response carries the member's.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::chunked::{self, ChunkHeader, ChunkedError, Decoder, Piece};
+use super::framing::{self, Framing};
+use super::head::{self, EndScan, HeadError, Limits};
+use super::spelling::Spelling;
+use super::write;
+
+/// Bytes read at once while no message is arriving, on the stack.
+const HEAD_READ: usize = 4096;
+/// A body read buffer starts at this size and doubles, while reads fill it, up to the max.
+const BODY_READ_MIN: usize = 8 * 1024;
+const BODY_READ_MAX: usize = 256 * 1024;
+
+/// Why an exchange failed, and whose fault it was: everything but [`RequestBody`] and
+/// [`RequestLength`] is the member's (or the network's to it).
+///
+/// [`RequestBody`]: ClientError::RequestBody
+/// [`RequestLength`]: ClientError::RequestLength
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Reading from or writing to the member failed (an idle timeout included).
+    #[error("member connection failed: {0}")]
+    Io(#[source] io::Error),
+    /// The member closed the connection before a byte of its response.
+    #[error("the member closed the connection before answering")]
+    Closed,
+    /// The member closed the connection inside a response head or body.
+    #[error("the member closed the connection in the middle of its response")]
+    Truncated,
+    /// The member's response head is refused.
+    #[error("the member's response head is refused: {0}")]
+    Head(#[source] HeadError),
+    /// The member's chunked body is refused.
+    #[error("the member's chunked body is refused: {0}")]
+    Chunked(#[source] ChunkedError),
+    /// The member sent bytes on an idle connection, before any request.
+    #[error("the member sent bytes on an idle connection")]
+    Unsolicited,
+    /// The client's request body failed (the client's fault, not the member's).
+    #[error("the request body failed: {0}")]
+    RequestBody(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The request body did not match its Content-Length (the client's fault).
+    #[error("the request body does not match its Content-Length")]
+    RequestLength,
+}
+
+impl ClientError {
+    /// Whether the client, not the member, caused it.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(self, Self::RequestBody(_) | Self::RequestLength)
+    }
+}
+
+/// A failed send, and whether any byte of the request reached the socket (if none did,
+/// any request may be sent again elsewhere; otherwise only what HTTP calls idempotent).
+#[derive(Debug)]
+pub struct SendFailure {
+    /// What failed.
+    pub error: ClientError,
+    /// Whether a byte of the request was written.
+    pub wrote: bool,
+}
+
+/// The member's reason phrase, in a response's extensions when it sent one.
+#[derive(Clone, Debug)]
+pub struct Reason(pub Bytes);
+
+/// A connection the member switched to another protocol (101), with the bytes it already
+/// sent past the response head.
+pub struct Upgraded<T> {
+    /// The connection.
+    pub io: T,
+    /// Bytes read past the 101 response's head: the new protocol's first.
+    pub read_ahead: Bytes,
+}
+
+/// What a send ends in.
+#[allow(clippy::large_enum_variant)] // the response is the common case: boxed, it would cost an allocation per request
+pub enum Exchange<T, B> {
+    /// A response whose body streams from the connection.
+    Response(Response<ResponseBody<T, B>>),
+    /// A 101 to a request that asked to upgrade: the head, and the connection.
+    Upgraded(Response<()>, Upgraded<T>),
+}
+
+/// One HTTP/1.1 connection to a member.
+pub struct Connection<T> {
+    io: T,
+    read: BytesMut,
+    scan: EndScan,
+    limits: Limits,
+    next_read: usize,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
+    /// A connection over `io` (a TCP or TLS stream, already open).
+    pub fn new(io: T, limits: Limits) -> Self {
+        Connection {
+            io,
+            read: BytesMut::new(),
+            scan: EndScan::default(),
+            limits,
+            next_read: BODY_READ_MIN,
+        }
+    }
+
+    /// Bytes of read buffer the connection holds now (zero while idle or waiting).
+    pub fn buffered_capacity(&self) -> usize {
+        self.read.capacity()
+    }
+
+    /// Whether an idle connection can take a request now: the member has not closed it nor
+    /// sent anything. Checked without waiting, before a pooled connection is used, so a
+    /// request is never written to a connection known dead.
+    pub fn check_idle(&mut self) -> Result<(), ClientError> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut stack = [MaybeUninit::<u8>::uninit(); 64];
+        let mut buf = ReadBuf::uninit(&mut stack);
+        match Pin::new(&mut self.io).poll_read(&mut cx, &mut buf) {
+            Poll::Pending => Ok(()),
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => Err(ClientError::Closed),
+            Poll::Ready(Ok(())) => Err(ClientError::Unsolicited),
+            Poll::Ready(Err(e)) => Err(ClientError::Io(e)),
+        }
+    }
+
+    /// Sends `req` and resolves at its final response head (1xx other than 101 are read
+    /// and passed over). The request's framing headers say how its body goes: a
+    /// `Content-Length` is kept to the byte; with neither header a body of known size gets
+    /// one, any other body is sent chunked. A [`Spelling`] in its extensions spells the
+    /// names. The request is written while the response is read: a member may answer
+    /// before the body is through (a 401 or 413), and the rest of the body goes on with the
+    /// response body.
+    pub fn send<B>(self, req: Request<B>) -> Sending<T, B>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (mut parts, body) = req.into_parts();
+        let fields = parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+        let mut framing = framing::request(false, fields).unwrap_or_else(|_| {
+            // Ambiguous framing never comes from the guarded proxy path; if a caller builds
+            // it, the body decides, as if neither header had been set.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.remove(header::TRANSFER_ENCODING);
+            Framing::Empty
+        });
+        if framing == Framing::Empty && !body.is_end_stream() {
+            framing = match body.size_hint().exact() {
+                Some(n) => {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                    Framing::Length(n)
+                }
+                None => {
+                    parts.headers.insert(
+                        header::TRANSFER_ENCODING,
+                        HeaderValue::from_static("chunked"),
+                    );
+                    Framing::Chunked
+                }
+            };
+        }
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut head = Vec::new();
+        write::request_head(
+            &mut head,
+            &parts.method,
+            target.as_bytes(),
+            &parts.headers,
+            parts.extensions.get::<Spelling>(),
+        );
+        let close_asked = has_token(&parts.headers, b"close");
+        let upgrade_asked = parts.headers.contains_key(header::UPGRADE);
+        let to_head = parts.method == http::Method::HEAD;
+        Sending {
+            conn: Some(self),
+            out: Some(Outbound::new(head, body, framing)),
+            write_error: None,
+            wrote: false,
+            to_head,
+            upgrade_asked,
+            close_asked,
+        }
+    }
+
+    /// Reads more bytes; `Ok(0)` at the end of the stream. While a head is awaited the read
+    /// lands on the stack first, so a connection that waits holds no buffer.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, for_head: bool) -> Poll<io::Result<usize>> {
+        if for_head && self.read.is_empty() {
+            let mut stack = [MaybeUninit::<u8>::uninit(); HEAD_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+            self.read.extend_from_slice(buf.filled());
+            return Poll::Ready(Ok(buf.filled().len()));
+        }
+        let want = if for_head { HEAD_READ } else { self.next_read };
+        self.read.reserve(want);
+        let room = self.read.capacity() - self.read.len();
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.read
+        ))?;
+        if !for_head && n == room {
+            self.next_read = (self.next_read * 2).min(BODY_READ_MAX);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Back to idle: the read buffer is released (its bytes were all handed out).
+    fn rest(&mut self) {
+        self.read = BytesMut::new();
+        self.next_read = BODY_READ_MIN;
+    }
+}
+
+fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    })
+}
+
+/// The part of a request still to be written: head, then body frames, each framed.
+struct Outbound<B> {
+    head: Bytes,
+    body: Option<B>,
+    framing: Framing,
+    /// Bytes a `Content-Length` body still owes.
+    left: u64,
+    prefix: Option<ChunkHeader>,
+    prefix_at: usize,
+    data: Bytes,
+    /// Bytes of the CRLF after a chunk, or of the last chunk, still to write.
+    suffix: &'static [u8],
+    unflushed: bool,
+    wrote: bool,
+}
+
+impl<B> Outbound<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn new(head: Vec<u8>, body: B, framing: Framing) -> Self {
+        let left = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        // An `Empty` framing has no body to poll; any other is polled to its end, so a body
+        // shorter than its Content-Length is caught.
+        let body = (framing != Framing::Empty).then_some(body);
+        Outbound {
+            head: Bytes::from(head),
+            body,
+            framing,
+            left,
+            prefix: None,
+            prefix_at: 0,
+            data: Bytes::new(),
+            suffix: b"",
+            unflushed: false,
+            wrote: false,
+        }
+    }
+
+    fn pending(&self) -> bool {
+        !self.head.is_empty()
+            || self.prefix.is_some()
+            || !self.data.is_empty()
+            || !self.suffix.is_empty()
+    }
+
+    /// Writes what it can; `Ready(Ok)` once the whole request is written and flushed.
+    fn poll<T: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ClientError>> {
+        loop {
+            if self.pending() {
+                ready!(self.poll_write(io, cx)).map_err(ClientError::Io)?;
+                continue;
+            }
+            let Some(body) = self.body.as_mut() else {
+                if self.unflushed {
+                    ready!(Pin::new(io).poll_flush(cx)).map_err(ClientError::Io)?;
+                    self.unflushed = false;
+                }
+                return Poll::Ready(Ok(()));
+            };
+            match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => {
+                    if self.unflushed {
+                        // Nothing more to send yet: what was written must reach the member.
+                        ready!(Pin::new(io).poll_flush(cx)).map_err(ClientError::Io)?;
+                        self.unflushed = false;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None) => {
+                    self.body = None;
+                    match self.framing {
+                        Framing::Length(_) if self.left != 0 => {
+                            return Poll::Ready(Err(ClientError::RequestLength))
+                        }
+                        Framing::Chunked => self.suffix = chunked::LAST_CHUNK,
+                        _ => {}
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err(ClientError::RequestBody(e.into())))
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers of a request are not forwarded: no member Portico publishes reads them.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    match self.framing {
+                        Framing::Chunked => {
+                            self.prefix = Some(chunked::chunk_header(data.len()));
+                            self.prefix_at = 0;
+                            self.suffix = chunked::CHUNK_END;
+                        }
+                        _ if data.len() as u64 > self.left => {
+                            return Poll::Ready(Err(ClientError::RequestLength))
+                        }
+                        _ => self.left -= data.len() as u64,
+                    }
+                    self.data = data;
+                }
+            }
+        }
+    }
+
+    fn poll_write<T: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        let prefix = self
+            .prefix
+            .as_ref()
+            .map_or(&b""[..], |p| &p.as_ref()[self.prefix_at..]);
+        let slices = [
+            IoSlice::new(&self.head),
+            IoSlice::new(prefix),
+            IoSlice::new(&self.data),
+            IoSlice::new(self.suffix),
+        ];
+        let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.wrote = true;
+        self.unflushed = true;
+        let head = n.min(self.head.len());
+        self.head.advance(head);
+        n -= head;
+        let p = n.min(prefix.len());
+        self.prefix_at += p;
+        n -= p;
+        if self
+            .prefix
+            .as_ref()
+            .is_some_and(|h| self.prefix_at == h.as_ref().len())
+        {
+            self.prefix = None;
+        }
+        let d = n.min(self.data.len());
+        self.data.advance(d);
+        n -= d;
+        self.suffix = &self.suffix[n.min(self.suffix.len())..];
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// [`Connection::send`]'s future.
+pub struct Sending<T, B> {
+    conn: Option<Connection<T>>,
+    out: Option<Outbound<B>>,
+    /// The member stopped taking the request; its answer may still come.
+    write_error: Option<io::Error>,
+    wrote: bool,
+    to_head: bool,
+    upgrade_asked: bool,
+    close_asked: bool,
+}
+
+impl<T, B> Sending<T, B>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn fail(&self, error: ClientError) -> Poll<Result<Exchange<T, B>, SendFailure>> {
+        Poll::Ready(Err(SendFailure {
+            error,
+            wrote: self.wrote,
+        }))
+    }
+}
+
+impl<T, B> Future for Sending<T, B>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = Result<Exchange<T, B>, SendFailure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let conn = this
+            .conn
+            .as_mut()
+            .expect("Sending polled after it completed");
+        if let Some(out) = this.out.as_mut() {
+            let result = out.poll(&mut conn.io, cx);
+            this.wrote |= out.wrote;
+            match result {
+                Poll::Ready(Ok(())) => this.out = None,
+                Poll::Ready(Err(ClientError::Io(e))) => {
+                    // Stop writing but keep reading: a member that refuses a body often
+                    // says why before it closes.
+                    this.write_error = Some(e);
+                    this.out = None;
+                }
+                Poll::Ready(Err(e)) => return this.fail(e),
+                Poll::Pending => {}
+            }
+        }
+        let head = loop {
+            if conn.scan.complete(&conn.read) {
+                match head::parse_response(&mut conn.read, conn.limits, this.to_head) {
+                    Err(e) => return this.fail(ClientError::Head(e)),
+                    Ok(Some(h)) => {
+                        conn.scan.reset();
+                        if h.status.is_informational()
+                            && h.status != StatusCode::SWITCHING_PROTOCOLS
+                        {
+                            continue;
+                        }
+                        break h;
+                    }
+                    Ok(None) => {}
+                }
+            } else if conn.read.len() > conn.limits.max_head_bytes {
+                return this.fail(ClientError::Head(HeadError::TooLarge));
+            }
+            match ready!(conn.poll_fill(cx, true)) {
+                Ok(0) => {
+                    let error = match this.write_error.take() {
+                        Some(e) => ClientError::Io(e),
+                        None if conn.read.is_empty() => ClientError::Closed,
+                        None => ClientError::Truncated,
+                    };
+                    return this.fail(error);
+                }
+                Ok(_) => {}
+                Err(e) => return this.fail(ClientError::Io(e)),
+            }
+        };
+        if head.status == StatusCode::SWITCHING_PROTOCOLS {
+            if !this.upgrade_asked {
+                return this.fail(ClientError::Head(HeadError::Malformed(
+                    "A 101 answered a request that asked for no upgrade.",
+                )));
+            }
+            let mut conn = this.conn.take().expect("checked above");
+            let read_ahead = std::mem::take(&mut conn.read).freeze();
+            let upgraded = Upgraded {
+                io: conn.io,
+                read_ahead,
+            };
+            return Poll::Ready(Ok(Exchange::Upgraded(response_of(head, ()), upgraded)));
+        }
+        let reusable = !this.close_asked
+            && head.version == Version::HTTP_11
+            && !has_token(&head.headers, b"close")
+            && this.write_error.is_none()
+            && head.framing != Framing::UntilClose
+            // A 204 or 304 has no body, whatever it says; one that says chunked may send
+            // one anyway, and its bytes would be read as the next response.
+            && !(matches!(head.status.as_u16(), 204 | 304) && head.headers.contains_key(header::TRANSFER_ENCODING));
+        let inbound = match head.framing {
+            Framing::Empty | Framing::Length(0) => Inbound::Done,
+            Framing::Length(n) => Inbound::Length(n),
+            Framing::Chunked => Inbound::Chunked(Decoder::new()),
+            Framing::UntilClose => Inbound::UntilClose,
+        };
+        let body = ResponseBody {
+            conn: this.conn.take(),
+            inbound,
+            out: this.out.take(),
+            reusable,
+            trailers: None,
+        };
+        Poll::Ready(Ok(Exchange::Response(response_of(head, body))))
+    }
+}
+
+fn response_of<X>(head: head::ResponseHead, body: X) -> Response<X> {
+    let mut r = Response::new(body);
+    *r.status_mut() = head.status;
+    *r.version_mut() = head.version;
+    *r.headers_mut() = head.headers;
+    if let Some(s) = head.spelling {
+        r.extensions_mut().insert(s);
+    }
+    if !head.reason.is_empty()
+        && Some(head.reason.as_ref()) != head.status.canonical_reason().map(str::as_bytes)
+    {
+        r.extensions_mut().insert(Reason(head.reason));
+    }
+    r
+}
+
+enum Inbound {
+    Length(u64),
+    Chunked(Decoder),
+    UntilClose,
+    Done,
+}
+
+/// A response body streaming from the member; it owns the connection until it ends, and
+/// sends what is left of the request body meanwhile.
+pub struct ResponseBody<T, B> {
+    conn: Option<Connection<T>>,
+    inbound: Inbound,
+    out: Option<Outbound<B>>,
+    reusable: bool,
+    trailers: Option<HeaderMap>,
+}
+
+impl<T, B> ResponseBody<T, B>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    /// The connection, once the body has ended cleanly and both sides allow another
+    /// request on it; `None` otherwise (dropping the body closes the connection).
+    pub fn take_connection(&mut self) -> Option<Connection<T>> {
+        if !matches!(self.inbound, Inbound::Done) || self.out.is_some() || !self.reusable {
+            return None;
+        }
+        let mut conn = self.conn.take()?;
+        if !conn.read.is_empty() {
+            // Bytes after the response on a keep-alive connection: the member is confused.
+            return None;
+        }
+        conn.rest();
+        Some(conn)
+    }
+}
+
+impl<T, B> Body for ResponseBody<T, B>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = ClientError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
+        let this = self.get_mut();
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(out) = this.out.as_mut() {
+            match out.poll(&mut conn.io, cx) {
+                Poll::Ready(Ok(())) => this.out = None,
+                // The member answered and stopped reading: the response goes on, the
+                // connection will not be reused.
+                Poll::Ready(Err(_)) => {
+                    this.out = None;
+                    this.reusable = false;
+                }
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            match &mut this.inbound {
+                Inbound::Done => {
+                    if this.out.is_some() {
+                        // The request body is still going; the response is complete.
+                        this.reusable = false;
+                        this.out = None;
+                    }
+                    return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+                }
+                Inbound::Length(left) => {
+                    if !conn.read.is_empty() {
+                        let take = (*left).min(conn.read.len() as u64) as usize;
+                        *left -= take as u64;
+                        let data = conn.read.split_to(take).freeze();
+                        if *left == 0 {
+                            this.inbound = Inbound::Done;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    match ready!(conn.poll_fill(cx, false)) {
+                        Ok(0) => return Poll::Ready(Some(Err(ClientError::Truncated))),
+                        Ok(_) => {}
+                        Err(e) => return Poll::Ready(Some(Err(ClientError::Io(e)))),
+                    }
+                }
+                Inbound::UntilClose => {
+                    if !conn.read.is_empty() {
+                        let data = conn.read.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    match ready!(conn.poll_fill(cx, false)) {
+                        Ok(0) => this.inbound = Inbound::Done,
+                        Ok(_) => {}
+                        Err(e) => return Poll::Ready(Some(Err(ClientError::Io(e)))),
+                    }
+                }
+                Inbound::Chunked(decoder) => {
+                    let (used, piece) = decoder.decode(&conn.read).map_err(ClientError::Chunked)?;
+                    match piece {
+                        Piece::Data(r) => {
+                            conn.read.advance(r.start);
+                            let data = conn.read.split_to(r.len()).freeze();
+                            conn.read.advance(used - r.end);
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        Piece::Trailer(r) => {
+                            let field = &conn.read[r.clone()];
+                            let colon =
+                                field.iter().position(|&b| b == b':').unwrap_or(field.len());
+                            let name = HeaderName::from_bytes(&field[..colon]);
+                            let value = HeaderValue::from_bytes(
+                                field.get(colon + 1..).unwrap_or_default().trim_ascii(),
+                            );
+                            let allowed = name.as_ref().is_ok_and(|n| {
+                                !chunked::is_forbidden_trailer(n.as_str().as_bytes())
+                            });
+                            if let (true, Ok(name), Ok(value)) = (allowed, name, value) {
+                                this.trailers
+                                    .get_or_insert_with(HeaderMap::new)
+                                    .append(name, value);
+                            }
+                            conn.read.advance(used);
+                        }
+                        Piece::End => {
+                            conn.read.advance(used);
+                            this.inbound = Inbound::Done;
+                        }
+                        Piece::NeedMore => {
+                            conn.read.advance(used);
+                            match ready!(conn.poll_fill(cx, false)) {
+                                Ok(0) => return Poll::Ready(Some(Err(ClientError::Truncated))),
+                                Ok(_) => {}
+                                Err(e) => return Poll::Ready(Some(Err(ClientError::Io(e)))),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.inbound, Inbound::Done) && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.inbound {
+            Inbound::Length(n) => SizeHint::with_exact(n),
+            Inbound::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty, Full};
+    use std::collections::VecDeque;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const LIMITS: Limits = Limits {
+        max_head_bytes: 64 * 1024,
+    };
+
+    /// A member on loopback running `script` on its one accepted connection, and a client
+    /// connection to it.
+    async fn member<F, Fut>(script: F) -> (Connection<TcpStream>, tokio::task::JoinHandle<()>)
+    where
+        F: FnOnce(TcpStream) -> Fut + std::marker::Send + 'static,
+        Fut: Future<Output = ()> + std::marker::Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            script(s).await;
+        });
+        let io = TcpStream::connect(addr).await.unwrap();
+        io.set_nodelay(true).unwrap();
+        (Connection::new(io, LIMITS), task)
+    }
+
+    /// Reads one request head (and nothing after it) from the member's side.
+    async fn read_head(s: &mut TcpStream) -> Vec<u8> {
+        read_until(s, b"\r\n\r\n").await
+    }
+
+    /// Reads up to and including `end`; fails the test (instead of hanging it) if `end`
+    /// has not come within 10 s.
+    async fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+        let read = async {
+            let mut got = Vec::new();
+            while !got.ends_with(end) {
+                let mut b = [0u8; 1];
+                if s.read(&mut b).await.unwrap() == 0 {
+                    break;
+                }
+                got.push(b[0]);
+            }
+            got
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the client stopped writing")
+    }
+
+    fn get(path: &str) -> Request<Empty<Bytes>> {
+        Request::get(path)
+            .header("host", "mail.contoso.com")
+            .body(Empty::new())
+            .unwrap()
+    }
+
+    async fn exchange<B>(
+        conn: Connection<TcpStream>,
+        req: Request<B>,
+    ) -> Response<ResponseBody<TcpStream, B>>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + std::marker::Send + Sync>>,
+    {
+        match conn.send(req).await {
+            Ok(Exchange::Response(r)) => r,
+            Ok(Exchange::Upgraded(..)) => panic!("unexpected upgrade"),
+            Err(f) => panic!("send failed: {:?}", f.error),
+        }
+    }
+
+    /// A body of unknown length, one frame per chunk.
+    struct Chunks(VecDeque<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    /// A body that sends one chunk, then never ends (a client still uploading).
+    struct Stalled(Option<Bytes>);
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            match self.0.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_serves_requests_in_turn_and_holds_no_buffer_between_them() {
+        let (conn, member) = member(|mut s| async move {
+            for _ in 0..2 {
+                let head = read_head(&mut s).await;
+                assert_eq!(
+                    &head[..],
+                    b"GET /owa/ HTTP/1.1\r\nHost: mail.contoso.com\r\n\r\n"
+                );
+                // A body larger than one read, so a body buffer is allocated and must go.
+                let mut resp =
+                    b"HTTP/1.1 200 Fine\r\nContent-Length: 20000\r\nX-FEServer: EX01\r\n\r\n"
+                        .to_vec();
+                resp.extend(std::iter::repeat_n(b'x', 20_000));
+                s.write_all(&resp).await.unwrap();
+            }
+        })
+        .await;
+        let mut resp = exchange(conn, get("/owa/")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let spelling = resp
+            .extensions()
+            .get::<Spelling>()
+            .expect("X-FEServer is not Title-Case");
+        assert_eq!(
+            spelling.name(&HeaderName::from_static("x-feserver"), 0),
+            Some(&b"X-FEServer"[..])
+        );
+        assert_eq!(&resp.extensions().get::<Reason>().unwrap().0[..], b"Fine");
+        let mut body = std::mem::replace(
+            resp.body_mut(),
+            ResponseBody {
+                conn: None,
+                inbound: Inbound::Done,
+                out: None,
+                reusable: false,
+                trailers: None,
+            },
+        );
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(got, vec![b'x'; 20_000]);
+        let conn = body
+            .take_connection()
+            .expect("a keep-alive response that ended gives the connection back");
+        assert_eq!(
+            conn.buffered_capacity(),
+            0,
+            "an idle connection holds no read buffer"
+        );
+        let resp = exchange(conn, get("/owa/")).await;
+        let again = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(again.len(), 20_000);
+        member.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_goes_out_in_the_clients_spelling() {
+        let raw = b"POST /mapi/emsmdb/?MailboxId=a@b HTTP/1.1\r\nhost: mail.contoso.com\r\nX-ClientInfo: {1}\r\ncontent-length: 3\r\n\r\n";
+        let (conn, member) = member(move |mut s| async move {
+            let head = read_head(&mut s).await;
+            assert_eq!(&head[..], &raw[..]);
+            let mut body = [0u8; 3];
+            s.read_exact(&mut body).await.unwrap();
+            assert_eq!(&body, b"abc");
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+        })
+        .await;
+        let mut buf = BytesMut::from(&raw[..]);
+        let parsed = head::parse_request(&mut buf, LIMITS).unwrap().unwrap();
+        let mut req = Request::new(Full::new(Bytes::from_static(b"abc")));
+        *req.method_mut() = parsed.method;
+        *req.uri_mut() = http::Uri::from_maybe_shared(parsed.target).unwrap();
+        *req.headers_mut() = parsed.headers;
+        req.extensions_mut().insert(parsed.spelling.unwrap());
+        let mut resp = exchange(conn, req).await;
+        assert!(resp.body().is_end_stream());
+        assert!(resp.body_mut().take_connection().is_some());
+        member.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_chunked_response_arriving_a_byte_at_a_time_is_decoded_with_its_trailers() {
+        let (conn, member) = member(|mut s| async move {
+            read_head(&mut s).await;
+            for b in b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n" {
+                s.write_all(&[*b]).await.unwrap();
+                s.flush().await.unwrap();
+            }
+            // Stay open: the end of the body is its last chunk, not the close.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        })
+        .await;
+        let resp = exchange(conn, get("/")).await;
+        let mut body = resp.into_body();
+        let (mut data, mut trailers) = (Vec::new(), None);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.unwrap();
+            match frame.into_data() {
+                Ok(d) => data.extend_from_slice(&d),
+                Err(f) => trailers = f.into_trailers().ok(),
+            }
+        }
+        assert_eq!(data, b"hello world");
+        assert_eq!(trailers.unwrap()["x-sum"], "11");
+        assert!(
+            body.take_connection().is_some(),
+            "a chunked body ends at its last chunk"
+        );
+        member.abort();
+    }
+
+    #[tokio::test]
+    async fn a_body_of_known_size_gets_a_length_and_one_of_unknown_size_goes_chunked() {
+        let (conn, member) = member(|mut s| async move {
+            let head = read_head(&mut s).await;
+            assert!(
+                head.ends_with(b"Content-Length: 3\r\n\r\n"),
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
+            let mut body = [0u8; 3];
+            s.read_exact(&mut body).await.unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            let head = read_head(&mut s).await;
+            assert!(
+                head.ends_with(b"Transfer-Encoding: chunked\r\n\r\n"),
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
+            let body = read_until(&mut s, b"0\r\n\r\n").await;
+            assert_eq!(&body[..], b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n");
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+        })
+        .await;
+        let req = Request::post("/")
+            .header("host", "a")
+            .body(Full::new(Bytes::from_static(b"abc")))
+            .unwrap();
+        let mut resp = exchange(conn, req).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let conn = resp.body_mut().take_connection().expect("reusable");
+        let chunks = Chunks(VecDeque::from([
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"cde"),
+        ]));
+        let req = Request::post("/").header("host", "a").body(chunks).unwrap();
+        let mut resp = exchange(conn, req).await;
+        assert!(resp.body_mut().take_connection().is_some());
+        member.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_early_answer_is_read_while_the_body_is_still_owed() {
+        let (conn, member) = member(|mut s| async move {
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!").await.unwrap();
+        })
+        .await;
+        let req = Request::post("/upload")
+            .header("host", "a")
+            .header("content-length", "1000000")
+            .body(Stalled(Some(Bytes::from_static(b"first"))))
+            .unwrap();
+        let resp = exchange(conn, req).await;
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let mut body = resp.into_body();
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&data[..], b"big!");
+        assert!(body.frame().await.is_none());
+        assert!(
+            body.take_connection().is_none(),
+            "the request body never finished"
+        );
+        member.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_member_that_closes_before_answering_is_told_apart_from_one_that_stops_mid_body() {
+        let (conn, member1) = member(|mut s| async move {
+            read_head(&mut s).await;
+        })
+        .await;
+        let Err(failure) = conn.send(get("/")).await else {
+            panic!("no response")
+        };
+        assert!(
+            matches!(failure.error, ClientError::Closed),
+            "{:?}",
+            failure.error
+        );
+        assert!(failure.wrote);
+        member1.await.unwrap();
+
+        let (conn, member2) = member(|mut s| async move {
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                .await
+                .unwrap();
+        })
+        .await;
+        let resp = exchange(conn, get("/")).await;
+        let Err(err) = resp.into_body().collect().await else {
+            panic!("the body is short")
+        };
+        assert!(matches!(err, ClientError::Truncated), "{err:?}");
+        member2.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn ambiguous_and_malformed_response_heads_are_refused() {
+        for (raw, want) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc"[..],
+                "both Content-Length",
+            ),
+            (b"HTTP/1.1 200 OK\r\nX-A : b\r\n\r\n", "header name"),
+            (
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+                "asked for no upgrade",
+            ),
+        ] {
+            let (conn, member) = member(move |mut s| async move {
+                read_head(&mut s).await;
+                s.write_all(raw).await.unwrap();
+            })
+            .await;
+            let Err(failure) = conn.send(get("/")).await else {
+                panic!("refused")
+            };
+            assert!(
+                matches!(failure.error, ClientError::Head(_)),
+                "{:?}",
+                failure.error
+            );
+            assert!(
+                failure.error.to_string().contains(want),
+                "{}",
+                failure.error
+            );
+            member.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_passed_over_and_a_101_hands_over_the_connection() {
+        let (conn, member) = member(|mut s| async move {
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nWS").await.unwrap();
+            s.write_all(b"DATA").await.unwrap();
+            let mut echo = [0u8; 4];
+            s.read_exact(&mut echo).await.unwrap();
+            assert_eq!(&echo, b"ping");
+        })
+        .await;
+        let req = Request::get("/ucwa/ws")
+            .header("host", "a")
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let Ok(Exchange::Upgraded(resp, mut up)) = conn.send(req).await else {
+            panic!("no upgrade")
+        };
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        let mut got = up.read_ahead.to_vec();
+        while got.len() < 6 {
+            let mut b = [0u8; 16];
+            let n = up.io.read(&mut b).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(got, b"WSDATA");
+        up.io.write_all(b"ping").await.unwrap();
+        member.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_body_that_runs_to_the_close_ends_there_and_its_connection_is_not_reused() {
+        let (conn, member) = member(|mut s| async move {
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\nabc").await.unwrap();
+            s.write_all(b"def").await.unwrap();
+        })
+        .await;
+        let resp = exchange(conn, get("/")).await;
+        let mut body = resp.into_body();
+        let mut data = Vec::new();
+        while let Some(f) = body.frame().await {
+            data.extend_from_slice(&f.unwrap().into_data().unwrap());
+        }
+        assert_eq!(data, b"abcdef");
+        assert!(body.take_connection().is_none());
+        member.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_head_response_has_no_body_whatever_its_length_says() {
+        let (conn, member) = member(|mut s| async move {
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        })
+        .await;
+        let req = Request::head("/")
+            .header("host", "a")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let mut resp = exchange(conn, req).await;
+        assert!(resp.body().is_end_stream());
+        assert!(resp.body_mut().take_connection().is_some());
+        member.abort();
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_member_closed_is_found_before_use() {
+        let (mut conn, member) = member(|s| async move {
+            drop(s);
+        })
+        .await;
+        member.await.unwrap();
+        // The close arrives; until then the connection looks idle, never broken otherwise.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match conn.check_idle() {
+                Err(ClientError::Closed) => break,
+                Ok(()) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
