@@ -20,7 +20,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -208,6 +208,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             out: Some(Outbound::new(head, body, framing)),
             write_error: None,
             wrote: false,
+            interim: 0,
             to_head,
             upgrade_asked,
             close_asked,
@@ -226,14 +227,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         }
         let want = if for_head { HEAD_READ } else { self.next_read };
         self.read.reserve(want);
-        let room = self.read.capacity() - self.read.len();
-        let n = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.io),
-            cx,
-            &mut self.read
-        ))?;
-        if !for_head && n == room {
-            self.next_read = (self.next_read * 2).min(BODY_READ_MAX);
+        // At most `want` per read, whatever room `reserve` left.
+        let mut limited = (&mut self.read).limit(want);
+        let n = match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut limited) {
+            Poll::Ready(r) => r?,
+            Poll::Pending => {
+                if self.read.is_empty() {
+                    // A body that waits (a notification wait, a streamed RPC channel) holds
+                    // no buffer meanwhile.
+                    self.read = BytesMut::new();
+                }
+                return Poll::Pending;
+            }
+        };
+        if !for_head {
+            self.next_read = if n == want {
+                (want * 2).min(BODY_READ_MAX)
+            } else if n < want / 2 {
+                (want / 2).max(BODY_READ_MIN)
+            } else {
+                want
+            };
         }
         Poll::Ready(Ok(n))
     }
@@ -331,13 +345,8 @@ where
                     return Poll::Pending;
                 }
                 Poll::Ready(None) => {
-                    self.body = None;
-                    match self.framing {
-                        Framing::Length(_) if self.left != 0 => {
-                            return Poll::Ready(Err(ClientError::RequestLength))
-                        }
-                        Framing::Chunked => self.suffix = chunked::LAST_CHUNK,
-                        _ => {}
+                    if let Err(e) = self.end_body() {
+                        return Poll::Ready(Err(e));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -363,8 +372,33 @@ where
                         _ => self.left -= data.len() as u64,
                     }
                     self.data = data;
+                    // A body that knows it is over (hyper's `Incoming` at its length) may
+                    // not say so by ending until much later: the request is complete now.
+                    if self.body.as_ref().is_some_and(Body::is_end_stream) {
+                        if let Err(e) = self.end_body() {
+                            return Poll::Ready(Err(e));
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// The body has ended: its length must be met; a chunked one gets its last chunk.
+    fn end_body(&mut self) -> Result<(), ClientError> {
+        self.body = None;
+        match self.framing {
+            Framing::Length(_) if self.left != 0 => Err(ClientError::RequestLength),
+            Framing::Chunked => {
+                // After the last chunk's own CRLF, if its data is still queued.
+                self.suffix = if self.data.is_empty() && self.prefix.is_none() {
+                    chunked::LAST_CHUNK
+                } else {
+                    b"\r\n0\r\n\r\n"
+                };
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -391,6 +425,10 @@ where
         self.unflushed = true;
         let head = n.min(self.head.len());
         self.head.advance(head);
+        if self.head.is_empty() {
+            // Release the head's allocation (cookies can make it several KiB) at once.
+            self.head = Bytes::new();
+        }
         n -= head;
         let p = n.min(prefix.len());
         self.prefix_at += p;
@@ -417,10 +455,15 @@ pub struct Sending<T, B> {
     /// The member stopped taking the request; its answer may still come.
     write_error: Option<io::Error>,
     wrote: bool,
+    /// 1xx responses read so far (a member could send them forever).
+    interim: u8,
     to_head: bool,
     upgrade_asked: bool,
     close_asked: bool,
 }
+
+/// More 1xx responses than this before the final one is a member fault.
+const MAX_INTERIM: u8 = 8;
 
 impl<T, B> Sending<T, B>
 where
@@ -428,7 +471,9 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    fn fail(&self, error: ClientError) -> Poll<Result<Exchange<T, B>, SendFailure>> {
+    /// Ends the send with `error`; the connection is dropped (closed).
+    fn fail(&mut self, error: ClientError) -> Poll<Result<Exchange<T, B>, SendFailure>> {
+        self.conn = None;
         Poll::Ready(Err(SendFailure {
             error,
             wrote: self.wrote,
@@ -474,6 +519,12 @@ where
                         if h.status.is_informational()
                             && h.status != StatusCode::SWITCHING_PROTOCOLS
                         {
+                            this.interim += 1;
+                            if this.interim > MAX_INTERIM {
+                                return this.fail(ClientError::Head(HeadError::Malformed(
+                                    "The member sent more than 8 interim (1xx) responses.",
+                                )));
+                            }
                             continue;
                         }
                         break h;
@@ -487,7 +538,7 @@ where
                 Ok(0) => {
                     let error = match this.write_error.take() {
                         Some(e) => ClientError::Io(e),
-                        None if conn.read.is_empty() => ClientError::Closed,
+                        None if conn.read.is_empty() && this.interim == 0 => ClientError::Closed,
                         None => ClientError::Truncated,
                     };
                     return this.fail(error);
@@ -517,7 +568,10 @@ where
             && head.framing != Framing::UntilClose
             // A 204 or 304 has no body, whatever it says; one that says chunked may send
             // one anyway, and its bytes would be read as the next response.
-            && !(matches!(head.status.as_u16(), 204 | 304) && head.headers.contains_key(header::TRANSFER_ENCODING));
+            && !(matches!(head.status.as_u16(), 204 | 304) && head.headers.contains_key(header::TRANSFER_ENCODING))
+            // Nor one whose 204 announces a body.
+            && !(head.status == StatusCode::NO_CONTENT
+                && head.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0"));
         let inbound = match head.framing {
             Framing::Empty | Framing::Length(0) => Inbound::Done,
             Framing::Length(n) => Inbound::Length(n),
@@ -608,6 +662,14 @@ where
         if let Some(out) = this.out.as_mut() {
             match out.poll(&mut conn.io, cx) {
                 Poll::Ready(Ok(())) => this.out = None,
+                // The client's upload failed: that is the exchange's error, and the client's
+                // fault (a member waiting for the rest would otherwise be blamed by a timeout).
+                Poll::Ready(Err(e)) if e.is_client_fault() => {
+                    this.out = None;
+                    this.reusable = false;
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
                 // The member answered and stopped reading: the response goes on, the
                 // connection will not be reused.
                 Poll::Ready(Err(_)) => {
@@ -818,6 +880,173 @@ mod tests {
                 None => Poll::Pending,
             }
         }
+    }
+
+    /// A body that has sent its one frame and knows it is over, but (like hyper's
+    /// `Incoming` at its length) does not end until much later.
+    struct KnowsItIsOver(Option<Bytes>);
+
+    impl Body for KnowsItIsOver {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            match self.0.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => Poll::Pending,
+            }
+        }
+        fn is_end_stream(&self) -> bool {
+            self.0.is_none()
+        }
+    }
+
+    /// A client upload that sends one chunk, then fails when told to.
+    struct FailsLater(
+        Option<Bytes>,
+        std::sync::Arc<std::sync::Mutex<(bool, Option<Waker>)>>,
+    );
+
+    impl Body for FailsLater {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if let Some(b) = self.0.take() {
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            let mut state = self.1.lock().unwrap();
+            if state.0 {
+                return Poll::Ready(Some(Err(std::io::Error::other("client went away"))));
+            }
+            state.1 = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_knows_it_is_over_completes_the_request_at_once() {
+        let (conn, member) = member(|mut s| async move {
+            read_head(&mut s).await;
+            let mut body = [0u8; 3];
+            s.read_exact(&mut body).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+        })
+        .await;
+        let req = Request::post("/")
+            .header("host", "a")
+            .header("content-length", "3")
+            .body(KnowsItIsOver(Some(Bytes::from_static(b"abc"))))
+            .unwrap();
+        let mut resp = exchange(conn, req).await;
+        assert!(
+            resp.body_mut().take_connection().is_some(),
+            "the request was complete"
+        );
+        member.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_fails_after_the_answer_began_is_the_clients_fault() {
+        let (conn, member) = member(|mut s| async move {
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        })
+        .await;
+        let state = std::sync::Arc::new(std::sync::Mutex::new((false, None::<Waker>)));
+        let req = Request::post("/")
+            .header("host", "a")
+            .header("content-length", "100")
+            .body(FailsLater(Some(Bytes::from_static(b"x")), state.clone()))
+            .unwrap();
+        let resp = exchange(conn, req).await;
+        let mut body = resp.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"abc");
+        let waker = {
+            let mut s = state.lock().unwrap();
+            s.0 = true;
+            s.1.take()
+        };
+        waker.expect("the upload was waiting").wake();
+        let err = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the body ends at once, not at a timeout")
+            .unwrap()
+            .expect_err("the upload failed");
+        assert!(err.is_client_fault(), "{err:?}");
+        assert!(body.take_connection().is_none());
+        member.abort();
+    }
+
+    #[tokio::test]
+    async fn a_body_that_waits_holds_no_read_buffer() {
+        let (conn, member) = member(|mut s| async move {
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        })
+        .await;
+        let mut body = exchange(conn, get("/")).await.into_body();
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            got.extend_from_slice(&body.frame().await.unwrap().unwrap().into_data().unwrap());
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), body.frame())
+                .await
+                .is_err()
+        );
+        assert_eq!(body.conn.as_ref().unwrap().buffered_capacity(), 0);
+        member.abort();
+    }
+
+    #[tokio::test]
+    async fn endless_interim_responses_and_a_204_with_a_body_are_member_faults() {
+        let (conn, member1) = member(|mut s| async move {
+            read_head(&mut s).await;
+            for _ in 0..9 {
+                s.write_all(b"HTTP/1.1 102 Processing\r\n\r\n")
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        let Err(failure) = conn.send(get("/")).await else {
+            panic!("a ninth 1xx is refused")
+        };
+        assert!(
+            failure.error.to_string().contains("interim"),
+            "{}",
+            failure.error
+        );
+        member1.await.unwrap();
+        let (conn, member2) = member(|mut s| async move {
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        })
+        .await;
+        let mut resp = exchange(conn, get("/")).await;
+        assert!(resp.body().is_end_stream());
+        assert!(
+            resp.body_mut().take_connection().is_none(),
+            "its next bytes may be a body"
+        );
+        member2.abort();
     }
 
     #[tokio::test]
