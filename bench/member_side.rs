@@ -57,7 +57,10 @@ async fn settle() {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // The member reads each request and never answers.
@@ -96,7 +99,9 @@ async fn main() {
             } else {
                 let conn = portico::http1::client::Connection::new(
                     io,
-                    portico::http1::head::Limits { max_head_bytes: 64 * 1024 },
+                    portico::http1::head::Limits {
+                        max_head_bytes: 64 * 1024,
+                    },
                 );
                 let sent = conn.send(request());
                 tokio::spawn(async move {

@@ -231,6 +231,10 @@ fn corpus() -> Vec<Case> {
             format!("{post}Transfer-Encoding chunked\r\nContent-Length: 0\r\n\r\n"),
         ),
         case(
+            "backslash in the path (IIS reads it as /, past a path rule)",
+            "GET /echo\\..\\ecp/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n".to_string(),
+        ),
+        case(
             "two Host headers",
             "GET /echo HTTP/1.1\r\nHost: {HOST}\r\nHost: evil.example\r\n\r\n".to_string(),
         ),

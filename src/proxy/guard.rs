@@ -18,7 +18,8 @@
 //! headers or a Host list, a Host that is not an authority, an absolute-form URI (or h2
 //! `:authority`) naming another host than Host, no Host on HTTP/1.1 (RFC 9112 §3.2), and a
 //! `Connection` header naming Host, Content-Length or Transfer-Encoding (hop-by-hop removal
-//! would strip them before the member sees the request).
+//! would strip them before the member sees the request), and a backslash in the path (IIS
+//! reads it as `/`, past a path rule).
 //!
 //! The framing rules themselves (Content-Length and Transfer-Encoding) are
 //! [`crate::http1::framing`]'s, the one place that decides how an HTTP/1 body is delimited.
@@ -32,10 +33,21 @@ use crate::http1::framing::{self, FramingError};
 /// closed). `is_h1`: the request came over HTTP/1.0 or 1.1.
 pub fn check_request<B>(req: &Request<B>, is_h1: bool) -> Result<(), &'static str> {
     let headers = req.headers();
+    check_path(req.uri().path())?;
     check_framing(headers, req.version(), is_h1)?;
     check_host(req, is_h1)?;
     check_connection(headers)?;
     check_values(headers)
+}
+
+/// IIS reads a backslash in a path as `/` (HTTP.sys canonicalisation), while Portico's rules
+/// match the path as sent: `/ecp\` would pass a rule that keeps `/ecp/` internal and reach
+/// the Exchange admin center. Refused in the path only: a query may carry `DOMAIN\user`.
+fn check_path(path: &str) -> Result<(), &'static str> {
+    if path.contains('\\') {
+        return Err("The request path holds a backslash.");
+    }
+    Ok(())
 }
 
 /// Body framing is [`crate::http1::framing`]'s to judge; HTTP/2 frames bodies itself, so
@@ -232,6 +244,12 @@ mod tests {
                 &[HOST],
             ),
             (
+                "backslash in the query",
+                H11,
+                "/Microsoft-Server-ActiveSync?User=CONTOSO\\jdoe",
+                &[HOST],
+            ),
+            (
                 "absolute-form, host case differs",
                 H11,
                 "http://APP.contoso.com/x",
@@ -305,6 +323,7 @@ mod tests {
                 &[HOST, ("content-length", "4"), ("content-length", "4")],
             ),
             ("CL list", H11, "/", &[HOST, ("content-length", "4, 4")]),
+            ("backslash in the path", H11, "/ecp\\..\\owa/", &[HOST]),
             ("CL with sign", H11, "/", &[HOST, ("content-length", "+4")]),
             ("CL empty", H11, "/", &[HOST, ("content-length", "")]),
             (
