@@ -11,7 +11,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(proxy_protocol rules config import_iis http1)
+  targets=(proxy_protocol rules config import_iis http1 http1_client)
 fi
 
 if ! command -v cargo-fuzz >/dev/null; then
@@ -41,6 +41,11 @@ seed() {
       printf '\x00GET /owa/ HTTP/1.1\r\nHost: mail.contoso.com\r\nX-OWA-CANARY: a\r\nContent-Length: 3\r\n\r\nabc' >"corpus/$target/request"
       printf '\x01HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM\r\nrequest-id: 1\r\nTransfer-Encoding: chunked\r\n\r\n' >"corpus/$target/response"
       printf '\x0e5;x=y\r\nhello\r\n0\r\nX-T: 1\r\n\r\n' >"corpus/$target/chunked"
+      ;;
+    http1_client)
+      printf '\x00HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-FEServer: EX01\r\n\r\nhello' >"corpus/$target/length"
+      printf '\x03\x01\x07\x0fHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n' >"corpus/$target/chunked"
+      printf '\x10HTTP/1.0 200 OK\r\n\r\nuntil the close' >"corpus/$target/close"
       ;;
   esac
 }

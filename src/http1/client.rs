@@ -191,6 +191,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 }
             };
         }
+        // HTTP/1.1 needs a Host; the proxy always sets one, another caller may give only an
+        // absolute URI.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(v) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        // A body that has already ended short of its Content-Length is refused before a byte
+        // goes out: the member would otherwise wait for the rest of a request never coming.
+        let early = match framing {
+            Framing::Length(n) if n > 0 && body.is_end_stream() => Some(ClientError::RequestLength),
+            _ => None,
+        };
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut head = Vec::new();
         write::request_head(
@@ -209,6 +226,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             write_error: None,
             wrote: false,
             interim: 0,
+            early,
             to_head,
             upgrade_asked,
             close_asked,
@@ -457,6 +475,8 @@ pub struct Sending<T, B> {
     wrote: bool,
     /// 1xx responses read so far (a member could send them forever).
     interim: u8,
+    /// A failure known before anything is written.
+    early: Option<ClientError>,
     to_head: bool,
     upgrade_asked: bool,
     close_asked: bool,
@@ -491,6 +511,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let Some(e) = this.early.take() {
+            return this.fail(e);
+        }
         let conn = this
             .conn
             .as_mut()
@@ -805,6 +828,10 @@ mod tests {
         (Connection::new(io, LIMITS), task)
     }
 
+    fn member_addr(conn: &Connection<TcpStream>) -> std::net::SocketAddr {
+        conn.io.peer_addr().unwrap()
+    }
+
     /// Reads one request head (and nothing after it) from the member's side.
     async fn read_head(s: &mut TcpStream) -> Vec<u8> {
         read_until(s, b"\r\n\r\n").await
@@ -1047,6 +1074,43 @@ mod tests {
             "its next bytes may be a body"
         );
         member2.abort();
+    }
+
+    #[tokio::test]
+    async fn a_body_short_of_its_length_is_refused_before_a_byte_goes_out_and_host_comes_from_the_uri(
+    ) {
+        let (conn, member) = member(|mut s| async move {
+            let head = read_head(&mut s).await;
+            assert_eq!(
+                &head[..],
+                b"GET /x HTTP/1.1\r\nHost: app.contoso.com:8443\r\n\r\n"
+            );
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+        })
+        .await;
+        let req = Request::post("/")
+            .header("host", "a")
+            .header("content-length", "5")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let conn2 = Connection::new(
+            TcpStream::connect(member_addr(&conn)).await.unwrap(),
+            LIMITS,
+        );
+        let sent = tokio::time::timeout(Duration::from_secs(5), conn2.send(req)).await;
+        let Ok(Err(failure)) = sent else {
+            panic!("refused at once")
+        };
+        assert!(matches!(failure.error, ClientError::RequestLength) && !failure.wrote);
+        assert!(failure.error.is_client_fault());
+        let req = Request::get("http://app.contoso.com:8443/x")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let mut resp = exchange(conn, req).await;
+        assert!(resp.body_mut().take_connection().is_some());
+        member.await.unwrap();
     }
 
     #[tokio::test]
