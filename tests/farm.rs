@@ -137,6 +137,19 @@ async fn a_killed_member_costs_only_its_in_flight_requests_and_comes_back_when_r
         let t = started.elapsed();
         if t > Duration::from_secs(2) && killed_at.is_none() {
             l.kill(1);
+            // The member's tasks see the kill when the runtime next runs them: until its
+            // port refuses connections (and a moment after, for its open connections), a
+            // request it answers is one it was still alive for, not a dead member chosen.
+            let addr = SocketAddr::new(l.member_ips[1], 4443);
+            let down = Instant::now();
+            while tokio::net::TcpStream::connect(addr).await.is_ok() {
+                assert!(
+                    down.elapsed() < Duration::from_secs(5),
+                    "the killed member still accepts"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
             killed_at = Some(Instant::now());
         }
         if t > Duration::from_secs(4) && restarted_at.is_none() {
