@@ -270,6 +270,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         Poll::Ready(Ok(n))
     }
 
+    /// Reads more of a body whose end is framed: the connection closing first is
+    /// [`ClientError::Truncated`].
+    fn poll_more_body(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
+        match ready!(self.poll_fill(cx, false)) {
+            Ok(0) => Poll::Ready(Err(ClientError::Truncated)),
+            Ok(_) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(ClientError::Io(e))),
+        }
+    }
+
     /// Back to idle: the read buffer is released (its bytes were all handed out).
     fn rest(&mut self) {
         self.read = BytesMut::new();
@@ -722,11 +732,7 @@ where
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    match ready!(conn.poll_fill(cx, false)) {
-                        Ok(0) => return Poll::Ready(Some(Err(ClientError::Truncated))),
-                        Ok(_) => {}
-                        Err(e) => return Poll::Ready(Some(Err(ClientError::Io(e)))),
-                    }
+                    ready!(conn.poll_more_body(cx))?;
                 }
                 Inbound::UntilClose => {
                     if !conn.read.is_empty() {
@@ -772,11 +778,7 @@ where
                         }
                         Piece::NeedMore => {
                             conn.read.advance(used);
-                            match ready!(conn.poll_fill(cx, false)) {
-                                Ok(0) => return Poll::Ready(Some(Err(ClientError::Truncated))),
-                                Ok(_) => {}
-                                Err(e) => return Poll::Ready(Some(Err(ClientError::Io(e)))),
-                            }
+                            ready!(conn.poll_more_body(cx))?;
                         }
                     }
                 }
@@ -1131,7 +1133,7 @@ mod tests {
             }
         })
         .await;
-        let mut resp = exchange(conn, get("/owa/")).await;
+        let resp = exchange(conn, get("/owa/")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let spelling = resp
             .extensions()
@@ -1142,16 +1144,7 @@ mod tests {
             Some(&b"X-FEServer"[..])
         );
         assert_eq!(&resp.extensions().get::<Reason>().unwrap().0[..], b"Fine");
-        let mut body = std::mem::replace(
-            resp.body_mut(),
-            ResponseBody {
-                conn: None,
-                inbound: Inbound::Done,
-                out: None,
-                reusable: false,
-                trailers: None,
-            },
-        );
+        let mut body = resp.into_body();
         let mut got = Vec::new();
         while let Some(frame) = body.frame().await {
             got.extend_from_slice(&frame.unwrap().into_data().unwrap());

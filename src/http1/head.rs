@@ -224,6 +224,20 @@ fn fields(head: &Bytes, spans: &[Span]) -> Result<(HeaderMap, Option<Spelling>),
     Ok((headers, spelling))
 }
 
+/// A complete head's length, `None` while it is incomplete and within the limit; over the
+/// limit, complete or not, it is refused.
+fn head_len(
+    status: httparse::Status<usize>,
+    buffered: usize,
+    limits: Limits,
+) -> Result<Option<usize>, HeadError> {
+    match status {
+        httparse::Status::Complete(len) if len <= limits.max_head_bytes => Ok(Some(len)),
+        httparse::Status::Partial if buffered <= limits.max_head_bytes => Ok(None),
+        _ => Err(HeadError::TooLarge),
+    }
+}
+
 fn pairs<'a>(head: &'a [u8], spans: &'a [Span]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
     spans.iter().map(move |s| {
         (
@@ -253,16 +267,9 @@ pub fn parse_request(buf: &mut BytesMut, limits: Limits) -> Result<Option<Reques
         let status = httparse::ParserConfig::default()
             .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
             .map_err(malformed)?;
-        let httparse::Status::Complete(len) = status else {
-            return if buf.len() > limits.max_head_bytes {
-                Err(HeadError::TooLarge)
-            } else {
-                Ok(None)
-            };
+        let Some(len) = head_len(status, buf.len(), limits)? else {
+            return Ok(None);
         };
-        if len > limits.max_head_bytes {
-            return Err(HeadError::TooLarge);
-        }
         let mut kept = 0;
         for h in req.headers.iter() {
             // Dropped, as nginx does by default: IIS turns `-` into `_` in server variables,
@@ -314,16 +321,9 @@ pub fn parse_response(
         let status = httparse::ParserConfig::default()
             .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
             .map_err(malformed)?;
-        let httparse::Status::Complete(len) = status else {
-            return if buf.len() > limits.max_head_bytes {
-                Err(HeadError::TooLarge)
-            } else {
-                Ok(None)
-            };
+        let Some(len) = head_len(status, buf.len(), limits)? else {
+            return Ok(None);
         };
-        if len > limits.max_head_bytes {
-            return Err(HeadError::TooLarge);
-        }
         for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
             span.name = offsets(buf, h.name.as_bytes());
             span.value = offsets(buf, h.value);
