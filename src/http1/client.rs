@@ -15,27 +15,23 @@
 //! [`Spelling`] extension, and the response carries the member's.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::chunked::{self, ChunkHeader, ChunkedError, Decoder, Piece};
+use super::chunked::ChunkedError;
 use super::framing::{self, Framing};
 use super::head::{self, EndScan, HeadError, Limits};
+use super::inbound::{Inbound, InboundError, Reader};
+use super::outbound::{Outbound, OutboundError};
 use super::spelling::Spelling;
 use super::write;
-
-/// Bytes read at once while no message is arriving, on the stack.
-const HEAD_READ: usize = 4096;
-/// A body read buffer starts at this size and doubles, while reads fill it, up to the max.
-const BODY_READ_MIN: usize = 8 * 1024;
-const BODY_READ_MAX: usize = 256 * 1024;
 
 /// Why an exchange failed, and whose fault it was: everything but [`RequestBody`] and
 /// [`RequestLength`] is the member's (or the network's to it).
@@ -71,6 +67,22 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    fn from_outbound(e: OutboundError) -> Self {
+        match e {
+            OutboundError::Io(e) => ClientError::Io(e),
+            OutboundError::Body(e) => ClientError::RequestBody(e),
+            OutboundError::Length => ClientError::RequestLength,
+        }
+    }
+
+    fn from_inbound(e: InboundError) -> Self {
+        match e {
+            InboundError::Io(e) => ClientError::Io(e),
+            InboundError::Truncated => ClientError::Truncated,
+            InboundError::Chunked(e) => ClientError::Chunked(e),
+        }
+    }
+
     /// Whether the client, not the member, caused it.
     pub fn is_client_fault(&self) -> bool {
         matches!(self, Self::RequestBody(_) | Self::RequestLength)
@@ -112,10 +124,9 @@ pub enum Exchange<T, B> {
 /// One HTTP/1.1 connection to a member.
 pub struct Connection<T> {
     io: T,
-    read: BytesMut,
+    reader: Reader,
     scan: EndScan,
     limits: Limits,
-    next_read: usize,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
@@ -123,16 +134,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     pub fn new(io: T, limits: Limits) -> Self {
         Connection {
             io,
-            read: BytesMut::new(),
+            reader: Reader::new(),
             scan: EndScan::default(),
             limits,
-            next_read: BODY_READ_MIN,
         }
     }
 
     /// Bytes of read buffer the connection holds now (zero while idle or waiting).
     pub fn buffered_capacity(&self) -> usize {
-        self.read.capacity()
+        self.reader.read.capacity()
     }
 
     /// Whether an idle connection can take a request now: the member has not closed it nor
@@ -233,57 +243,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         }
     }
 
-    /// Reads more bytes; `Ok(0)` at the end of the stream. While a head is awaited the read
-    /// lands on the stack first, so a connection that waits holds no buffer.
-    fn poll_fill(&mut self, cx: &mut Context<'_>, for_head: bool) -> Poll<io::Result<usize>> {
-        if for_head && self.read.is_empty() {
-            let mut stack = [MaybeUninit::<u8>::uninit(); HEAD_READ];
-            let mut buf = ReadBuf::uninit(&mut stack);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-            self.read.extend_from_slice(buf.filled());
-            return Poll::Ready(Ok(buf.filled().len()));
-        }
-        let want = if for_head { HEAD_READ } else { self.next_read };
-        self.read.reserve(want);
-        // At most `want` per read, whatever room `reserve` left.
-        let mut limited = (&mut self.read).limit(want);
-        let n = match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut limited) {
-            Poll::Ready(r) => r?,
-            Poll::Pending => {
-                if self.read.is_empty() {
-                    // A body that waits (a notification wait, a streamed RPC channel) holds
-                    // no buffer meanwhile.
-                    self.read = BytesMut::new();
-                }
-                return Poll::Pending;
-            }
-        };
-        if !for_head {
-            self.next_read = if n == want {
-                (want * 2).min(BODY_READ_MAX)
-            } else if n < want / 2 {
-                (want / 2).max(BODY_READ_MIN)
-            } else {
-                want
-            };
-        }
-        Poll::Ready(Ok(n))
-    }
-
-    /// Reads more of a body whose end is framed: the connection closing first is
-    /// [`ClientError::Truncated`].
-    fn poll_more_body(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
-        match ready!(self.poll_fill(cx, false)) {
-            Ok(0) => Poll::Ready(Err(ClientError::Truncated)),
-            Ok(_) => Poll::Ready(Ok(())),
-            Err(e) => Poll::Ready(Err(ClientError::Io(e))),
-        }
-    }
-
     /// Back to idle: the read buffer is released (its bytes were all handed out).
     fn rest(&mut self) {
-        self.read = BytesMut::new();
-        self.next_read = BODY_READ_MIN;
+        self.reader.rest();
     }
 }
 
@@ -293,187 +255,6 @@ fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
             .split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
     })
-}
-
-/// The part of a request still to be written: head, then body frames, each framed.
-struct Outbound<B> {
-    head: Bytes,
-    body: Option<B>,
-    framing: Framing,
-    /// Bytes a `Content-Length` body still owes.
-    left: u64,
-    prefix: Option<ChunkHeader>,
-    prefix_at: usize,
-    data: Bytes,
-    /// Bytes of the CRLF after a chunk, or of the last chunk, still to write.
-    suffix: &'static [u8],
-    unflushed: bool,
-    wrote: bool,
-}
-
-impl<B> Outbound<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn new(head: Vec<u8>, body: B, framing: Framing) -> Self {
-        let left = match framing {
-            Framing::Length(n) => n,
-            _ => 0,
-        };
-        // An `Empty` framing has no body to poll; any other is polled to its end, so a body
-        // shorter than its Content-Length is caught.
-        let body = (framing != Framing::Empty).then_some(body);
-        Outbound {
-            head: Bytes::from(head),
-            body,
-            framing,
-            left,
-            prefix: None,
-            prefix_at: 0,
-            data: Bytes::new(),
-            suffix: b"",
-            unflushed: false,
-            wrote: false,
-        }
-    }
-
-    fn pending(&self) -> bool {
-        !self.head.is_empty()
-            || self.prefix.is_some()
-            || !self.data.is_empty()
-            || !self.suffix.is_empty()
-    }
-
-    /// Writes what it can; `Ready(Ok)` once the whole request is written and flushed.
-    fn poll<T: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut T,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), ClientError>> {
-        loop {
-            if self.pending() {
-                ready!(self.poll_write(io, cx)).map_err(ClientError::Io)?;
-                continue;
-            }
-            let Some(body) = self.body.as_mut() else {
-                if self.unflushed {
-                    ready!(Pin::new(io).poll_flush(cx)).map_err(ClientError::Io)?;
-                    self.unflushed = false;
-                }
-                return Poll::Ready(Ok(()));
-            };
-            match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => {
-                    if self.unflushed {
-                        // Nothing more to send yet: what was written must reach the member.
-                        ready!(Pin::new(io).poll_flush(cx)).map_err(ClientError::Io)?;
-                        self.unflushed = false;
-                    }
-                    return Poll::Pending;
-                }
-                Poll::Ready(None) => {
-                    if let Err(e) = self.end_body() {
-                        return Poll::Ready(Err(e));
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    return Poll::Ready(Err(ClientError::RequestBody(e.into())))
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    // Trailers of a request are not forwarded: no member Portico publishes reads them.
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    match self.framing {
-                        Framing::Chunked => {
-                            self.prefix = Some(chunked::chunk_header(data.len()));
-                            self.prefix_at = 0;
-                            self.suffix = chunked::CHUNK_END;
-                        }
-                        _ if data.len() as u64 > self.left => {
-                            return Poll::Ready(Err(ClientError::RequestLength))
-                        }
-                        _ => self.left -= data.len() as u64,
-                    }
-                    self.data = data;
-                    // A body that knows it is over (hyper's `Incoming` at its length) may
-                    // not say so by ending until much later: the request is complete now.
-                    if self.body.as_ref().is_some_and(Body::is_end_stream) {
-                        if let Err(e) = self.end_body() {
-                            return Poll::Ready(Err(e));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The body has ended: its length must be met; a chunked one gets its last chunk.
-    fn end_body(&mut self) -> Result<(), ClientError> {
-        self.body = None;
-        match self.framing {
-            Framing::Length(_) if self.left != 0 => Err(ClientError::RequestLength),
-            Framing::Chunked => {
-                // After the last chunk's own CRLF, if its data is still queued.
-                self.suffix = if self.data.is_empty() && self.prefix.is_none() {
-                    chunked::LAST_CHUNK
-                } else {
-                    b"\r\n0\r\n\r\n"
-                };
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn poll_write<T: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut T,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        let prefix = self
-            .prefix
-            .as_ref()
-            .map_or(&b""[..], |p| &p.as_ref()[self.prefix_at..]);
-        let slices = [
-            IoSlice::new(&self.head),
-            IoSlice::new(prefix),
-            IoSlice::new(&self.data),
-            IoSlice::new(self.suffix),
-        ];
-        let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
-        if n == 0 {
-            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-        }
-        self.wrote = true;
-        self.unflushed = true;
-        let head = n.min(self.head.len());
-        self.head.advance(head);
-        if self.head.is_empty() {
-            // Release the head's allocation (cookies can make it several KiB) at once.
-            self.head = Bytes::new();
-        }
-        n -= head;
-        let p = n.min(prefix.len());
-        self.prefix_at += p;
-        n -= p;
-        if self
-            .prefix
-            .as_ref()
-            .is_some_and(|h| self.prefix_at == h.as_ref().len())
-        {
-            self.prefix = None;
-        }
-        let d = n.min(self.data.len());
-        self.data.advance(d);
-        n -= d;
-        self.suffix = &self.suffix[n.min(self.suffix.len())..];
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// [`Connection::send`]'s future.
@@ -533,19 +314,19 @@ where
             this.wrote |= out.wrote;
             match result {
                 Poll::Ready(Ok(())) => this.out = None,
-                Poll::Ready(Err(ClientError::Io(e))) => {
+                Poll::Ready(Err(OutboundError::Io(e))) => {
                     // Stop writing but keep reading: a member that refuses a body often
                     // says why before it closes.
                     this.write_error = Some(e);
                     this.out = None;
                 }
-                Poll::Ready(Err(e)) => return this.fail(e),
+                Poll::Ready(Err(e)) => return this.fail(ClientError::from_outbound(e)),
                 Poll::Pending => {}
             }
         }
         let head = loop {
-            if conn.scan.complete(&conn.read) {
-                match head::parse_response(&mut conn.read, conn.limits, this.to_head) {
+            if conn.scan.complete(&conn.reader.read) {
+                match head::parse_response(&mut conn.reader.read, conn.limits, this.to_head) {
                     Err(e) => return this.fail(ClientError::Head(e)),
                     Ok(Some(h)) => {
                         conn.scan.reset();
@@ -564,14 +345,16 @@ where
                     }
                     Ok(None) => {}
                 }
-            } else if conn.read.len() > conn.limits.max_head_bytes {
+            } else if conn.reader.read.len() > conn.limits.max_head_bytes {
                 return this.fail(ClientError::Head(HeadError::TooLarge));
             }
-            match ready!(conn.poll_fill(cx, true)) {
+            match ready!(conn.reader.poll_fill(&mut conn.io, cx, true)) {
                 Ok(0) => {
                     let error = match this.write_error.take() {
                         Some(e) => ClientError::Io(e),
-                        None if conn.read.is_empty() && this.interim == 0 => ClientError::Closed,
+                        None if conn.reader.read.is_empty() && this.interim == 0 => {
+                            ClientError::Closed
+                        }
                         None => ClientError::Truncated,
                     };
                     return this.fail(error);
@@ -587,7 +370,7 @@ where
                 )));
             }
             let mut conn = this.conn.take().expect("checked above");
-            let read_ahead = std::mem::take(&mut conn.read).freeze();
+            let read_ahead = std::mem::take(&mut conn.reader.read).freeze();
             let upgraded = Upgraded {
                 io: conn.io,
                 read_ahead,
@@ -605,12 +388,7 @@ where
             // Nor one whose 204 announces a body.
             && !(head.status == StatusCode::NO_CONTENT
                 && head.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0"));
-        let inbound = match head.framing {
-            Framing::Empty | Framing::Length(0) => Inbound::Done,
-            Framing::Length(n) => Inbound::Length(n),
-            Framing::Chunked => Inbound::Chunked(Decoder::new()),
-            Framing::UntilClose => Inbound::UntilClose,
-        };
+        let inbound = Inbound::of(head.framing);
         let body = ResponseBody {
             conn: this.conn.take(),
             inbound,
@@ -638,13 +416,6 @@ fn response_of<X>(head: head::ResponseHead, body: X) -> Response<X> {
     r
 }
 
-enum Inbound {
-    Length(u64),
-    Chunked(Decoder),
-    UntilClose,
-    Done,
-}
-
 /// A response body streaming from the member; it owns the connection until it ends, and
 /// sends what is left of the request body meanwhile.
 pub struct ResponseBody<T, B> {
@@ -666,7 +437,7 @@ where
             return None;
         }
         let mut conn = self.conn.take()?;
-        if !conn.read.is_empty() {
+        if !conn.reader.read.is_empty() {
             // Bytes after the response on a keep-alive connection: the member is confused.
             return None;
         }
@@ -697,11 +468,11 @@ where
                 Poll::Ready(Ok(())) => this.out = None,
                 // The client's upload failed: that is the exchange's error, and the client's
                 // fault (a member waiting for the rest would otherwise be blamed by a timeout).
-                Poll::Ready(Err(e)) if e.is_client_fault() => {
+                Poll::Ready(Err(e @ (OutboundError::Body(_) | OutboundError::Length))) => {
                     this.out = None;
                     this.reusable = false;
                     this.conn = None;
-                    return Poll::Ready(Some(Err(e)));
+                    return Poll::Ready(Some(Err(ClientError::from_outbound(e))));
                 }
                 // The member answered and stopped reading: the response goes on, the
                 // connection will not be reused.
@@ -712,78 +483,25 @@ where
                 Poll::Pending => {}
             }
         }
-        loop {
-            match &mut this.inbound {
-                Inbound::Done => {
-                    if this.out.is_some() {
-                        // The request body is still going; the response is complete.
-                        this.reusable = false;
-                        this.out = None;
-                    }
-                    return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
-                }
-                Inbound::Length(left) => {
-                    if !conn.read.is_empty() {
-                        let take = (*left).min(conn.read.len() as u64) as usize;
-                        *left -= take as u64;
-                        let data = conn.read.split_to(take).freeze();
-                        if *left == 0 {
-                            this.inbound = Inbound::Done;
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    ready!(conn.poll_more_body(cx))?;
-                }
-                Inbound::UntilClose => {
-                    if !conn.read.is_empty() {
-                        let data = conn.read.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    match ready!(conn.poll_fill(cx, false)) {
-                        Ok(0) => this.inbound = Inbound::Done,
-                        Ok(_) => {}
-                        Err(e) => return Poll::Ready(Some(Err(ClientError::Io(e)))),
-                    }
-                }
-                Inbound::Chunked(decoder) => {
-                    let (used, piece) = decoder.decode(&conn.read).map_err(ClientError::Chunked)?;
-                    match piece {
-                        Piece::Data(r) => {
-                            conn.read.advance(r.start);
-                            let data = conn.read.split_to(r.len()).freeze();
-                            conn.read.advance(used - r.end);
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                        Piece::Trailer(r) => {
-                            let field = &conn.read[r.clone()];
-                            let colon =
-                                field.iter().position(|&b| b == b':').unwrap_or(field.len());
-                            let name = HeaderName::from_bytes(&field[..colon]);
-                            let value = HeaderValue::from_bytes(
-                                field.get(colon + 1..).unwrap_or_default().trim_ascii(),
-                            );
-                            let allowed = name.as_ref().is_ok_and(|n| {
-                                !chunked::is_forbidden_trailer(n.as_str().as_bytes())
-                            });
-                            if let (true, Ok(name), Ok(value)) = (allowed, name, value) {
-                                this.trailers
-                                    .get_or_insert_with(HeaderMap::new)
-                                    .append(name, value);
-                            }
-                            conn.read.advance(used);
-                        }
-                        Piece::End => {
-                            conn.read.advance(used);
-                            this.inbound = Inbound::Done;
-                        }
-                        Piece::NeedMore => {
-                            conn.read.advance(used);
-                            ready!(conn.poll_more_body(cx))?;
-                        }
-                    }
+        if !matches!(this.inbound, Inbound::Done) {
+            let polled =
+                this.inbound
+                    .poll_data(&mut conn.reader, &mut conn.io, cx, &mut this.trailers);
+            match ready!(polled) {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(None) => {}
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(ClientError::from_inbound(e))));
                 }
             }
         }
+        if this.out.is_some() {
+            // The request body is still going; the response is complete.
+            this.reusable = false;
+            this.out = None;
+        }
+        Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -802,6 +520,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
+    use http::HeaderName;
     use http_body_util::{BodyExt, Empty, Full};
     use std::collections::VecDeque;
     use std::time::Duration;

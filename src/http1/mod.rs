@@ -18,5 +18,7 @@ pub mod chunked;
 pub mod client;
 pub mod framing;
 pub mod head;
+mod inbound;
+mod outbound;
 pub mod spelling;
 pub mod write;

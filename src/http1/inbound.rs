@@ -1,0 +1,209 @@
+//! Reading a message from a peer, for both sides: the read buffer that holds nothing while
+//! the peer is quiet ([`Reader`]), and a body decoded by its framing ([`Inbound`]). The
+//! member side reads responses through it, the client side requests.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use super::chunked::{self, ChunkedError, Decoder, Piece};
+use super::framing::Framing;
+
+/// Bytes read at once while no message is arriving, on the stack.
+pub(super) const HEAD_READ: usize = 4096;
+/// A body read buffer starts at this size and doubles, while reads fill it, up to the max.
+const BODY_READ_MIN: usize = 8 * 1024;
+const BODY_READ_MAX: usize = 256 * 1024;
+
+/// The bytes read from a peer and not yet handed out. A connection that waits (for a head,
+/// or inside a body that is quiet) holds no allocation: head bytes land on the stack first,
+/// and a body buffer left empty by a read that would block is released.
+pub(super) struct Reader {
+    pub(super) read: BytesMut,
+    next_read: usize,
+}
+
+impl Reader {
+    pub(super) fn new() -> Self {
+        Reader {
+            read: BytesMut::new(),
+            next_read: BODY_READ_MIN,
+        }
+    }
+
+    /// Reads more bytes; `Ok(0)` at the end of the stream. For a head, at most
+    /// [`HEAD_READ`] at once; for a body, reads grow while they fill the buffer and shrink
+    /// when they come back short.
+    pub(super) fn poll_fill<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+        for_head: bool,
+    ) -> Poll<io::Result<usize>> {
+        if for_head && self.read.is_empty() {
+            let mut stack = [MaybeUninit::<u8>::uninit(); HEAD_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+            self.read.extend_from_slice(buf.filled());
+            return Poll::Ready(Ok(buf.filled().len()));
+        }
+        let want = if for_head { HEAD_READ } else { self.next_read };
+        self.read.reserve(want);
+        // At most `want` per read, whatever room `reserve` left.
+        let mut limited = (&mut self.read).limit(want);
+        let n = match tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut limited) {
+            Poll::Ready(r) => r?,
+            Poll::Pending => {
+                if self.read.is_empty() {
+                    // A body that waits (a notification wait, a streamed RPC channel) holds
+                    // no buffer meanwhile.
+                    self.read = BytesMut::new();
+                }
+                return Poll::Pending;
+            }
+        };
+        if !for_head {
+            self.next_read = if n == want {
+                (want * 2).min(BODY_READ_MAX)
+            } else if n < want / 2 {
+                (want / 2).max(BODY_READ_MIN)
+            } else {
+                want
+            };
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Back to idle: the buffer is released if empty (bytes of a pipelined next message
+    /// stay).
+    pub(super) fn rest(&mut self) {
+        if self.read.is_empty() {
+            self.read = BytesMut::new();
+        }
+        self.next_read = BODY_READ_MIN;
+    }
+}
+
+/// Why reading a body failed.
+#[derive(Debug)]
+pub(super) enum InboundError {
+    Io(io::Error),
+    /// The peer closed before the framing's end.
+    Truncated,
+    Chunked(ChunkedError),
+}
+
+/// Where a body being read stands.
+pub(super) enum Inbound {
+    Length(u64),
+    Chunked(Decoder),
+    UntilClose,
+    Done,
+}
+
+impl Inbound {
+    /// The body state for a head's framing.
+    pub(super) fn of(framing: Framing) -> Inbound {
+        match framing {
+            Framing::Empty | Framing::Length(0) => Inbound::Done,
+            Framing::Length(n) => Inbound::Length(n),
+            Framing::Chunked => Inbound::Chunked(Decoder::new()),
+            Framing::UntilClose => Inbound::UntilClose,
+        }
+    }
+
+    /// The next data of the body: `Ready(Ok(None))` once it has ended (the state is then
+    /// `Done`). Trailer fields, except those that may not follow a body, go to `trailers`.
+    pub(super) fn poll_data<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut Reader,
+        io: &mut R,
+        cx: &mut Context<'_>,
+        trailers: &mut Option<HeaderMap>,
+    ) -> Poll<Result<Option<Bytes>, InboundError>> {
+        loop {
+            match self {
+                Inbound::Done => return Poll::Ready(Ok(None)),
+                Inbound::Length(left) => {
+                    if !reader.read.is_empty() {
+                        let take = (*left).min(reader.read.len() as u64) as usize;
+                        *left -= take as u64;
+                        let data = reader.read.split_to(take).freeze();
+                        if *left == 0 {
+                            *self = Inbound::Done;
+                        }
+                        return Poll::Ready(Ok(Some(data)));
+                    }
+                    ready!(poll_more(reader, io, cx))?;
+                }
+                Inbound::UntilClose => {
+                    if !reader.read.is_empty() {
+                        return Poll::Ready(Ok(Some(reader.read.split().freeze())));
+                    }
+                    match ready!(reader.poll_fill(io, cx, false)) {
+                        Ok(0) => *self = Inbound::Done,
+                        Ok(_) => {}
+                        Err(e) => return Poll::Ready(Err(InboundError::Io(e))),
+                    }
+                }
+                Inbound::Chunked(decoder) => {
+                    let (used, piece) = decoder
+                        .decode(&reader.read)
+                        .map_err(InboundError::Chunked)?;
+                    match piece {
+                        Piece::Data(r) => {
+                            reader.read.advance(r.start);
+                            let data = reader.read.split_to(r.len()).freeze();
+                            reader.read.advance(used - r.end);
+                            return Poll::Ready(Ok(Some(data)));
+                        }
+                        Piece::Trailer(r) => {
+                            add_trailer(trailers, &reader.read[r]);
+                            reader.read.advance(used);
+                        }
+                        Piece::End => {
+                            reader.read.advance(used);
+                            *self = Inbound::Done;
+                        }
+                        Piece::NeedMore => {
+                            reader.read.advance(used);
+                            ready!(poll_more(reader, io, cx))?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads more of a body whose end is framed: the stream ending first is `Truncated`.
+fn poll_more<R: AsyncRead + Unpin>(
+    reader: &mut Reader,
+    io: &mut R,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), InboundError>> {
+    match ready!(reader.poll_fill(io, cx, false)) {
+        Ok(0) => Poll::Ready(Err(InboundError::Truncated)),
+        Ok(_) => Poll::Ready(Ok(())),
+        Err(e) => Poll::Ready(Err(InboundError::Io(e))),
+    }
+}
+
+fn add_trailer(trailers: &mut Option<HeaderMap>, field: &[u8]) {
+    let colon = field.iter().position(|&b| b == b':').unwrap_or(field.len());
+    let name = HeaderName::from_bytes(&field[..colon]);
+    let value = HeaderValue::from_bytes(field.get(colon + 1..).unwrap_or_default().trim_ascii());
+    let allowed = name
+        .as_ref()
+        .is_ok_and(|n| !chunked::is_forbidden_trailer(n.as_str().as_bytes()));
+    if let (true, Ok(name), Ok(value)) = (allowed, name, value) {
+        trailers
+            .get_or_insert_with(HeaderMap::new)
+            .append(name, value);
+    }
+}

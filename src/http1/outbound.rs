@@ -1,0 +1,209 @@
+//! Writing a message to a peer, for both sides: a head, then its body framed by length or
+//! chunked, written with one vectored write per frame (chunk size line, data, CRLF) and
+//! flushed whenever the body has nothing more ready.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http_body::Body;
+use tokio::io::AsyncWrite;
+
+use super::chunked::{self, ChunkHeader};
+use super::framing::Framing;
+
+/// Why writing a message failed.
+#[derive(Debug)]
+pub(super) enum OutboundError {
+    /// Writing to the peer failed.
+    Io(io::Error),
+    /// The body being sent failed.
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    /// The body did not match its Content-Length.
+    Length,
+}
+
+/// The part of a message still to be written: head, then body frames, each framed by the
+/// message's framing (a Content-Length kept to the byte, or chunked).
+pub(super) struct Outbound<B> {
+    head: Bytes,
+    body: Option<B>,
+    framing: Framing,
+    /// Bytes a `Content-Length` body still owes.
+    left: u64,
+    prefix: Option<ChunkHeader>,
+    prefix_at: usize,
+    data: Bytes,
+    /// Bytes of the CRLF after a chunk, or of the last chunk, still to write.
+    suffix: &'static [u8],
+    unflushed: bool,
+    /// Whether a byte has been written.
+    pub(super) wrote: bool,
+}
+
+impl<B> Outbound<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    pub(super) fn new(head: Vec<u8>, body: B, framing: Framing) -> Self {
+        let left = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        // An `Empty` framing has no body to poll; any other is polled to its end, so a body
+        // shorter than its Content-Length is caught.
+        let body = (framing != Framing::Empty).then_some(body);
+        Outbound {
+            head: Bytes::from(head),
+            body,
+            framing,
+            left,
+            prefix: None,
+            prefix_at: 0,
+            data: Bytes::new(),
+            suffix: b"",
+            unflushed: false,
+            wrote: false,
+        }
+    }
+
+    fn pending(&self) -> bool {
+        !self.head.is_empty()
+            || self.prefix.is_some()
+            || !self.data.is_empty()
+            || !self.suffix.is_empty()
+    }
+
+    /// Writes what it can; `Ready(Ok)` once the whole request is written and flushed.
+    pub(super) fn poll<T: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), OutboundError>> {
+        loop {
+            if self.pending() {
+                ready!(self.poll_write(io, cx)).map_err(OutboundError::Io)?;
+                continue;
+            }
+            let Some(body) = self.body.as_mut() else {
+                if self.unflushed {
+                    ready!(Pin::new(io).poll_flush(cx)).map_err(OutboundError::Io)?;
+                    self.unflushed = false;
+                }
+                return Poll::Ready(Ok(()));
+            };
+            match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => {
+                    if self.unflushed {
+                        // Nothing more to send yet: what was written must reach the member.
+                        ready!(Pin::new(io).poll_flush(cx)).map_err(OutboundError::Io)?;
+                        self.unflushed = false;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None) => {
+                    if let Err(e) = self.end_body() {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err(OutboundError::Body(e.into())))
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers of a request are not forwarded: no member Portico publishes reads them.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    match self.framing {
+                        Framing::Chunked => {
+                            self.prefix = Some(chunked::chunk_header(data.len()));
+                            self.prefix_at = 0;
+                            self.suffix = chunked::CHUNK_END;
+                        }
+                        Framing::UntilClose => {}
+                        _ if data.len() as u64 > self.left => {
+                            return Poll::Ready(Err(OutboundError::Length))
+                        }
+                        _ => self.left -= data.len() as u64,
+                    }
+                    self.data = data;
+                    // A body that knows it is over (hyper's `Incoming` at its length) may
+                    // not say so by ending until much later: the request is complete now.
+                    if self.body.as_ref().is_some_and(Body::is_end_stream) {
+                        if let Err(e) = self.end_body() {
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The body has ended: its length must be met; a chunked one gets its last chunk.
+    fn end_body(&mut self) -> Result<(), OutboundError> {
+        self.body = None;
+        match self.framing {
+            Framing::Length(_) if self.left != 0 => Err(OutboundError::Length),
+            Framing::Chunked => {
+                // After the last chunk's own CRLF, if its data is still queued.
+                self.suffix = if self.data.is_empty() && self.prefix.is_none() {
+                    chunked::LAST_CHUNK
+                } else {
+                    b"\r\n0\r\n\r\n"
+                };
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn poll_write<T: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        let prefix = self
+            .prefix
+            .as_ref()
+            .map_or(&b""[..], |p| &p.as_ref()[self.prefix_at..]);
+        let slices = [
+            IoSlice::new(&self.head),
+            IoSlice::new(prefix),
+            IoSlice::new(&self.data),
+            IoSlice::new(self.suffix),
+        ];
+        let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.wrote = true;
+        self.unflushed = true;
+        let head = n.min(self.head.len());
+        self.head.advance(head);
+        if self.head.is_empty() {
+            // Release the head's allocation (cookies can make it several KiB) at once.
+            self.head = Bytes::new();
+        }
+        n -= head;
+        let p = n.min(prefix.len());
+        self.prefix_at += p;
+        n -= p;
+        if self
+            .prefix
+            .as_ref()
+            .is_some_and(|h| self.prefix_at == h.as_ref().len())
+        {
+            self.prefix = None;
+        }
+        let d = n.min(self.data.len());
+        self.data.advance(d);
+        n -= d;
+        self.suffix = &self.suffix[n.min(self.suffix.len())..];
+        Poll::Ready(Ok(()))
+    }
+}
