@@ -31,7 +31,7 @@ use super::head::{self, EndScan, HeadError, Limits};
 use super::inbound::{Inbound, InboundError, Reader};
 use super::outbound::{Outbound, OutboundError};
 use super::spelling::Spelling;
-use super::write;
+use super::{has_token, write, Reason, Upgraded};
 
 /// Why an exchange failed, and whose fault it was: everything but [`RequestBody`] and
 /// [`RequestLength`] is the member's (or the network's to it).
@@ -97,19 +97,6 @@ pub struct SendFailure {
     pub error: ClientError,
     /// Whether a byte of the request was written.
     pub wrote: bool,
-}
-
-/// The member's reason phrase, in a response's extensions when it sent one.
-#[derive(Clone, Debug)]
-pub struct Reason(pub Bytes);
-
-/// A connection the member switched to another protocol (101), with the bytes it already
-/// sent past the response head.
-pub struct Upgraded<T> {
-    /// The connection.
-    pub io: T,
-    /// Bytes read past the 101 response's head: the new protocol's first.
-    pub read_ahead: Bytes,
 }
 
 /// What a send ends in.
@@ -247,14 +234,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     fn rest(&mut self) {
         self.reader.rest();
     }
-}
-
-fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    })
 }
 
 /// [`Connection::send`]'s future.

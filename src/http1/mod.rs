@@ -20,5 +20,32 @@ pub mod framing;
 pub mod head;
 mod inbound;
 mod outbound;
+pub mod server;
 pub mod spelling;
 pub mod write;
+
+use bytes::Bytes;
+use http::{header, HeaderMap};
+
+/// The reason phrase a peer sent, in a response's extensions when it is not the status's
+/// canonical one; written back in its place.
+#[derive(Clone, Debug)]
+pub struct Reason(pub Bytes);
+
+/// A connection switched to another protocol (101), with the bytes already read past the
+/// head: the new protocol's first.
+pub struct Upgraded<T> {
+    /// The connection.
+    pub io: T,
+    /// Bytes read past the head.
+    pub read_ahead: Bytes,
+}
+
+/// Whether a `Connection` header lists `token`.
+pub(crate) fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    })
+}

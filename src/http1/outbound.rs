@@ -48,13 +48,22 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     pub(super) fn new(head: Vec<u8>, body: B, framing: Framing) -> Self {
+        // An `Empty` framing has no body to poll; any other is polled to its end, so a body
+        // shorter than its Content-Length is caught.
+        let body = (framing != Framing::Empty).then_some(body);
+        Self::with(head, body, framing)
+    }
+
+    /// A head with no body after it (an error answer written by the codec itself).
+    pub(super) fn head_only(head: Vec<u8>) -> Self {
+        Self::with(head, None, Framing::Empty)
+    }
+
+    fn with(head: Vec<u8>, body: Option<B>, framing: Framing) -> Self {
         let left = match framing {
             Framing::Length(n) => n,
             _ => 0,
         };
-        // An `Empty` framing has no body to poll; any other is polled to its end, so a body
-        // shorter than its Content-Length is caught.
-        let body = (framing != Framing::Empty).then_some(body);
         Outbound {
             head: Bytes::from(head),
             body,
