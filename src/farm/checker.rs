@@ -197,7 +197,7 @@ async fn probe(
         connect_timeout: farm.connect_timeout.min(cfg.timeout),
         idle_timeout: cfg.timeout,
     };
-    let mut sender = connector
+    let conn = connector
         .connect(&target)
         .await
         .map_err(|e| e.to_string())?;
@@ -211,7 +211,13 @@ async fn probe(
         .header(header::CONNECTION, "close")
         .body(RequestBody::Empty)
         .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let resp = match conn.send(req).await {
+        Ok(crate::http1::client::Exchange::Response(r)) => r,
+        Ok(crate::http1::client::Exchange::Upgraded(..)) => {
+            return Err("the member switched protocols".into())
+        }
+        Err(f) => return Err(f.error.to_string()),
+    };
     let status = resp.status().as_u16();
     let mut body = String::new();
     if cfg.body.is_some() {

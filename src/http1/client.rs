@@ -91,12 +91,23 @@ impl ClientError {
 
 /// A failed send, and whether any byte of the request reached the socket (if none did,
 /// any request may be sent again elsewhere; otherwise only what HTTP calls idempotent).
-#[derive(Debug)]
-pub struct SendFailure {
+pub struct SendFailure<B> {
     /// What failed.
     pub error: ClientError,
     /// Whether a byte of the request was written.
     pub wrote: bool,
+    /// The request, whole, when the connection failed before a byte of it was written.
+    pub unsent: Option<Request<B>>,
+}
+
+impl<B> std::fmt::Debug for SendFailure<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendFailure")
+            .field("error", &self.error)
+            .field("wrote", &self.wrote)
+            .field("unsent", &self.unsent.is_some())
+            .finish()
+    }
 }
 
 /// What a send ends in.
@@ -220,6 +231,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         Sending {
             conn: Some(self),
             out: Some(Outbound::new(head, body, framing)),
+            parts: Some(parts),
             write_error: None,
             wrote: false,
             interim: 0,
@@ -240,6 +252,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
 pub struct Sending<T, B> {
     conn: Option<Connection<T>>,
     out: Option<Outbound<B>>,
+    /// The request's head, kept until a byte is written so that a connection found dead
+    /// at once can hand the request back whole.
+    parts: Option<http::request::Parts>,
     /// The member stopped taking the request; its answer may still come.
     write_error: Option<io::Error>,
     wrote: bool,
@@ -262,11 +277,12 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     /// Ends the send with `error`; the connection is dropped (closed).
-    fn fail(&mut self, error: ClientError) -> Poll<Result<Exchange<T, B>, SendFailure>> {
+    fn fail(&mut self, error: ClientError) -> Poll<Result<Exchange<T, B>, SendFailure<B>>> {
         self.conn = None;
         Poll::Ready(Err(SendFailure {
             error,
             wrote: self.wrote,
+            unsent: None,
         }))
     }
 }
@@ -277,7 +293,7 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Output = Result<Exchange<T, B>, SendFailure>;
+    type Output = Result<Exchange<T, B>, SendFailure<B>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -291,8 +307,25 @@ where
         if let Some(out) = this.out.as_mut() {
             let result = out.poll(&mut conn.io, cx);
             this.wrote |= out.wrote;
+            if this.wrote {
+                this.parts = None;
+            }
             match result {
                 Poll::Ready(Ok(())) => this.out = None,
+                Poll::Ready(Err(OutboundError::Io(e))) if !this.wrote => {
+                    // Dead before a byte went out: the request goes back whole.
+                    let unsent = this
+                        .parts
+                        .take()
+                        .zip(out.take_unwritten())
+                        .map(|(p, b)| Request::from_parts(p, b));
+                    this.conn = None;
+                    return Poll::Ready(Err(SendFailure {
+                        error: ClientError::Io(e),
+                        wrote: false,
+                        unsent,
+                    }));
+                }
                 Poll::Ready(Err(OutboundError::Io(e))) => {
                     // Stop writing but keep reading: a member that refuses a body often
                     // says why before it closes.

@@ -73,6 +73,8 @@ pub enum HeadError {
     TooLarge,
     /// More than [`MAX_FIELDS`] field lines.
     TooManyFields,
+    /// A request target longer than [`MAX_TARGET`].
+    TargetTooLong,
     /// Not HTTP/1.x syntax; the sentence says which part.
     Malformed(&'static str),
     /// Sound syntax, ambiguous body framing.
@@ -84,6 +86,7 @@ impl HeadError {
     pub fn status(self) -> StatusCode {
         match self {
             Self::TooLarge | Self::TooManyFields => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::TargetTooLong => StatusCode::URI_TOO_LONG,
             Self::Malformed(_) | Self::Framing(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -93,6 +96,7 @@ impl HeadError {
         match self {
             Self::TooLarge => "The message head is larger than the limit.",
             Self::TooManyFields => "The message head has too many header fields.",
+            Self::TargetTooLong => "The request target is longer than 65,534 bytes.",
             Self::Malformed(why) => why,
             Self::Framing(e) => e.message(),
         }
@@ -173,12 +177,19 @@ impl EndScan {
     }
 }
 
+/// The longest request target served (hyper's limit, which Portico had before; IIS allows
+/// far less by default). Longer ones get 414 whatever the head limit.
+pub const MAX_TARGET: usize = 65_534;
+
 /// Request targets Portico forwards: origin-form (`/path?query`), absolute-form
 /// (`http://host/path`, checked against Host by the guard) and `*` for OPTIONS. A fragment
 /// is refused: `http::Uri` would drop what follows `#` while the raw target goes to the
 /// member, past a path rule. (A backslash in the path is the guard's to refuse, for h2 as
 /// well.) CONNECT is refused: Portico publishes sites; it is not a forward proxy.
 fn check_target(method: &Method, target: &[u8]) -> Result<(), HeadError> {
+    if target.len() > MAX_TARGET {
+        return Err(HeadError::TargetTooLong);
+    }
     if *method == Method::CONNECT {
         return Err(HeadError::Malformed("CONNECT is not served here."));
     }

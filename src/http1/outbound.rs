@@ -29,6 +29,8 @@ pub(super) enum OutboundError {
 pub(super) struct Outbound<B> {
     head: Bytes,
     body: Option<B>,
+    /// A body with nothing to send (`Framing::Empty`), kept only to hand back unwritten.
+    spare: Option<B>,
     framing: Framing,
     /// Bytes a `Content-Length` body still owes.
     left: u64,
@@ -50,8 +52,23 @@ where
     pub(super) fn new(head: Vec<u8>, body: B, framing: Framing) -> Self {
         // An `Empty` framing has no body to poll; any other is polled to its end, so a body
         // shorter than its Content-Length is caught.
-        let body = (framing != Framing::Empty).then_some(body);
-        Self::with(head, body, framing)
+        let (body, spare) = if framing == Framing::Empty {
+            (None, Some(body))
+        } else {
+            (Some(body), None)
+        };
+        let mut out = Self::with(head, body, framing);
+        out.spare = spare;
+        out
+    }
+
+    /// The body, if not a byte of the message has been written: the message can be sent
+    /// again elsewhere.
+    pub(super) fn take_unwritten(&mut self) -> Option<B> {
+        if self.wrote {
+            return None;
+        }
+        self.body.take().or_else(|| self.spare.take())
     }
 
     /// A head with no body after it (an error answer written by the codec itself).
@@ -67,6 +84,7 @@ where
         Outbound {
             head: Bytes::from(head),
             body,
+            spare: None,
             framing,
             left,
             prefix: None,

@@ -28,6 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
+use hyper::service::Service;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
@@ -85,6 +86,8 @@ struct ReadSide<T> {
     io: ReadHalf<T>,
     reader: Reader,
     scan: EndScan,
+    /// Buffer length at the last parse of an incomplete head (0: none yet).
+    tried_at: usize,
 }
 
 /// Where the read side waits while a request body has it: given back when the body ends or
@@ -227,9 +230,11 @@ enum State<B> {
     Serving,
     /// Writing the response.
     Writing(Outbound<B>),
-    /// Shutting the write side, then reading what the client still sends until it closes.
+    /// Shutting the write side (TLS: close_notify), then, with `linger`, reading what the
+    /// client still sends until it closes.
     Closing {
         shut: bool,
+        linger: bool,
     },
     Done,
 }
@@ -287,7 +292,7 @@ pub fn serve<T, S, F, B, E>(
 ) -> Connection<T, S, F, B>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: FnMut(Request<RequestBody<T>>) -> F,
+    S: Service<Request<RequestBody<T>>, Response = Response<B>, Error = E, Future = F>,
     F: Future<Output = Result<Response<B>, E>>,
 {
     let (read, write) = tokio::io::split(io);
@@ -301,6 +306,7 @@ where
             io: read,
             reader,
             scan: EndScan::default(),
+            tried_at: 0,
         }),
         slot: Arc::new(Slot {
             back: Mutex::new(None),
@@ -456,7 +462,7 @@ where
 impl<T, S, F, B, E> Connection<T, S, F, B>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: FnMut(Request<RequestBody<T>>) -> F,
+    S: Service<Request<RequestBody<T>>, Response = Response<B>, Error = E, Future = F>,
     F: Future<Output = Result<Response<B>, E>>,
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -472,7 +478,7 @@ where
 impl<T, S, F, B, E> Future for Connection<T, S, F, B>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: FnMut(Request<RequestBody<T>>) -> F,
+    S: Service<Request<RequestBody<T>>, Response = Response<B>, Error = E, Future = F>,
     F: Future<Output = Result<Response<B>, E>>,
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -489,12 +495,20 @@ where
                         return Poll::Ready(Ok(()));
                     };
                     let limits = this.settings.limits;
-                    if side.scan.complete(&side.reader.read) {
+                    let len = side.reader.read.len();
+                    // Parsed when it may be whole, and also, while it is not, whenever it has
+                    // doubled since the last try: a malformed head (a bare CR as line end)
+                    // is refused at once instead of at the timeout, and a head trickled in
+                    // byte by byte still costs linear time.
+                    let complete = side.scan.complete(&side.reader.read);
+                    if complete || (len > 0 && len >= side.tried_at.saturating_mul(2)) {
+                        side.tried_at = len;
                         match head::parse_request(&mut side.reader.read, limits) {
                             Ok(Some(h)) => {
                                 side.scan.reset();
+                                side.tried_at = 0;
                                 let req = request(h, this.home, this.slot, this.current);
-                                this.fut.set(Some((this.service)(req)));
+                                this.fut.set(Some(this.service.call(req)));
                                 *this.state = State::Serving;
                                 continue;
                             }
@@ -510,13 +524,17 @@ where
                         this.current.keep_alive = false;
                         continue;
                     }
-                    if *this.shutting_down && side.reader.read.is_empty() {
-                        return Poll::Ready(Ok(()));
-                    }
-                    // A head not complete in time (or no next request on a kept-alive
-                    // connection): closed without an answer, as hyper and nginx do.
-                    if this.timer.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Ok(()));
+                    // Idle when the shutdown comes, or a head not complete in time (or no next
+                    // request on a kept-alive connection): closed without an answer, as hyper
+                    // and nginx do.
+                    if (*this.shutting_down && side.reader.read.is_empty())
+                        || this.timer.as_mut().poll(cx).is_ready()
+                    {
+                        *this.state = State::Closing {
+                            shut: false,
+                            linger: false,
+                        };
+                        continue;
                     }
                     match ready!(side.reader.poll_fill(&mut side.io, cx, true)) {
                         Ok(0) => return Poll::Ready(Ok(())),
@@ -642,7 +660,10 @@ where
                     this.current.upgrade = None;
                     if !this.current.keep_alive || this.home.is_none() {
                         this.timer.as_mut().reset(Instant::now() + LINGER);
-                        *this.state = State::Closing { shut: false };
+                        *this.state = State::Closing {
+                            shut: false,
+                            linger: true,
+                        };
                         continue;
                     }
                     if let Some(side) = this.home.as_mut() {
@@ -653,7 +674,7 @@ where
                         .reset(Instant::now() + this.settings.header_read_timeout);
                     *this.state = State::Reading;
                 }
-                State::Closing { shut } => {
+                State::Closing { shut, linger } => {
                     if !*shut {
                         let write = this
                             .write
@@ -662,7 +683,7 @@ where
                         ready!(Pin::new(write).poll_shutdown(cx))?;
                         *shut = true;
                     }
-                    let Some(side) = this.home.as_mut() else {
+                    let (true, Some(side)) = (*linger, this.home.as_mut()) else {
                         return Poll::Ready(Ok(()));
                     };
                     if this.timer.as_mut().poll(cx).is_ready() {
@@ -750,9 +771,10 @@ mod tests {
     /// A server on loopback serving one connection with `service`, and a client socket.
     async fn server<S, F>(service: S) -> (TcpStream, tokio::task::JoinHandle<io::Result<()>>)
     where
-        S: FnMut(Request<RequestBody<TcpStream>>) -> F + Send + 'static,
+        S: Fn(Request<RequestBody<TcpStream>>) -> F + Send + 'static,
         F: Future<Output = Answer> + Send + 'static,
     {
+        let service = hyper::service::service_fn(service);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -907,7 +929,7 @@ mod tests {
     #[tokio::test]
     async fn an_upgrade_hands_over_the_connection_after_the_101() {
         let (tx, rx) = oneshot::channel();
-        let mut tx = Some(tx);
+        let tx = std::sync::Mutex::new(Some(tx));
         let (mut c, _task) = server(move |req: Request<RequestBody<TcpStream>>| {
             let on = req
                 .extensions()
@@ -915,7 +937,7 @@ mod tests {
                 .unwrap()
                 .take()
                 .unwrap();
-            let _ = tx.take().unwrap().send(on);
+            let _ = tx.lock().unwrap().take().unwrap().send(on);
             async {
                 let mut r = Response::new(Full::new(Bytes::new()));
                 *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -1,8 +1,5 @@
 //! Graceful shutdown of client connections: one signal for all of them, and a count of the
-//! ones still open. Portico's own, because hyper-util's can watch an HTTP/1.1 connection
-//! with upgrades only when it is served by its `auto` builder, whose protocol sniffing
-//! costs every HTTP/1.1 connection a 16 KiB read buffer instead of 8 KiB (hyper's first read
-//! then returns only the 24 sniffed bytes, and its next reservation doubles the buffer).
+//! ones still open, for Portico's HTTP/1.1 connections and hyper's h2 ones alike.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -104,13 +101,19 @@ impl<C: Graceful, S: Future> Future for Watched<C, S> {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-impl<I, S, B> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+impl<T, S, F, B, E> Graceful for crate::http1::server::Connection<T, S, F, B>
 where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<BoxError>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    B: hyper::body::Body + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+        http::Request<crate::http1::server::RequestBody<T>>,
+        Response = http::Response<B>,
+        Error = E,
+        Future = F,
+    >,
+    F: Future<Output = Result<http::Response<B>, E>>,
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
     B::Error: Into<BoxError>,
+    E: std::fmt::Display,
 {
     fn begin_shutdown(self: Pin<&mut Self>) {
         self.graceful_shutdown();
@@ -122,21 +125,6 @@ where
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<BoxError>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<BoxError>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn begin_shutdown(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-impl<I, S, B, E> Graceful for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
-where
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
-    S::Error: Into<BoxError>,
-    S::Future: 'static,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     B: hyper::body::Body + 'static,
     B::Error: Into<BoxError>,
     E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,

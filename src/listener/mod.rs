@@ -5,6 +5,8 @@ pub mod graceful;
 pub mod proxy_protocol;
 
 use crate::config::{Cidr, ListenerConfig};
+use crate::downstream::{ClientBody, ClientIo};
+use crate::http1::server::RequestBody as Http1Body;
 use crate::perimeter::ratelimit::{RateLimiter, RateSpec};
 use crate::proxy::{self, ConnInfo, Proxy};
 use crate::tls::ListenerTls;
@@ -12,14 +14,12 @@ use arc_swap::ArcSwap;
 use graceful::{GracefulShutdown, Watcher};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -91,44 +91,29 @@ pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListe
     TcpListener::from_std(socket.into())
 }
 
-/// HTTP/1.1 settings, written once for hyper's own builder and for `auto`'s.
-macro_rules! http1_settings {
-    ($b:expr, $s:expr) => {
-        $b.timer(TokioTimer::new())
-            .header_read_timeout($s.header_read_timeout)
-            .keep_alive(true)
-            // Old Outlook builds break on lower-cased response headers: on HTTP/1.1 names
-            // keep the spelling the member wrote (the case map travels in the response
-            // extensions); names Portico adds, or that came from an h2 member, are
-            // written Title-Case.
-            .preserve_header_case(true)
-            .title_case_headers(true)
-            .max_buf_size(head_buffer_bytes($s.max_header_bytes))
-    };
-}
-
-/// h2 settings, written once for hyper's own builder and for `auto`'s.
-macro_rules! http2_settings {
-    ($b:expr, $s:expr) => {
-        $b.timer(TokioTimer::new())
-            .max_concurrent_streams($s.h2_max_concurrent_streams)
-            // Rapid reset (CVE-2023-44487): a client that keeps opening and cancelling
-            // streams is sent GOAWAY instead of costing a request each time.
-            .max_pending_accept_reset_streams(Some(50))
-            .max_local_error_reset_streams(Some(256))
-            .max_header_list_size(head_buffer_bytes($s.max_header_bytes) as u32)
-            .keep_alive_interval(Some(Duration::from_secs(60)))
-            .keep_alive_timeout(Duration::from_secs(20))
-    };
+/// h2 settings for hyper's server.
+fn http2_builder(s: &ListenerSettings) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_concurrent_streams(s.h2_max_concurrent_streams)
+        // Rapid reset (CVE-2023-44487): a client that keeps opening and cancelling
+        // streams is sent GOAWAY instead of costing a request each time.
+        .max_pending_accept_reset_streams(Some(50))
+        .max_local_error_reset_streams(Some(256))
+        .max_header_list_size(head_buffer_bytes(s.max_header_bytes) as u32)
+        .keep_alive_interval(Some(Duration::from_secs(60)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
 }
 
 /// The HTTP servers a connection may get, configured from the listener's settings. A TLS
 /// connection goes straight to the protocol ALPN chose, a clear-text one to the protocol its
-/// first bytes show (`clear_text`); `auto` sniffs only when one or two bytes cannot tell.
+/// first bytes show (`clear_text`). HTTP/1.1 is Portico's own (`http1::server`): names keep
+/// the client's spelling towards the member and the member's towards the client (old
+/// Outlook builds need it), and a waiting connection holds no buffer.
 struct Protocols {
-    http1: hyper::server::conn::http1::Builder,
+    http1: crate::http1::server::Settings,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
-    sniff: auto::Builder<TokioExecutor>,
 }
 
 /// The protocol ALPN chose for a TLS connection.
@@ -139,23 +124,20 @@ enum Protocol {
 }
 
 fn protocols(s: &ListenerSettings) -> Protocols {
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1_settings!(http1, s);
-    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    http2_settings!(http2, s);
-    let mut sniff = auto::Builder::new(TokioExecutor::new());
-    http1_settings!(sniff.http1(), s);
-    http2_settings!(sniff.http2(), s);
     Protocols {
-        http1,
-        http2,
-        sniff,
+        http1: crate::http1::server::Settings {
+            limits: crate::http1::head::Limits {
+                max_head_bytes: head_buffer_bytes(s.max_header_bytes),
+            },
+            header_read_timeout: s.header_read_timeout,
+        },
+        http2: http2_builder(s),
     }
 }
 
-/// How much head hyper may read: above the configured limit, so a head a little over it still
-/// parses and gets Portico's 431 naming `max_header_bytes` (`proxy::check_head_size`) instead
-/// of hyper's bare one.
+/// How much head the servers may read: above the configured limit, so a head a little over
+/// it still parses and gets Portico's 431 naming `max_header_bytes`
+/// (`proxy::check_head_size`) instead of a bare one.
 fn head_buffer_bytes(max_header_bytes: usize) -> usize {
     max_header_bytes
         .saturating_add(max_header_bytes / 2)
@@ -458,11 +440,20 @@ struct Conn {
 }
 
 impl Conn {
-    /// The service that hands each request to `proxy::handle`, and what the connection's
-    /// task holds beside it: its watcher, the client's address, its place in the counts.
-    fn into_service(
+    /// The services that hand each request to `proxy::handle` (one per protocol: the
+    /// request bodies differ), and what the connection's task holds beside them: its
+    /// watcher, the client's address, its place in the counts.
+    #[allow(clippy::type_complexity)] // two services, each named by its bounds only
+    fn into_services(
         self,
     ) -> (
+        impl hyper::service::Service<
+                http::Request<Http1Body<ClientIo>>,
+                Response = http::Response<proxy::ResponseBody>,
+                Error = proxy::ProxyError,
+                Future: Send + 'static,
+            > + Send
+            + 'static,
         impl hyper::service::Service<
                 http::Request<hyper::body::Incoming>,
                 Response = http::Response<proxy::ResponseBody>,
@@ -482,31 +473,39 @@ impl Conn {
         } = self;
         let info = Arc::new(info);
         let remote = info.remote;
-        let service =
-            service_fn(move |req| proxy::handle(Arc::clone(&proxy), Arc::clone(&info), req));
-        (service, watcher, remote, admitted)
+        let (p1, i1) = (Arc::clone(&proxy), Arc::clone(&info));
+        let http1 = service_fn(move |req: http::Request<Http1Body<ClientIo>>| {
+            proxy::handle(Arc::clone(&p1), Arc::clone(&i1), req.map(ClientBody::Http1))
+        });
+        let http2 = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            proxy::handle(
+                Arc::clone(&proxy),
+                Arc::clone(&info),
+                req.map(ClientBody::Http2),
+            )
+        });
+        (http1, http2, watcher, remote, admitted)
     }
 }
 
 /// Spawns the client connection as its own task once PROXY, admission and TLS are done, so
-/// the task that did those ends and frees their state. The future is hyper's connection,
+/// the task that did those ends and frees their state. The future is the connection itself,
 /// not wrapped in an async block (see `crate::task`).
-fn serve_conn<IO>(io: IO, protocol: Protocol, conn: Conn, protocols: &Protocols)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (service, watcher, remote, admitted) = conn.into_service();
-    let io = TokioIo::new(io);
+fn serve_conn(
+    io: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    protocol: Protocol,
+    conn: Conn,
+    protocols: &Protocols,
+) {
+    let (http1, http2, watcher, remote, admitted) = conn.into_services();
     match protocol {
         Protocol::Http1 => {
-            let conn = protocols
-                .http1
-                .serve_connection(io, service)
-                .with_upgrades();
+            let io = ClientIo::Tls(Box::new(io));
+            let conn = crate::http1::server::serve(io, bytes::Bytes::new(), protocols.http1, http1);
             spawn_watched(conn, watcher, remote, admitted);
         }
         Protocol::Http2 => {
-            let conn = protocols.http2.serve_connection(io, service);
+            let conn = protocols.http2.serve_connection(TokioIo::new(io), http2);
             spawn_watched(conn, watcher, remote, admitted);
         }
     }
@@ -514,8 +513,8 @@ where
 
 /// [`serve_conn`] for a clear-text connection, whose protocol its first bytes tell.
 fn serve_clear_text(tcp: tokio::net::TcpStream, conn: Conn, runtime: Arc<ListenerRuntime>) {
-    let (service, watcher, remote, admitted) = conn.into_service();
-    let conn = clear_text::ClearText::new(tcp, service, runtime);
+    let (http1, http2, watcher, remote, admitted) = conn.into_services();
+    let conn = clear_text::ClearText::new(tcp, http1, http2, runtime);
     spawn_watched(conn, watcher, remote, admitted);
 }
 

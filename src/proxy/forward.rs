@@ -6,16 +6,20 @@ use super::affinity;
 use super::body::ResponseBody;
 use super::headers;
 use super::pages;
-use super::pin::{self, PinSlot};
+use super::pin::{self, PinHome, PinSlot};
 use super::{Answer, ConnInfo, ProxyError, Snapshot};
 use crate::access_log::AccessRecord;
 use crate::config::HashKey;
+use crate::downstream::{ClientBody, ClientIo};
 use crate::farm::{fnv1a, Farm, Member, MemberSet, PickInput};
-use crate::upstream::{ErrorKind, Exchange, Fault, InFlight, Reach, RequestBody, Retry, SendError};
+use crate::http1::server::{OnUpgrade, Upgrading};
+use crate::http1::Upgraded;
+use crate::upstream::{
+    ErrorKind, Exchange, Fault, InFlight, MemberIo, Reach, Reply, RequestBody, Retry, SendError,
+};
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use http::{Request, Response, Uri, Version};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,7 +50,7 @@ pub(super) struct Prepared {
     cookie_member: Option<usize>,
     pick_path: String,
     req: Request<RequestBody>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<Upgrading<ClientIo>>,
     host: HeaderValue,
     max_body: Option<u64>,
     tls: bool,
@@ -60,7 +64,7 @@ pub(super) struct Prepared {
 pub(super) fn prepare(
     snap: Arc<Snapshot>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     record: Option<Arc<AccessRecord>>,
     route: Route,
 ) -> Result<Prepared, Box<Answer>> {
@@ -157,7 +161,7 @@ pub(super) fn prepare(
 pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer> + Send {
     async move {
         let farm = &p.farm;
-        let conn = &*p.conn;
+        let conn = &p.conn;
         let tls = p.tls;
         let host = &p.host;
         let authenticates = p.authenticates;
@@ -182,15 +186,17 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
 
         // A client connection that authenticated keeps its member connection.
         if !p.h2 {
-            if let Some(mut slot) = conn.take_pin(&farm.name, tls) {
-                set_host(&mut p.req, farm, &slot.member, host, tls);
-                let in_flight = InFlight::new(slot.conn.endpoint());
+            if let Some(slot) = conn.take_pin(&farm.name, tls) {
+                let PinSlot {
+                    member,
+                    conn: pinned,
+                    ..
+                } = slot;
+                set_host(&mut p.req, farm, &member, host, tls);
+                let in_flight = InFlight::new(pinned.endpoint());
                 let started = Instant::now();
-                match slot.conn.send(&reach, p.req).await {
-                    Ok(response) => {
-                        let member = Arc::clone(&slot.member);
-                        conn.put_pin(slot);
-                        let x = Sent::Pinned(response);
+                match pinned.send(&reach, p.req).await {
+                    Ok(x) => {
                         return Ok(ctx.finish(
                             &member,
                             x,
@@ -202,10 +208,10 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
                     }
                     Err(mut e) => match (e.retry(), e.take_request()) {
                         (Retry::NotSent, Some(back)) => {
-                            tracing::debug!(farm = %farm.name, member = %slot.member.label(), "pinned member connection closed; the client must authenticate again");
+                            tracing::debug!(farm = %farm.name, member = %member.label(), "pinned member connection closed; the client must authenticate again");
                             p.req = back;
                         }
-                        _ => return Ok(ctx.failed(&slot.member, e)),
+                        _ => return Ok(ctx.failed(&member, e)),
                     },
                 }
             }
@@ -235,7 +241,6 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
             let mut err = match sent {
                 Ok(x) => {
                     let had_cookie = p.cookie_member == Some(idx);
-                    let x = Sent::Leased(x);
                     return Ok(ctx.finish(
                         member,
                         x,
@@ -271,16 +276,20 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
 /// The request as the member gets it: origin-form target (byte for byte as the client sent
 /// it, unless a rule rewrote it), HTTP/1.1, hop-by-hop headers gone, forwarding headers set.
 fn outgoing(
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     new_path: Option<PathAndQuery>,
     farm: &Farm,
     conn: &ConnInfo,
     host: &HeaderValue,
     record: Option<&Arc<AccessRecord>>,
     max_body: Option<u64>,
-) -> (Request<RequestBody>, Option<hyper::upgrade::OnUpgrade>) {
+) -> (Request<RequestBody>, Option<Upgrading<ClientIo>>) {
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = req
+        .extensions_mut()
+        .remove::<OnUpgrade<ClientIo>>()
+        .filter(|_| upgrade)
+        .and_then(|o| o.take());
     let (mut parts, body) = req.into_parts();
     parts.uri = match new_path.or_else(|| parts.uri.path_and_query().cloned()) {
         Some(pq) => Uri::from(pq),
@@ -308,14 +317,13 @@ fn outgoing(
     (Request::from_parts(parts, body), client_upgrade)
 }
 
-/// A response head, on a leased connection or on the client connection's pinned one.
-enum Sent {
-    Leased(Exchange),
-    Pinned(Response<Incoming>),
-}
-
 /// `client`: the address `{REMOTE_ADDR}` means in rules, so hashing on it agrees with them.
-fn request_hash(key: &HashKey, req: &Request<Incoming>, host: &HeaderValue, client: IpAddr) -> u64 {
+fn request_hash(
+    key: &HashKey,
+    req: &Request<ClientBody>,
+    host: &HeaderValue,
+    client: IpAddr,
+) -> u64 {
     match key {
         HashKey::Variable(v) => {
             let value: std::borrow::Cow<'_, [u8]> = match v.as_str() {
@@ -388,7 +396,7 @@ fn set_host(
 /// One request's facts needed after the member answered or failed.
 struct Ctx<'a> {
     farm: &'a Farm,
-    conn: &'a ConnInfo,
+    conn: &'a Arc<ConnInfo>,
     h2: bool,
     authenticates: bool,
     tls: bool,
@@ -439,8 +447,8 @@ impl Ctx<'_> {
     fn finish(
         &self,
         member: &Arc<Member>,
-        sent: Sent,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        sent: Exchange,
+        client_upgrade: Option<Upgrading<ClientIo>>,
         in_flight: InFlight,
         started: Instant,
         had_cookie: bool,
@@ -449,48 +457,49 @@ impl Ctx<'_> {
         if let Some(r) = self.record {
             r.set_member(member.label());
         }
-        let (mut resp, lease) = match sent {
-            Sent::Leased(x) => (x.response, Some(x.lease)),
-            Sent::Pinned(r) => (r, None),
-        };
-        farm.report_response(member, self.tls, resp.status().as_u16(), started.elapsed());
-
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, in_flight));
-                let (mut parts, _) = resp.into_parts();
+        let Exchange { response, lease } = sent;
+        farm.report_response(
+            member,
+            self.tls,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        let (mut parts, reply) = response.into_parts();
+        let body = match reply {
+            Reply::Body(body) => body,
+            Reply::Switched(member_io) => {
+                let Some(client_upgrade) = client_upgrade else {
+                    // `http1::client` takes a 101 only for a request that asked to upgrade.
+                    return pages::bad_gateway(&farm.name);
+                };
+                tokio::spawn(tunnel(client_upgrade, member_io, in_flight));
                 headers::remove_hop_by_hop(&mut parts.headers, true);
                 parts
                     .headers
                     .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 return Response::from_parts(parts, ResponseBody::empty());
             }
-            tracing::warn!(farm = %farm.name, member = %member.label(), "member switched protocols without being asked");
-            return pages::bad_gateway(&farm.name);
-        }
+        };
 
-        let pin_it = !self.h2 && (self.authenticates || pin::response_challenges(resp.headers()));
-        let lease = match lease {
-            Some(lease) if pin_it => match lease.pin(farm.max_pinned_per_member) {
-                Ok(conn) => {
-                    self.conn.put_pin(PinSlot {
-                        farm: farm.name.clone(),
-                        tls: self.tls,
-                        member: Arc::clone(member),
-                        conn,
-                    });
-                    None
-                }
+        let pin_it = !self.h2 && (self.authenticates || pin::response_challenges(&parts.headers));
+        let lease = if pin_it {
+            match lease.pin(farm.max_pinned_per_member) {
+                Ok(l) => l,
                 Err(_) => {
                     tracing::warn!(farm = %farm.name, member = %member.label(), cap = farm.max_pinned_per_member, "pinned-connection cap reached");
                     return pages::too_many_pinned(&farm.name);
                 }
-            },
-            other => other,
+            }
+        } else {
+            lease
         };
+        let pin_home = lease.is_pinned().then(|| PinHome {
+            client: Arc::clone(self.conn),
+            farm: farm.name.clone(),
+            tls: self.tls,
+            member: Arc::clone(member),
+        });
 
-        let (mut parts, body) = resp.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers, false);
         let disabled = affinity::member_disables(&mut parts.headers);
         if let Some(name) = farm.affinity_cookie() {
@@ -500,26 +509,31 @@ impl Ctx<'_> {
                 }
             }
         }
-        Response::from_parts(parts, ResponseBody::upstream(body, in_flight, lease))
+        Response::from_parts(
+            parts,
+            ResponseBody::upstream(body, in_flight, lease, pin_home),
+        )
     }
 }
 
-/// Copies bytes both ways once client and member have both switched protocols.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    _in_flight: InFlight,
-) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
-            return;
-        }
+/// Copies bytes both ways once client and member have both switched protocols; what each
+/// side sent past its head goes to the other first.
+async fn tunnel(client: Upgrading<ClientIo>, member: Upgraded<MemberIo>, _in_flight: InFlight) {
+    use tokio::io::AsyncWriteExt;
+    let Some(client) = client.await else {
+        tracing::debug!("upgrade failed: the client connection closed before the 101 was written");
+        return;
     };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    let (mut c, mut m) = (client.io, member.io);
+    let ahead = async {
+        m.write_all(&client.read_ahead).await?;
+        c.write_all(&member.read_ahead).await
+    };
+    if let Err(e) = ahead.await {
+        tracing::debug!(error = %e, "tunnel closed");
+        return;
+    }
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut m).await {
         tracing::debug!(error = %e, "tunnel closed");
     }
 }

@@ -13,6 +13,7 @@ pub use body::ResponseBody;
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::config::Config;
+use crate::downstream::ClientBody;
 use crate::farm::Farm;
 use crate::rules::{Outcome, RequestView, Scheme};
 use crate::upstream::Connector;
@@ -20,7 +21,6 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use pin::PinSlot;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -256,7 +256,7 @@ type Answer = Result<Response<ResponseBody>, ProxyError>;
 pub fn handle(
     proxy: Arc<Proxy>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> impl std::future::Future<Output = Answer> + Send + 'static {
     if let Some(first) = &conn.first_request {
         first.started();
@@ -361,7 +361,7 @@ impl<F: std::future::Future<Output = Answer>> std::future::Future for Routing<F>
 fn route_request(
     proxy: Arc<Proxy>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     record: Option<Arc<AccessRecord>>,
 ) -> Routing<impl std::future::Future<Output = Answer> + Send> {
     // ACME HTTP-01 validation, before any rule: only on clear-text listeners, only for a
@@ -385,7 +385,7 @@ fn route_request(
 fn decide(
     proxy: Arc<Proxy>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     record: Option<Arc<AccessRecord>>,
 ) -> Routing<impl std::future::Future<Output = Answer> + Send> {
     let snap = proxy.current.load_full();
@@ -530,10 +530,11 @@ fn decide(
             let mut r = Response::new(ResponseBody::full(body));
             *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             // IIS's statusReason: HTTP/1.1 carries it in the status line (h2 has none).
-            if let Some(phrase) =
-                reason.and_then(|p| hyper::ext::ReasonPhrase::try_from(p.as_bytes().to_vec()).ok())
-            {
-                r.extensions_mut().insert(phrase);
+            if let Some(phrase) = reason.filter(|p| !p.bytes().any(|b| b == b'\r' || b == b'\n')) {
+                r.extensions_mut()
+                    .insert(crate::http1::Reason(bytes::Bytes::copy_from_slice(
+                        phrase.as_bytes(),
+                    )));
             }
             if let Ok(ct) = HeaderValue::from_str(content_type) {
                 r.headers_mut().insert(header::CONTENT_TYPE, ct);

@@ -18,6 +18,32 @@ pub struct PinSlot {
     pub conn: Pinned,
 }
 
+/// Where a pinned connection goes when the response body it is streaming has ended: back
+/// to the client connection that owns it, for its next request.
+pub struct PinHome {
+    pub client: Arc<super::ConnInfo>,
+    pub farm: String,
+    pub tls: bool,
+    pub member: Arc<Member>,
+}
+
+impl PinHome {
+    pub fn put(self, conn: Pinned) {
+        let PinHome {
+            client,
+            farm,
+            tls,
+            member,
+        } = self;
+        client.put_pin(PinSlot {
+            farm,
+            tls,
+            member,
+            conn,
+        });
+    }
+}
+
 fn is_windows_scheme(value: &[u8]) -> bool {
     let scheme = value.split(|b| *b == b' ').next().unwrap_or(b"");
     scheme.eq_ignore_ascii_case(b"NTLM") || scheme.eq_ignore_ascii_case(b"Negotiate")

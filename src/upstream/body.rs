@@ -2,9 +2,9 @@
 
 use super::Endpoint;
 use crate::access_log::AccessRecord;
+use crate::downstream::{ClientBody, ClientBodyError};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,26 +15,26 @@ use std::task::{Context, Poll};
 pub enum BodyError {
     /// Reading the client's upload failed (client reset or malformed chunking).
     #[error("client body: {0}")]
-    Client(hyper::Error),
+    Client(ClientBodyError),
     /// The upload passed the route's `max_body`; the request is cut.
     #[error("request body larger than the route allows")]
     TooLarge,
 }
 
-/// One concrete type so pooled connections can carry any request. Small on purpose: hyper's
-/// client keeps 32 requests' worth of slots in every member connection's send queue, and a
-/// request is moved several times on its way out; the rare upload's state is boxed.
+/// One concrete type so pooled connections can carry any request. Small on purpose: a
+/// request is moved several times on its way out, and is held in every waiting request's
+/// future; the rare upload's state is boxed.
 pub enum RequestBody {
     /// The client's request body, streamed to the member.
-    Client(Box<ClientBody>),
+    Client(Box<Upload>),
     /// No body (GET, health checks, bodyless retries, an empty client body).
     Empty,
 }
 
 /// A client's upload on its way to the member.
-pub struct ClientBody {
-    /// The body as hyper receives it from the client.
-    body: Incoming,
+pub struct Upload {
+    /// The body as it arrives from the client.
+    body: ClientBody,
     /// Set per attempt: whose bytes-in counter this upload adds to.
     endpoint: Option<Arc<Endpoint>>,
     /// The access-log line whose bytes-in this upload counts into.
@@ -47,14 +47,14 @@ impl RequestBody {
     /// The client's body; [`RequestBody::Empty`] when it has already ended (a GET), which is
     /// the same to the member and costs no allocation.
     pub(crate) fn client(
-        body: Incoming,
+        body: ClientBody,
         record: Option<Arc<AccessRecord>>,
         limit: Option<u64>,
     ) -> Self {
         if body.is_end_stream() {
             return RequestBody::Empty;
         }
-        RequestBody::Client(Box::new(ClientBody {
+        RequestBody::Client(Box::new(Upload {
             body,
             endpoint: None,
             record,
@@ -82,7 +82,7 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Client(c) => {
-                let ClientBody {
+                let Upload {
                     body,
                     endpoint,
                     record,

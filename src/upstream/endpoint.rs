@@ -4,11 +4,12 @@
 //! who failed and what a caller may retry.
 
 use super::error::{ErrorKind, SendError};
-use super::{Connector, RequestBody, Sender, Target};
+use super::{Connector, MemberBody, MemberConn, MemberIo, RequestBody, Target};
+use crate::http1::client;
+use crate::http1::Upgraded;
 use crate::worker::Counter;
 use http::{Method, Request, Response};
 use http_body::Body;
-use hyper::body::Incoming;
 use rustls::pki_types::ServerName;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -85,12 +86,23 @@ pub struct Endpoint {
     pub stats: EndpointStats,
 }
 
-/// A response head from the member, and the connection it came on, leased to this exchange.
+/// A response head from the member, and the lease on the connection it came on.
 pub struct Exchange {
-    /// The member's response head; its body still streams from the member.
-    pub response: Response<Incoming>,
-    /// The connection it came on: pooled again when the body ends, or pinned (`Lease::pin`).
+    /// The member's response head; its body still streams from the member (and owns the
+    /// connection while it does), or the member switched protocols.
+    pub response: Response<Reply>,
+    /// What becomes of the connection when the body ends: pooled again, or pinned to the
+    /// client connection (`Lease::pin`).
     pub lease: Lease,
+}
+
+/// What follows a member's response head.
+#[allow(clippy::large_enum_variant)] // a body is the common case: boxed, it would cost an allocation per request
+pub enum Reply {
+    /// The body, streaming.
+    Body(MemberBody),
+    /// A 101: the connection now carries the protocol the client asked for.
+    Switched(Upgraded<MemberIo>),
 }
 
 impl Endpoint {
@@ -155,19 +167,16 @@ impl Endpoint {
         pooled: bool,
     ) -> Result<Exchange, SendError> {
         req.body_mut().count_into(self);
-        while let Some(mut sender) = pooled
+        while let Some(conn) = pooled
             .then(|| self.pool.checkout(reach.pool_idle_timeout))
             .flatten()
         {
-            if sender.ready().await.is_err() {
-                continue;
-            }
             self.stats.reused.add(1);
-            // Even a connection used a moment ago may be one the member is closing (it was
+            // Even a connection that looked alive may be one the member is closing (it was
             // restarted, an app pool recycled): keep what a replay needs.
             let copy = Replay::of(&req);
-            match send_on(&mut sender, req, reach.read_timeout).await {
-                Ok(response) => return Ok(self.exchange(response, sender)),
+            match send_on(conn, req, reach.read_timeout).await {
+                Ok(response) => return Ok(self.exchange(response, false)),
                 Err(mut e) => match e.take_unsent() {
                     Some(back) => req = back,
                     None if e.kind.is_member_io() => return Err(e.with_replay(copy)),
@@ -175,26 +184,26 @@ impl Endpoint {
                 },
             }
         }
-        let mut sender = match self.connect(reach).await {
-            Ok(s) => s,
+        let conn = match self.connect(reach).await {
+            Ok(c) => c,
             Err(kind) => return Err(SendError::new(kind, Some(req))),
         };
         self.stats.created.add(1);
-        let response = send_on(&mut sender, req, reach.read_timeout).await?;
-        Ok(self.exchange(response, sender))
+        let response = send_on(conn, req, reach.read_timeout).await?;
+        Ok(self.exchange(response, false))
     }
 
-    fn exchange(self: &Arc<Self>, response: Response<Incoming>, sender: Sender) -> Exchange {
+    fn exchange(self: &Arc<Self>, response: Response<Reply>, pinned: bool) -> Exchange {
         Exchange {
             response,
             lease: Lease {
                 endpoint: Arc::clone(self),
-                sender: Some(sender),
+                pinned,
             },
         }
     }
 
-    async fn connect(&self, reach: &Reach<'_>) -> Result<Sender, ErrorKind> {
+    async fn connect(&self, reach: &Reach<'_>) -> Result<MemberConn, ErrorKind> {
         let tls = match (reach.tls, &self.server_name) {
             (Some(cfg), Some(name)) => Some((cfg, name)),
             (Some(_), None) => {
@@ -222,17 +231,11 @@ impl Endpoint {
 
 /// Sends and waits for the response head. The per-read idle timeout cannot stop a member
 /// that trickles header bytes, so a bodyless request's head must arrive within `timeout` in
-/// all. (With a body the member may rightly answer only after a long upload.) A plain
-/// future, not an async fn: an async fn would keep the request it moved into hyper's future
-/// beside that future, 296 bytes more in every held request.
-fn send_on(
-    sender: &mut Sender,
-    req: Request<RequestBody>,
-    timeout: Duration,
-) -> SendOn<impl std::future::Future<Output = Result<Response<Incoming>, TrySendError>> + Send> {
+/// all. (With a body the member may rightly answer only after a long upload.)
+fn send_on(conn: MemberConn, req: Request<RequestBody>, timeout: Duration) -> SendOn {
     let bodyless = req.body().is_end_stream();
     SendOn {
-        sent: sender.try_send_request(req),
+        sent: conn.send(req),
         // Not registered with the timer until polled, and polled only for a bodyless request.
         head_deadline: tokio::time::sleep(timeout),
         bodyless,
@@ -240,13 +243,11 @@ fn send_on(
     }
 }
 
-type TrySendError = hyper::client::conn::TrySendError<Request<RequestBody>>;
-
 pin_project_lite::pin_project! {
     /// [`send_on`]'s future.
-    struct SendOn<F> {
+    struct SendOn {
         #[pin]
-        sent: F,
+        sent: client::Sending<MemberIo, RequestBody>,
         #[pin]
         head_deadline: tokio::time::Sleep,
         bodyless: bool,
@@ -254,20 +255,20 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> std::future::Future for SendOn<F>
-where
-    F: std::future::Future<Output = Result<Response<Incoming>, TrySendError>>,
-{
-    type Output = Result<Response<Incoming>, SendError>;
+impl std::future::Future for SendOn {
+    type Output = Result<Response<Reply>, SendError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Poll::Ready(result) = this.sent.poll(cx) {
-            let timeout = *this.timeout;
-            return Poll::Ready(result.map_err(|mut e| match e.take_message() {
-                Some(back) => SendError::new(ErrorKind::NotSent, Some(back)),
-                None => SendError::from_hyper(e.into_error(), timeout),
-            }));
+            return Poll::Ready(match result {
+                Ok(client::Exchange::Response(r)) => Ok(r.map(Reply::Body)),
+                Ok(client::Exchange::Upgraded(head, io)) => {
+                    let (parts, ()) = head.into_parts();
+                    Ok(Response::from_parts(parts, Reply::Switched(io)))
+                }
+                Err(f) => Err(SendError::from_failure(f, *this.timeout)),
+            });
         }
         if *this.bodyless && this.head_deadline.poll(cx).is_ready() {
             return Poll::Ready(Err(SendError::new(
@@ -363,74 +364,85 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-/// A member connection lent to one exchange. It goes back to the pool by [`Lease::release`]
-/// when the response body has ended; dropped unreleased (client gone mid-body, tunnel), the
-/// connection closes, since HTTP/1.1 cannot start the next exchange mid-body.
+/// A member connection lent to one exchange. The connection itself travels in the response
+/// body while it streams; when the body has ended cleanly, [`Lease::release`] puts it back
+/// in the pool, or hands it over as the client connection's own (a pinned lease). A body
+/// dropped before its end (client gone mid-body, a failure) closes its connection, since
+/// HTTP/1.1 cannot start the next exchange mid-body.
 pub struct Lease {
     endpoint: Arc<Endpoint>,
-    sender: Option<Sender>,
+    /// Counted in `stats.pinned` while true.
+    pinned: bool,
 }
 
 impl Lease {
-    /// The response body ended: the connection may serve the next request.
-    pub fn release(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            self.endpoint.pool.put(sender);
-        }
-    }
-
     /// Makes the connection private to one client connection (NTLM/Negotiate), if the
-    /// endpoint is under `cap`; gives the lease back otherwise.
-    pub fn pin(mut self, cap: u32) -> Result<Pinned, Lease> {
+    /// endpoint is under `cap`; gives the lease back unchanged otherwise.
+    pub fn pin(mut self, cap: u32) -> Result<Lease, Lease> {
+        if self.pinned {
+            return Ok(self);
+        }
         let prev = self.endpoint.stats.pinned.fetch_add(1, Ordering::Relaxed);
         if prev >= u64::from(cap) {
             self.endpoint.stats.pinned.fetch_sub(1, Ordering::Relaxed);
             return Err(self);
         }
-        let Some(sender) = self.sender.take() else {
+        self.pinned = true;
+        Ok(self)
+    }
+
+    /// Whether the connection belongs to one client connection.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// The response body ended cleanly and `conn` may serve another request: into the
+    /// pool, or, pinned, back to the client connection that owns it.
+    pub fn release(self, conn: MemberConn) -> Option<Pinned> {
+        if self.pinned {
+            return Some(Pinned { lease: self, conn });
+        }
+        self.endpoint.pool.put(conn);
+        None
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.pinned {
             self.endpoint.stats.pinned.fetch_sub(1, Ordering::Relaxed);
-            return Err(self);
-        };
-        Ok(Pinned {
-            endpoint: Arc::clone(&self.endpoint),
-            sender,
-        })
+        }
     }
 }
 
 /// A member connection owned by one client connection: Windows authentication
 /// authenticates a TCP connection, so it never returns to the shared pool.
 pub struct Pinned {
-    endpoint: Arc<Endpoint>,
-    sender: Sender,
+    lease: Lease,
+    conn: MemberConn,
 }
 
 impl Pinned {
     /// The endpoint this connection belongs to, where its requests are counted.
     pub fn endpoint(&self) -> &Arc<Endpoint> {
-        &self.endpoint
+        &self.lease.endpoint
     }
 
-    /// Sends the next request of the authenticated client connection. The connection may
-    /// still be finishing the previous response; it is waited for, not replaced. A pinned
+    /// Sends the next request of the authenticated client connection. A pinned
     /// connection the member closed hands the request back unsent: the client must
     /// authenticate again on a new one.
     pub async fn send(
-        &mut self,
+        self,
         reach: &Reach<'_>,
         mut req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, SendError> {
-        req.body_mut().count_into(&self.endpoint);
-        if self.sender.ready().await.is_err() {
+    ) -> Result<Exchange, SendError> {
+        let Pinned { lease, mut conn } = self;
+        req.body_mut().count_into(&lease.endpoint);
+        if conn.check_idle().is_err() {
             return Err(SendError::new(ErrorKind::NotSent, Some(req)));
         }
-        send_on(&mut self.sender, req, reach.read_timeout).await
-    }
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        self.endpoint.stats.pinned.fetch_sub(1, Ordering::Relaxed);
+        let response = send_on(conn, req, reach.read_timeout).await?;
+        Ok(Exchange { response, lease })
     }
 }
 

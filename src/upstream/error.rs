@@ -7,6 +7,7 @@
 //! empty every farm at once under a connection surge.
 
 use super::{BodyError, ConnectError, RequestBody};
+use crate::http1::client::{ClientError, SendFailure};
 use http::Request;
 use std::io;
 use std::time::Duration;
@@ -58,7 +59,7 @@ pub enum ErrorKind {
     IdleTimeout(Duration),
     /// The member broke the exchange: reset, closed early, or sent something that is not HTTP.
     #[error("member failed: {0}")]
-    Member(hyper::Error),
+    Member(ClientError),
     /// The client's upload failed or was too large; the member is not blamed.
     #[error("client upload: {0}")]
     Client(BodyError),
@@ -89,18 +90,24 @@ impl SendError {
         SendError { kind, request }
     }
 
-    /// Sorts a hyper failure after the request went out: the client's body, the idle
-    /// timer, or the member.
-    pub(super) fn from_hyper(err: hyper::Error, read_timeout: Duration) -> SendError {
-        let kind = if let Some(b) = find::<BodyError>(&err) {
-            ErrorKind::Client(match b {
-                BodyError::TooLarge => BodyError::TooLarge,
-                BodyError::Client(_) => BodyError::Client(err),
-            })
-        } else if super::is_idle_timeout(&err) {
-            ErrorKind::IdleTimeout(read_timeout)
-        } else {
-            ErrorKind::Member(err)
+    /// The error for a send that failed in `http1::client`, sorted by whose fault it was.
+    pub(super) fn from_failure(f: SendFailure<RequestBody>, read_timeout: Duration) -> SendError {
+        let SendFailure { error, unsent, .. } = f;
+        if unsent.is_some() {
+            return SendError::new(ErrorKind::NotSent, unsent);
+        }
+        let kind = match error {
+            ClientError::RequestBody(e) => match e.downcast::<BodyError>() {
+                Ok(b) => ErrorKind::Client(*b),
+                Err(e) => ErrorKind::Client(BodyError::Client(e)),
+            },
+            ClientError::RequestLength => ErrorKind::Client(BodyError::Client(
+                "the request body does not match its Content-Length".into(),
+            )),
+            ClientError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
+                ErrorKind::IdleTimeout(read_timeout)
+            }
+            other => ErrorKind::Member(other),
         };
         SendError::new(kind, None)
     }
@@ -176,17 +183,6 @@ pub fn is_local_exhaustion(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
     )
-}
-
-fn find<T: std::error::Error + 'static>(err: &hyper::Error) -> Option<&T> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = e.source();
-    }
-    None
 }
 
 #[cfg(test)]

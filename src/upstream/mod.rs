@@ -11,12 +11,12 @@ mod idle;
 mod pool;
 
 pub use body::{BodyError, RequestBody};
-pub use endpoint::{Endpoint, EndpointStats, Exchange, InFlight, Lease, Pinned, Reach};
+pub use endpoint::{Endpoint, EndpointStats, Exchange, InFlight, Lease, Pinned, Reach, Reply};
 pub use error::{is_local_exhaustion, ErrorKind, Fault, Retry, SendError};
 pub use idle::{is_idle_timeout, IdleTimeout};
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use crate::http1::client::Connection;
+use crate::http1::head::Limits;
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::io;
@@ -25,8 +25,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 
-/// A ready HTTP/1.1 sender to one member.
-pub type Sender = http1::SendRequest<RequestBody>;
+/// The byte stream of a member connection: clear text or TLS, cut after the read timeout
+/// without a byte either way.
+pub type MemberIo = IdleTimeout<crate::stream::Stream<tokio_rustls::client::TlsStream<TcpStream>>>;
+
+/// One open HTTP/1.1 connection to a member.
+pub type MemberConn = Connection<MemberIo>;
+
+/// A member's response body, streaming; it owns its connection until it ends.
+pub type MemberBody = crate::http1::client::ResponseBody<MemberIo, RequestBody>;
+
+/// A member's response head larger than this is refused (502), not buffered.
+const MEMBER_HEAD_LIMIT: Limits = Limits {
+    max_head_bytes: 256 * 1024,
+};
 
 /// Why a member could not be reached. None of these leaves the process in a response:
 /// clients see the farm name only.
@@ -65,14 +77,6 @@ pub enum ConnectError {
         addr: SocketAddr,
         /// rustls's error, as tokio-rustls reports it.
         source: io::Error,
-    },
-    /// The HTTP/1.1 handshake on the open connection failed.
-    #[error("HTTP handshake with {addr} failed: {source}")]
-    Http {
-        /// The member address tried.
-        addr: SocketAddr,
-        /// hyper's error.
-        source: hyper::Error,
     },
 }
 
@@ -133,7 +137,7 @@ impl Connector {
     }
 
     /// Opens a new HTTP/1.1 connection, trying each address of the member in turn.
-    pub async fn connect(&self, target: &Target<'_>) -> Result<Sender, ConnectError> {
+    pub async fn connect(&self, target: &Target<'_>) -> Result<MemberConn, ConnectError> {
         let addrs = match target.ip {
             Some(ip) => vec![SocketAddr::new(ip, target.port)],
             None => self.resolve(target.host, target.port).await?,
@@ -154,7 +158,11 @@ impl Connector {
         }))
     }
 
-    async fn connect_addr(&self, addr: SocketAddr, t: &Target<'_>) -> Result<Sender, ConnectError> {
+    async fn connect_addr(
+        &self,
+        addr: SocketAddr,
+        t: &Target<'_>,
+    ) -> Result<MemberConn, ConnectError> {
         let tcp = tokio::time::timeout(t.connect_timeout, self.tcp(addr))
             .await
             .map_err(|_| ConnectError::Timeout {
@@ -164,7 +172,7 @@ impl Connector {
             .map_err(|source| ConnectError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
         match t.tls {
-            None => handshake(IdleTimeout::new(tcp, t.idle_timeout), addr).await,
+            None => Ok(open(crate::stream::Stream::Plain(tcp), t.idle_timeout)),
             Some((config, name)) => {
                 let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
                 let tls =
@@ -179,7 +187,10 @@ impl Connector {
                             addr,
                             source,
                         })?;
-                handshake(IdleTimeout::new(tls, t.idle_timeout), addr).await
+                Ok(open(
+                    crate::stream::Stream::Tls(Box::new(tls)),
+                    t.idle_timeout,
+                ))
             }
         }
     }
@@ -199,26 +210,13 @@ impl Connector {
     }
 }
 
-async fn handshake<T>(io: T, addr: SocketAddr) -> Result<Sender, ConnectError>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::Builder::new()
-        // A member's response head larger than this is refused (502), not buffered.
-        .max_buf_size(256 * 1024)
-        // Header names keep the spelling the client wrote (old Outlook builds need it); a
-        // name with no recorded spelling (an h2 client's) goes out Title-Case.
-        .preserve_header_case(true)
-        .title_case_headers(true)
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|source| ConnectError::Http { addr, source })?;
-    tokio::spawn(crate::task::Logged::new(
-        conn.with_upgrades(),
-        addr,
-        "member connection ended",
-    ));
-    Ok(sender)
+/// An HTTP/1.1 connection on an open stream: nothing is exchanged until the first request
+/// (HTTP/1.1 has no handshake), and no task is spawned: the request's future drives it.
+fn open(
+    stream: crate::stream::Stream<tokio_rustls::client::TlsStream<TcpStream>>,
+    idle_timeout: Duration,
+) -> MemberConn {
+    Connection::new(IdleTimeout::new(stream, idle_timeout), MEMBER_HEAD_LIMIT)
 }
 
 /// SNI and verification name for a member address (DNS name, or an IP address).

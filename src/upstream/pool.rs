@@ -1,16 +1,17 @@
 //! Idle HTTP/1.1 connections of one endpoint (member + scheme).
 //!
-//! A connection comes back when its response body has been read to the end. hyper may not
-//! have finished its bookkeeping yet at that moment (the sender is not "ready" for a few
-//! microseconds), so checkout hands such a connection out and the caller waits for it:
-//! discarding it instead made a member behind an h2 front pay a full TLS handshake for every
-//! fourth request. Connections older than the idle timeout, set shorter than the member's
-//! keep-alive, are dropped so Portico never sends on one IIS is closing.
+//! A connection comes back when its response body has been read to the end and both sides
+//! allowed another request (`http1::client::ResponseBody::take_connection`): it is ready at
+//! once, with no connection task to catch up. Checkout asks the connection, without
+//! waiting, whether the member has closed it or sent anything since (`check_idle`), so a
+//! request is never written to a connection known dead. Connections older than the idle
+//! timeout, set shorter than the member's keep-alive, are dropped so Portico never sends on
+//! one IIS is closing.
 //!
-//! One shard per worker thread (`crate::worker`): a connection's task runs on the worker
-//! that opened it, so a worker only reuses its own connections, and the shards never contend.
+//! One shard per worker thread (`crate::worker`): a worker reuses the connections its own
+//! requests returned, and the shards never contend.
 
-use super::Sender;
+use super::MemberConn;
 use crate::worker::PerWorker;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use tokio::time::Instant;
 
 pub(super) struct Pool {
     /// Most recently returned last (LIFO keeps few connections warm and lets the rest age).
-    shards: PerWorker<Mutex<Vec<(Sender, Instant)>>>,
+    shards: PerWorker<Mutex<Vec<(MemberConn, Instant)>>>,
     /// Per shard.
     max_idle: usize,
 }
@@ -32,7 +33,7 @@ impl Pool {
     }
 
     /// This thread's shard.
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Sender, Instant)>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(MemberConn, Instant)>> {
         self.shards
             .local()
             .lock()
@@ -41,7 +42,7 @@ impl Pool {
 
     /// The most recently used open connection, dropping those idle past `idle_timeout`. It
     /// may still be finishing its last exchange: await `ready()` before sending.
-    pub(super) fn checkout(&self, idle_timeout: Duration) -> Option<Sender> {
+    pub(super) fn checkout(&self, idle_timeout: Duration) -> Option<MemberConn> {
         let now = Instant::now();
         let mut idle = self.idle();
         // The oldest are at the front: cut every expired one in one go.
@@ -49,9 +50,9 @@ impl Pool {
         if expired > 0 {
             idle.drain(..expired);
         }
-        while let Some((sender, _)) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
+        while let Some((mut conn, _)) = idle.pop() {
+            if conn.check_idle().is_ok() {
+                return Some(conn);
             }
         }
         None
@@ -59,15 +60,15 @@ impl Pool {
 
     /// Returns a connection whose exchange has finished. Past `max_idle` the oldest goes:
     /// the bound is a memory cap, set well above any steady concurrency.
-    pub(super) fn put(&self, sender: Sender) {
-        if self.max_idle == 0 || sender.is_closed() {
+    pub(super) fn put(&self, conn: MemberConn) {
+        if self.max_idle == 0 {
             return;
         }
         let mut idle = self.idle();
         if idle.len() >= self.max_idle {
             idle.remove(0);
         }
-        idle.push((sender, Instant::now()));
+        idle.push((conn, Instant::now()));
     }
 
     /// Idle connections in all shards.
