@@ -110,63 +110,70 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), OutboundError>> {
         loop {
-            if self.pending() {
-                ready!(self.poll_write(io, cx)).map_err(OutboundError::Io)?;
-                continue;
-            }
-            let Some(body) = self.body.as_mut() else {
-                if self.unflushed {
-                    ready!(Pin::new(io).poll_flush(cx)).map_err(OutboundError::Io)?;
-                    self.unflushed = false;
-                }
-                return Poll::Ready(Ok(()));
-            };
-            match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => {
-                    if self.unflushed {
-                        // Nothing more to send yet: what was written must reach the member.
-                        ready!(Pin::new(io).poll_flush(cx)).map_err(OutboundError::Io)?;
-                        self.unflushed = false;
-                    }
-                    return Poll::Pending;
-                }
-                Poll::Ready(None) => {
-                    if let Err(e) = self.end_body() {
-                        return Poll::Ready(Err(e));
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    return Poll::Ready(Err(OutboundError::Body(e.into())))
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    // Trailers of a request are not forwarded: no member Portico publishes reads them.
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    match self.framing {
-                        Framing::Chunked => {
-                            self.prefix = Some(chunked::chunk_header(data.len()));
-                            self.prefix_at = 0;
-                            self.suffix = chunked::CHUNK_END;
-                        }
-                        Framing::UntilClose => {}
-                        _ if data.len() as u64 > self.left => {
-                            return Poll::Ready(Err(OutboundError::Length))
-                        }
-                        _ => self.left -= data.len() as u64,
-                    }
-                    self.data = data;
-                    // A body that knows it is over (hyper's `Incoming` at its length) may
-                    // not say so by ending until much later: the request is complete now.
-                    if self.body.as_ref().is_some_and(Body::is_end_stream) {
+            // The next frame is taken before anything is written, so that a head and the
+            // body's first bytes (or a chunk's size line, data and CRLF) leave in one write:
+            // a response head written alone costs a second syscall per response.
+            let frame_free =
+                self.prefix.is_none() && self.data.is_empty() && self.suffix.is_empty();
+            let mut waits = false;
+            if let (true, Some(body)) = (frame_free, self.body.as_mut()) {
+                match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => waits = true,
+                    Poll::Ready(None) => {
                         if let Err(e) = self.end_body() {
                             return Poll::Ready(Err(e));
                         }
                     }
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Err(OutboundError::Body(e.into())))
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // Trailers are not forwarded: no member Portico publishes sends or
+                        // reads them.
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        if data.is_empty() {
+                            continue;
+                        }
+                        match self.framing {
+                            Framing::Chunked => {
+                                self.prefix = Some(chunked::chunk_header(data.len()));
+                                self.prefix_at = 0;
+                                self.suffix = chunked::CHUNK_END;
+                            }
+                            Framing::UntilClose => {}
+                            _ if data.len() as u64 > self.left => {
+                                return Poll::Ready(Err(OutboundError::Length))
+                            }
+                            _ => self.left -= data.len() as u64,
+                        }
+                        self.data = data;
+                        // A body that knows it is over (hyper's `Incoming` at its length) may
+                        // not say so by ending until much later: the message is complete now.
+                        if self.body.as_ref().is_some_and(Body::is_end_stream) {
+                            if let Err(e) = self.end_body() {
+                                return Poll::Ready(Err(e));
+                            }
+                        }
+                    }
                 }
+            }
+            if self.pending() {
+                ready!(self.poll_write(io, cx)).map_err(OutboundError::Io)?;
+                continue;
+            }
+            if waits || self.body.is_none() {
+                if self.unflushed {
+                    // Nothing more to send yet: what was written must reach the peer.
+                    ready!(Pin::new(io).poll_flush(cx)).map_err(OutboundError::Io)?;
+                    self.unflushed = false;
+                }
+                return if waits {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(Ok(()))
+                };
             }
         }
     }
