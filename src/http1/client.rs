@@ -230,8 +230,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         let to_head = parts.method == http::Method::HEAD;
         Sending {
             conn: Some(self),
-            out: Some(Outbound::new(head, body, framing)),
-            parts: Some(parts),
+            out: Some(Outbound::request(head, body, framing)),
             write_error: None,
             wrote: false,
             interim: 0,
@@ -252,9 +251,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
 pub struct Sending<T, B> {
     conn: Option<Connection<T>>,
     out: Option<Outbound<B>>,
-    /// The request's head, kept until a byte is written so that a connection found dead
-    /// at once can hand the request back whole.
-    parts: Option<http::request::Parts>,
     /// The member stopped taking the request; its answer may still come.
     write_error: Option<io::Error>,
     wrote: bool,
@@ -279,10 +275,26 @@ where
     /// Ends the send with `error`; the connection is dropped (closed).
     fn fail(&mut self, error: ClientError) -> Poll<Result<Exchange<T, B>, SendFailure<B>>> {
         self.conn = None;
+        // Dead before a byte went out: the request goes back whole, read back from its own
+        // head (rare: keeping the parts instead would cost every request's future their
+        // size). Not for the client's own faults: such a request is not worth another try.
+        let unsent = match (&error, self.wrote, self.out.as_mut()) {
+            (e, false, Some(out)) if !e.is_client_fault() => {
+                out.take_unwritten().and_then(|(head, body)| {
+                    let mut buf = bytes::BytesMut::from(&head[..]);
+                    let limits = Limits {
+                        max_head_bytes: usize::MAX,
+                    };
+                    let h = head::parse_request(&mut buf, limits).ok()??;
+                    Some(h.into_request(body))
+                })
+            }
+            _ => None,
+        };
         Poll::Ready(Err(SendFailure {
             error,
             wrote: self.wrote,
-            unsent: None,
+            unsent,
         }))
     }
 }
@@ -307,24 +319,10 @@ where
         if let Some(out) = this.out.as_mut() {
             let result = out.poll(&mut conn.io, cx);
             this.wrote |= out.wrote;
-            if this.wrote {
-                this.parts = None;
-            }
             match result {
                 Poll::Ready(Ok(())) => this.out = None,
                 Poll::Ready(Err(OutboundError::Io(e))) if !this.wrote => {
-                    // Dead before a byte went out: the request goes back whole.
-                    let unsent = this
-                        .parts
-                        .take()
-                        .zip(out.take_unwritten())
-                        .map(|(p, b)| Request::from_parts(p, b));
-                    this.conn = None;
-                    return Poll::Ready(Err(SendFailure {
-                        error: ClientError::Io(e),
-                        wrote: false,
-                        unsent,
-                    }));
+                    return this.fail(ClientError::Io(e));
                 }
                 Poll::Ready(Err(OutboundError::Io(e))) => {
                     // Stop writing but keep reading: a member that refuses a body often
@@ -404,7 +402,7 @@ where
         let body = ResponseBody {
             conn: this.conn.take(),
             inbound,
-            out: this.out.take(),
+            out: this.out.take().map(Box::new),
             reusable,
             trailers: None,
         };
@@ -433,9 +431,12 @@ fn response_of<X>(head: head::ResponseHead, body: X) -> Response<X> {
 pub struct ResponseBody<T, B> {
     conn: Option<Connection<T>>,
     inbound: Inbound,
-    out: Option<Outbound<B>>,
+    /// What is left of the request body (boxed: only an upload the member answered early
+    /// has any, and the body is moved several times per request).
+    out: Option<Box<Outbound<B>>>,
     reusable: bool,
-    trailers: Option<HeaderMap>,
+    // Boxed: rare, and the body is moved several times per request.
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl<T, B> ResponseBody<T, B>
@@ -509,15 +510,21 @@ where
             }
         }
         if this.out.is_some() {
-            // The request body is still going; the response is complete.
-            this.reusable = false;
+            if this.reusable {
+                // The member answered before the request body was through (an NTLM 401 to a
+                // large POST, a redirect) and keeps the connection: the rest of the body
+                // goes on, and the body ends when it is through, so that the connection (an
+                // authenticated one, perhaps) can be used again. `out` waits for the client.
+                return Poll::Pending;
+            }
+            // The member will close: what is left of the request is not sent.
             this.out = None;
         }
-        Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
+        Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(*t))))
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.inbound, Inbound::Done) && self.trailers.is_none()
+        matches!(self.inbound, Inbound::Done) && self.trailers.is_none() && self.out.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -924,6 +931,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_dead_before_the_first_byte_hands_the_request_back_whole() {
+        let (conn, member) = member(|s: TcpStream| async move {
+            // A reset, not a FIN: the client's first write fails outright.
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(s);
+        })
+        .await;
+        member.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut req = Request::post("/ews/exchange.asmx?a=1")
+            .header("Host", "mail.contoso.com")
+            .header("X-AnchorMailbox", "kim@contoso.com")
+            .body(Full::new(Bytes::from_static(b"<soap/>")))
+            .unwrap();
+        let mut buf = BytesMut::from(&b"X-AnchorMailbox: k\r\n"[..]);
+        let spelled = Spelling::new(buf.split().freeze(), std::iter::once((0, 15)));
+        req.extensions_mut().insert(spelled);
+        let failure = match conn.send(req).await {
+            Err(f) => f,
+            Ok(_) => panic!("a reset connection answered"),
+        };
+        assert!(!failure.wrote, "{failure:?}");
+        let back = failure.unsent.unwrap_or_else(|| {
+            panic!(
+                "nothing was written: the request comes back ({:?})",
+                failure.error
+            )
+        });
+        assert_eq!(back.method(), http::Method::POST);
+        assert_eq!(back.uri(), "/ews/exchange.asmx?a=1");
+        assert_eq!(back.headers()["x-anchormailbox"], "kim@contoso.com");
+        assert_eq!(back.headers()[header::CONTENT_LENGTH], "7");
+        assert!(
+            back.extensions().get::<Spelling>().is_some(),
+            "the spelling comes back too"
+        );
+        let body = back.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"<soap/>");
+    }
+
+    #[tokio::test]
     async fn a_chunked_response_arriving_a_byte_at_a_time_is_decoded_with_its_trailers() {
         let (conn, member) = member(|mut s| async move {
             read_head(&mut s).await;
@@ -996,6 +1046,88 @@ mod tests {
         let req = Request::post("/").header("host", "a").body(chunks).unwrap();
         let mut resp = exchange(conn, req).await;
         assert!(resp.body_mut().take_connection().is_some());
+        member.await.unwrap();
+    }
+
+    /// A body that sends its first part, then waits for `gate` before the second.
+    struct Gated {
+        first: Option<Bytes>,
+        gate: tokio::sync::oneshot::Receiver<()>,
+        second: Option<Bytes>,
+    }
+
+    impl Body for Gated {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if let Some(b) = self.first.take() {
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if self.second.is_some() {
+                let _ = ready!(Pin::new(&mut self.gate).poll(cx));
+            }
+            Poll::Ready(self.second.take().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_early_answer_on_a_kept_connection_ends_when_the_upload_is_through() {
+        let (conn, member) = member(|mut s| async move {
+            read_head(&mut s).await;
+            // NTLM's challenge, before the body has been read.
+            s.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM abc\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            let mut body = [0u8; 10];
+            s.read_exact(&mut body).await.unwrap();
+            assert_eq!(&body, b"0123456789");
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+        })
+        .await;
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let body = Gated {
+            first: Some(Bytes::from_static(b"01234")),
+            gate,
+            second: Some(Bytes::from_static(b"56789")),
+        };
+        let req = Request::post("/rpc")
+            .header("host", "a")
+            .header("content-length", "10")
+            .body(body)
+            .unwrap();
+        let mut resp = exchange(conn, req).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            !resp.body().is_end_stream(),
+            "the upload is not through yet"
+        );
+        open.send(()).unwrap();
+        while let Some(f) = resp.body_mut().frame().await {
+            assert!(f.unwrap().into_data().unwrap_or_default().is_empty());
+        }
+        let conn = resp
+            .body_mut()
+            .take_connection()
+            .expect("the upload went through after the answer: the connection is kept");
+        let req = Request::get("/")
+            .header("host", "a")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let mut resp = exchange(conn, req).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let data = resp
+            .body_mut()
+            .frame()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        assert_eq!(&data[..], b"ok");
         member.await.unwrap();
     }
 

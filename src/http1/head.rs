@@ -39,6 +39,8 @@ pub struct RequestHead {
     pub method: Method,
     /// The request-target exactly as sent (the raw path is forwarded untouched).
     pub target: Bytes,
+    /// The target as a URI (sharing its bytes).
+    pub uri: http::Uri,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
     /// Field lines in order; values are slices of the head's buffer.
@@ -266,6 +268,22 @@ fn version(minor: Option<u8>) -> Version {
     }
 }
 
+impl RequestHead {
+    /// The request this head begins, with `body`; the spelling goes in its extensions.
+    pub fn into_request<B>(self, body: B) -> http::Request<B> {
+        let mut req = http::Request::new(body);
+        *req.method_mut() = self.method;
+        // `check_target` has accepted it: origin or absolute form, or `*` for OPTIONS.
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        if let Some(s) = self.spelling {
+            req.extensions_mut().insert(s);
+        }
+        req
+    }
+}
+
 /// Parses a request head from the front of `buf`. `Ok(None)`: not complete yet, read more.
 /// On success the head's bytes are split off `buf`, which keeps what follows (the body, or
 /// a pipelined request).
@@ -307,9 +325,15 @@ pub fn parse_request(buf: &mut BytesMut, limits: Limits) -> Result<Option<Reques
         .map_err(HeadError::Framing)?;
     let head = buf.split_to(len).freeze();
     let (headers, spelling) = fields(&head, spans)?;
+    let target = head.slice(target.0 as usize..target.1 as usize);
+    // httparse accepts bytes `http::Uri` does not (`<`, `"`, a backslash in an authority):
+    // refused here, so the request is never routed as something else.
+    let uri = http::Uri::from_maybe_shared(target.clone())
+        .map_err(|_| HeadError::Malformed("The request target is not a valid URI."))?;
     Ok(Some(RequestHead {
         method,
-        target: head.slice(target.0 as usize..target.1 as usize),
+        uri,
+        target,
         version,
         headers,
         spelling,

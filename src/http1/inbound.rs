@@ -124,7 +124,7 @@ impl Inbound {
         reader: &mut Reader,
         io: &mut R,
         cx: &mut Context<'_>,
-        trailers: &mut Option<HeaderMap>,
+        trailers: &mut Option<Box<HeaderMap>>,
     ) -> Poll<Result<Option<Bytes>, InboundError>> {
         loop {
             match self {
@@ -194,7 +194,7 @@ fn poll_more<R: AsyncRead + Unpin>(
     }
 }
 
-fn add_trailer(trailers: &mut Option<HeaderMap>, field: &[u8]) {
+fn add_trailer(trailers: &mut Option<Box<HeaderMap>>, field: &[u8]) {
     let colon = field.iter().position(|&b| b == b':').unwrap_or(field.len());
     let name = HeaderName::from_bytes(&field[..colon]);
     let value = HeaderValue::from_bytes(field.get(colon + 1..).unwrap_or_default().trim_ascii());
@@ -203,7 +203,7 @@ fn add_trailer(trailers: &mut Option<HeaderMap>, field: &[u8]) {
         .is_ok_and(|n| !chunked::is_forbidden_trailer(n.as_str().as_bytes()));
     if let (true, Ok(name), Ok(value)) = (allowed, name, value) {
         trailers
-            .get_or_insert_with(HeaderMap::new)
+            .get_or_insert_with(Box::default)
             .append(name, value);
     }
 }

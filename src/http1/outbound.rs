@@ -29,8 +29,11 @@ pub(super) enum OutboundError {
 pub(super) struct Outbound<B> {
     head: Bytes,
     body: Option<B>,
-    /// A body with nothing to send (`Framing::Empty`), kept only to hand back unwritten.
-    spare: Option<B>,
+    /// The body has nothing more to send: it ended, or the framing is `Empty` (then it is
+    /// kept only to hand back unwritten).
+    body_done: bool,
+    /// The body is not polled until the head is written (see [`Self::request`]).
+    head_first: bool,
     framing: Framing,
     /// Bytes a `Content-Length` body still owes.
     left: u64,
@@ -49,26 +52,30 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    /// A message whose first body bytes go out with its head. For a request that may be
+    /// handed back unsent ([`take_unwritten`](Self::take_unwritten)) use [`Self::request`]:
+    /// a frame taken before the first write would be lost with it.
     pub(super) fn new(head: Vec<u8>, body: B, framing: Framing) -> Self {
         // An `Empty` framing has no body to poll; any other is polled to its end, so a body
         // shorter than its Content-Length is caught.
-        let (body, spare) = if framing == Framing::Empty {
-            (None, Some(body))
-        } else {
-            (Some(body), None)
-        };
-        let mut out = Self::with(head, body, framing);
-        out.spare = spare;
+        Self::with(head, Some(body), framing)
+    }
+
+    /// A request: the head is written before the body is first polled, so that until a
+    /// byte is written the body is untouched and can be handed back whole.
+    pub(super) fn request(head: Vec<u8>, body: B, framing: Framing) -> Self {
+        let mut out = Self::with(head, Some(body), framing);
+        out.head_first = true;
         out
     }
 
-    /// The body, if not a byte of the message has been written: the message can be sent
-    /// again elsewhere.
-    pub(super) fn take_unwritten(&mut self) -> Option<B> {
-        if self.wrote {
+    /// The head and the body, if not a byte of the message has been written: the message
+    /// can be sent again elsewhere.
+    pub(super) fn take_unwritten(&mut self) -> Option<(Bytes, B)> {
+        if self.wrote || !self.head_first {
             return None;
         }
-        self.body.take().or_else(|| self.spare.take())
+        Some((std::mem::take(&mut self.head), self.body.take()?))
     }
 
     /// A head with no body after it (an error answer written by the codec itself).
@@ -83,8 +90,9 @@ where
         };
         Outbound {
             head: Bytes::from(head),
+            body_done: body.is_none() || framing == Framing::Empty,
+            head_first: false,
             body,
-            spare: None,
             framing,
             left,
             prefix: None,
@@ -113,10 +121,12 @@ where
             // The next frame is taken before anything is written, so that a head and the
             // body's first bytes (or a chunk's size line, data and CRLF) leave in one write:
             // a response head written alone costs a second syscall per response.
-            let frame_free =
-                self.prefix.is_none() && self.data.is_empty() && self.suffix.is_empty();
+            let frame_free = self.prefix.is_none()
+                && self.data.is_empty()
+                && self.suffix.is_empty()
+                && (!self.head_first || self.wrote);
             let mut waits = false;
-            if let (true, Some(body)) = (frame_free, self.body.as_mut()) {
+            if let (true, false, Some(body)) = (frame_free, self.body_done, self.body.as_mut()) {
                 match Pin::new(body).poll_frame(cx) {
                     Poll::Pending => waits = true,
                     Poll::Ready(None) => {
@@ -163,7 +173,7 @@ where
                 ready!(self.poll_write(io, cx)).map_err(OutboundError::Io)?;
                 continue;
             }
-            if waits || self.body.is_none() {
+            if waits || self.body_done {
                 if self.unflushed {
                     // Nothing more to send yet: what was written must reach the peer.
                     ready!(Pin::new(io).poll_flush(cx)).map_err(OutboundError::Io)?;
@@ -181,6 +191,7 @@ where
     /// The body has ended: its length must be met; a chunked one gets its last chunk.
     fn end_body(&mut self) -> Result<(), OutboundError> {
         self.body = None;
+        self.body_done = true;
         match self.framing {
             Framing::Length(_) if self.left != 0 => Err(OutboundError::Length),
             Framing::Chunked => {

@@ -105,7 +105,8 @@ pub struct RequestBody<T> {
     inbound: Inbound,
     slot: Option<Arc<Slot<T>>>,
     expects_continue: bool,
-    trailers: Option<HeaderMap>,
+    // Boxed: rare, and the body is moved several times per request.
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl<T> RequestBody<T> {
@@ -144,7 +145,7 @@ impl<T: AsyncRead + AsyncWrite> Body for RequestBody<T> {
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.get_mut();
         let Some(side) = this.side.as_mut() else {
-            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(*t))));
         };
         if std::mem::take(&mut this.expects_continue) {
             // The client holds its body back until told to go on: the connection writes
@@ -165,7 +166,7 @@ impl<T: AsyncRead + AsyncWrite> Body for RequestBody<T> {
             }
             Ok(None) => {
                 this.give_back();
-                Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
+                Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(*t))))
             }
             Err(e) => {
                 // The rest of the stream is not a request: the connection closes.
@@ -247,6 +248,8 @@ struct Current<T> {
     upgrade: Option<oneshot::Sender<Upgraded<T>>>,
     continue_at: Option<usize>,
     upgrading: bool,
+    /// The request body was dropped before its end: its rest is on the wire.
+    body_broken: bool,
 }
 
 impl<T> Current<T> {
@@ -258,6 +261,7 @@ impl<T> Current<T> {
             upgrade: None,
             continue_at: None,
             upgrading: false,
+            body_broken: false,
         }
     }
 }
@@ -351,30 +355,21 @@ fn request<T: Send + 'static>(
         upgrade: None,
         continue_at: None,
         upgrading: false,
+        body_broken: false,
     };
+    // A flag left by the last request (its body read as its answer came) is not this one's.
+    slot.wants_continue.store(false, Ordering::Relaxed);
     let body = match head.framing {
         Framing::Empty | Framing::Length(0) | Framing::UntilClose => RequestBody::empty(),
-        framing => {
-            slot.wants_continue.store(false, Ordering::Relaxed);
-            RequestBody {
-                side: home.take(),
-                inbound: Inbound::of(framing),
-                slot: Some(Arc::clone(slot)),
-                expects_continue,
-                trailers: None,
-            }
-        }
+        framing => RequestBody {
+            side: home.take(),
+            inbound: Inbound::of(framing),
+            slot: Some(Arc::clone(slot)),
+            expects_continue,
+            trailers: None,
+        },
     };
-    let mut req = Request::new(body);
-    *req.method_mut() = head.method;
-    // `check_target` has accepted it: origin or absolute form, or `*` for OPTIONS.
-    *req.uri_mut() =
-        http::Uri::from_maybe_shared(head.target).unwrap_or_else(|_| http::Uri::from_static("/"));
-    *req.version_mut() = head.version;
-    *req.headers_mut() = head.headers;
-    if let Some(s) = head.spelling {
-        req.extensions_mut().insert(s);
-    }
+    let mut req = head.into_request(body);
     if upgrade {
         let (tx, rx) = oneshot::channel();
         current.upgrade = Some(tx);
@@ -420,8 +415,11 @@ where
             None => Framing::Chunked,
         }
     };
+    // A HEAD answer says the size only when it is known and not zero: a zero from a body
+    // Portico has not got (the member's to a HEAD is empty) would tell the client the
+    // resource is empty (hyper does the same).
     if framing == Framing::Empty && current.to_head && declared.is_none() {
-        if let Some(n) = body.size_hint().exact() {
+        if let Some(n) = body.size_hint().exact().filter(|&n| n > 0) {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
     }
@@ -449,6 +447,10 @@ where
     }
     let reason = parts.extensions.get::<Reason>().map(|r| &r.0[..]);
     let mut out = Vec::new();
+    // The rest of a 100 Continue cut short by the answer goes first.
+    if let Some(at) = current.continue_at.take() {
+        out.extend_from_slice(&CONTINUE[at..]);
+    }
     write::response_head(
         &mut out,
         status,
@@ -507,6 +509,9 @@ where
                             Ok(Some(h)) => {
                                 side.scan.reset();
                                 side.tried_at = 0;
+                                // The head's bytes are the request's now; an empty remainder
+                                // would keep their allocation for as long as it is served.
+                                side.reader.rest();
                                 let req = request(h, this.home, this.slot, this.current);
                                 this.fut.set(Some(this.service.call(req)));
                                 *this.state = State::Serving;
@@ -585,18 +590,21 @@ where
                         }
                     }
                     if this.home.is_none() {
-                        if let Some((side, finished)) = take_back(this.slot) {
-                            if finished {
-                                *this.home = Some(side);
-                            } else {
-                                // The body broke off; what follows is not a request.
+                        if let Some((mut side, finished)) = take_back(this.slot) {
+                            if !finished {
+                                // The body broke off; what follows is not a request. The
+                                // side stays, for the lingering close.
                                 this.current.keep_alive = false;
+                                this.current.body_broken = true;
                             }
+                            side.reader.rest();
+                            *this.home = Some(side);
                         }
                     }
-                    // The request is all read: watch for the client going away.
+                    // The request is all read: watch for the client going away, while nothing
+                    // is buffered (a pipelined request followed by a half-close is answered).
                     if let Some(side) = this.home.as_mut() {
-                        if side.reader.read.len() <= this.settings.limits.max_head_bytes {
+                        if side.reader.read.is_empty() && !this.current.body_broken {
                             match side.reader.poll_fill(&mut side.io, cx, true) {
                                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                                     tracing::debug!(
@@ -606,7 +614,7 @@ where
                                     return Poll::Ready(Ok(()));
                                 }
                                 // A pipelined request: kept for after this response.
-                                Poll::Ready(Ok(_)) => continue,
+                                Poll::Ready(Ok(_)) => {}
                                 Poll::Pending => {}
                             }
                         }
@@ -618,7 +626,29 @@ where
                         .write
                         .as_mut()
                         .expect("the write half stays until upgrade");
-                    let written = ready!(out.poll(write, cx));
+                    let polled = out.poll(write, cx);
+                    if polled.is_pending() {
+                        // A streamed answer (a notification channel, RPC_OUT_DATA) waits on
+                        // the member: a client gone meanwhile drops it, and the member
+                        // connection with it, instead of holding both until a write fails.
+                        if let Some(side) = this.home.as_mut() {
+                            if side.reader.read.is_empty() && !this.current.body_broken {
+                                if let Poll::Ready(Ok(0) | Err(_)) =
+                                    side.reader.poll_fill(&mut side.io, cx, true)
+                                {
+                                    tracing::debug!(
+                                        "client closed the connection during its answer"
+                                    );
+                                    *this.state = State::Done;
+                                    return Poll::Ready(Ok(()));
+                                }
+                            }
+                        }
+                        return Poll::Pending;
+                    }
+                    let Poll::Ready(written) = polled else {
+                        unreachable!("pending returned above")
+                    };
                     // The response body (and with it the request body, if the member side
                     // still held it) is dropped here, before the read side is looked for.
                     *this.state = State::Done;
@@ -864,6 +894,9 @@ mod tests {
         for (raw, status) in [
             (&b"GET /a HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..], "400"),
             (&b"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n"[..], "400"),
+            // httparse takes it, `http::Uri` does not: refused, never routed as `/`.
+            (&b"GET /a<b> HTTP/1.1\r\nHost: a\r\n\r\n"[..], "400"),
+            (&b"GET /a?b\"c HTTP/1.1\r\nHost: a\r\n\r\n"[..], "400"),
         ] {
             let (mut c, task) =
                 server(|_req| async { Ok(Response::new(Full::new(Bytes::new()))) }).await;
@@ -882,6 +915,59 @@ mod tests {
         c.write_all(big.as_bytes()).await.unwrap();
         let got = read_until(&mut c, b"\n\n", 9).await;
         assert!(got.starts_with("HTTP/1.1 431 "), "{got}");
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_then_a_half_close_are_all_answered() {
+        let (mut c, _task) = server(|req: Request<RequestBody<TcpStream>>| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(Response::new(Full::new(Bytes::from(
+                req.uri().path().to_owned(),
+            ))))
+        })
+        .await;
+        c.write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        c.shutdown().await.unwrap();
+        let got = read_until(&mut c, b"/two", 1).await;
+        assert!(got.contains("/one"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn a_head_answer_of_unknown_size_does_not_claim_an_empty_resource() {
+        struct Unknown;
+        impl Body for Unknown {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+                Poll::Ready(None)
+            }
+            // As a member's body to a HEAD: over at once, whatever size the member said.
+            fn size_hint(&self) -> SizeHint {
+                SizeHint::with_exact(0)
+            }
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let svc = hyper::service::service_fn(|_req: Request<RequestBody<TcpStream>>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Unknown))
+            });
+            serve(s, Bytes::new(), SETTINGS, svc).await
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"HEAD /file HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let got = read_until(&mut c, b"\r\n\r\n", 1).await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(!got.contains("Content-Length"), "{got}");
+        assert!(!got.contains("Transfer-Encoding"), "{got}");
     }
 
     #[tokio::test]

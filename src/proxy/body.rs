@@ -22,7 +22,7 @@ enum Kind {
         /// HTTP/1.1 cannot start the next exchange mid-body). Taken when it is settled.
         lease: Option<Lease>,
         /// Where a pinned connection goes back to: the client connection that owns it.
-        pin_home: Option<PinHome>,
+        pin_home: Option<Box<PinHome>>,
     },
     Full(Option<Bytes>),
 }
@@ -56,7 +56,7 @@ impl ResponseBody {
         body: MemberBody,
         in_flight: InFlight,
         lease: Lease,
-        pin_home: Option<PinHome>,
+        pin_home: Option<Box<PinHome>>,
     ) -> Self {
         let mut kind = Kind::Upstream {
             body,

@@ -493,11 +493,13 @@ impl Ctx<'_> {
         } else {
             lease
         };
-        let pin_home = lease.is_pinned().then(|| PinHome {
-            client: Arc::clone(self.conn),
-            farm: farm.name.clone(),
-            tls: self.tls,
-            member: Arc::clone(member),
+        let pin_home = lease.is_pinned().then(|| {
+            Box::new(PinHome {
+                client: Arc::clone(self.conn),
+                farm: farm.name.clone(),
+                tls: self.tls,
+                member: Arc::clone(member),
+            })
         });
 
         headers::remove_hop_by_hop(&mut parts.headers, false);
