@@ -310,9 +310,10 @@ impl Control {
             }
             shared.push(h.shared);
         }
-        // A connection accepted before the stop gets its first request answered: hyper
-        // would close it at once as idle if told to shut down before that request arrived
-        // (behind a PROXY header, a TLS handshake). Bounded, for clients that never send.
+        // A connection accepted before the stop gets its first request answered: the
+        // servers (Portico's HTTP/1.1, hyper's h2) would close it at once as idle if told to
+        // shut down before that request arrived (behind a PROXY header, a TLS handshake).
+        // Bounded, for clients that never send.
         let began = tokio::time::Instant::now();
         let settle = began + FIRST_REQUEST_GRACE.min(deadline);
         while shared.iter().any(|s| s.awaiting_first_request() > 0)

@@ -49,8 +49,8 @@ pub struct ListenerConfig {
     pub(crate) tls: Option<Arc<ListenerTls>>,
     /// Source ranges allowed to send a PROXY protocol header; empty = PROXY protocol off.
     pub proxy_protocol_from: Vec<Cidr>,
-    /// Time to receive a request head; also closes idle keep-alive connections (hyper
-    /// measures both with one timer).
+    /// Time to receive a request head; also closes idle keep-alive connections (Portico's
+    /// HTTP/1.1 server measures both with one timer, from the end of the previous response).
     pub header_read_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_client: usize,

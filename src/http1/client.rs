@@ -98,6 +98,10 @@ pub struct SendFailure<B> {
     pub wrote: bool,
     /// The request, whole, when the connection failed before a byte of it was written.
     pub unsent: Option<Request<B>>,
+    /// A bodyless idempotent request that was written, when the member failed before its
+    /// answer's head: HTTP allows sending it again (RFC 9110 §9.2.2). Its head, parsed
+    /// back from what was written (spelling included).
+    pub replay: Option<super::head::RequestHead>,
 }
 
 impl<B> std::fmt::Debug for SendFailure<B> {
@@ -106,6 +110,7 @@ impl<B> std::fmt::Debug for SendFailure<B> {
             .field("error", &self.error)
             .field("wrote", &self.wrote)
             .field("unsent", &self.unsent.is_some())
+            .field("replay", &self.replay.is_some())
             .finish()
     }
 }
@@ -226,11 +231,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             parts.extensions.get::<Spelling>(),
         );
         let close_asked = has_token(&parts.headers, b"close");
+        // A bodyless idempotent request may be sent again if the connection dies before its
+        // answer (RFC 9110 §9.2.2): its written head is kept until the answer's head comes.
+        let replayable = framing == Framing::Empty && is_idempotent(&parts.method);
         let upgrade_asked = parts.headers.contains_key(header::UPGRADE);
         let to_head = parts.method == http::Method::HEAD;
         Sending {
             conn: Some(self),
-            out: Some(Outbound::request(head, body, framing)),
+            out: Some(Outbound::request(head, body, framing, replayable)),
+            replay: None,
             write_error: None,
             wrote: false,
             interim: 0,
@@ -247,10 +256,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     }
 }
 
+/// Methods HTTP calls idempotent (RFC 9110 §9.2.2): a request may be repeated.
+fn is_idempotent(m: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
 /// [`Connection::send`]'s future.
 pub struct Sending<T, B> {
     conn: Option<Connection<T>>,
     out: Option<Outbound<B>>,
+    /// The written head of a replayable request, until the answer's head comes.
+    replay: Option<Vec<u8>>,
     /// The member stopped taking the request; its answer may still come.
     write_error: Option<io::Error>,
     wrote: bool,
@@ -291,10 +311,24 @@ where
             }
             _ => None,
         };
+        // Written, and the member failed before answering: an idempotent request may go
+        // once more (a timeout is not such a failure: the member may still be working).
+        let timed_out = matches!(&error, ClientError::Io(e) if e.kind() == io::ErrorKind::TimedOut);
+        let replay = match self.replay.take() {
+            Some(head) if self.wrote && !timed_out && !error.is_client_fault() => {
+                let mut buf = bytes::BytesMut::from(&head[..]);
+                let limits = Limits {
+                    max_head_bytes: usize::MAX,
+                };
+                head::parse_request(&mut buf, limits).ok().flatten()
+            }
+            _ => None,
+        };
         Poll::Ready(Err(SendFailure {
             error,
             wrote: self.wrote,
             unsent,
+            replay,
         }))
     }
 }
@@ -320,13 +354,17 @@ where
             let result = out.poll(&mut conn.io, cx);
             this.wrote |= out.wrote;
             match result {
-                Poll::Ready(Ok(())) => this.out = None,
+                Poll::Ready(Ok(())) => {
+                    this.replay = out.take_head();
+                    this.out = None;
+                }
                 Poll::Ready(Err(OutboundError::Io(e))) if !this.wrote => {
                     return this.fail(ClientError::Io(e));
                 }
                 Poll::Ready(Err(OutboundError::Io(e))) => {
                     // Stop writing but keep reading: a member that refuses a body often
                     // says why before it closes.
+                    this.replay = out.take_head();
                     this.write_error = Some(e);
                     this.out = None;
                 }
@@ -1047,6 +1085,45 @@ mod tests {
         let mut resp = exchange(conn, req).await;
         assert!(resp.body_mut().take_connection().is_some());
         member.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_written_idempotent_request_comes_back_for_a_replay_and_a_post_does_not() {
+        for (method, replayable) in [(http::Method::GET, true), (http::Method::POST, false)] {
+            let (conn, member) = member(|mut s: TcpStream| async move {
+                // Reads the request, then closes without a word: a member restarting.
+                read_head(&mut s).await;
+            })
+            .await;
+            let mut req = Request::builder()
+                .method(method.clone())
+                .uri("/owa/?ae=Item")
+                .header("Host", "mail.contoso.com")
+                .header("Cookie", "a=1")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let mut buf = BytesMut::from(&b"cookie: a=1\r\n"[..]);
+            req.extensions_mut()
+                .insert(Spelling::new(buf.split().freeze(), std::iter::once((0, 6))));
+            let failure = match conn.send(req).await {
+                Err(f) => f,
+                Ok(_) => panic!("a closed connection answered"),
+            };
+            member.await.unwrap();
+            assert!(failure.wrote && failure.unsent.is_none(), "{failure:?}");
+            match failure.replay {
+                Some(head) if replayable => {
+                    let again = head.into_request(());
+                    assert_eq!(again.method(), method);
+                    assert_eq!(again.uri(), "/owa/?ae=Item");
+                    assert_eq!(again.headers()["cookie"], "a=1");
+                    let spelling = again.extensions().get::<Spelling>().expect("spelling kept");
+                    assert_eq!(spelling.name(&header::COOKIE, 0), Some(&b"cookie"[..]));
+                }
+                None if !replayable => {}
+                other => panic!("{method}: replay {:?}", other.is_some()),
+            }
+        }
     }
 
     /// A body that sends its first part, then waits for `gate` before the second.

@@ -27,7 +27,12 @@ pub(super) enum OutboundError {
 /// The part of a message still to be written: head, then body frames, each framed by the
 /// message's framing (a Content-Length kept to the byte, or chunked).
 pub(super) struct Outbound<B> {
-    head: Bytes,
+    head: Vec<u8>,
+    /// Bytes of `head` written so far.
+    head_at: usize,
+    /// Keep the head once written: an idempotent request may have to be sent again if the
+    /// connection dies before its answer (`take_head`).
+    keep_head: bool,
     body: Option<B>,
     /// The body has nothing more to send: it ended, or the framing is `Empty` (then it is
     /// kept only to hand back unwritten).
@@ -63,15 +68,23 @@ where
 
     /// A request: the head is written before the body is first polled, so that until a
     /// byte is written the body is untouched and can be handed back whole.
-    pub(super) fn request(head: Vec<u8>, body: B, framing: Framing) -> Self {
+    /// `keep_head`: the written head is kept for [`Self::take_head`].
+    pub(super) fn request(head: Vec<u8>, body: B, framing: Framing, keep_head: bool) -> Self {
         let mut out = Self::with(head, Some(body), framing);
         out.head_first = true;
+        out.keep_head = keep_head;
         out
+    }
+
+    /// The head, written whole and kept (`keep_head`); `None` otherwise.
+    pub(super) fn take_head(&mut self) -> Option<Vec<u8>> {
+        (self.keep_head && self.head_at == self.head.len() && !self.head.is_empty())
+            .then(|| std::mem::take(&mut self.head))
     }
 
     /// The head and the body, if not a byte of the message has been written: the message
     /// can be sent again elsewhere.
-    pub(super) fn take_unwritten(&mut self) -> Option<(Bytes, B)> {
+    pub(super) fn take_unwritten(&mut self) -> Option<(Vec<u8>, B)> {
         if self.wrote || !self.head_first {
             return None;
         }
@@ -89,7 +102,9 @@ where
             _ => 0,
         };
         Outbound {
-            head: Bytes::from(head),
+            head,
+            head_at: 0,
+            keep_head: false,
             body_done: body.is_none() || framing == Framing::Empty,
             head_first: false,
             body,
@@ -105,7 +120,7 @@ where
     }
 
     fn pending(&self) -> bool {
-        !self.head.is_empty()
+        self.head_at < self.head.len()
             || self.prefix.is_some()
             || !self.data.is_empty()
             || !self.suffix.is_empty()
@@ -217,7 +232,7 @@ where
             .as_ref()
             .map_or(&b""[..], |p| &p.as_ref()[self.prefix_at..]);
         let slices = [
-            IoSlice::new(&self.head),
+            IoSlice::new(&self.head[self.head_at..]),
             IoSlice::new(prefix),
             IoSlice::new(&self.data),
             IoSlice::new(self.suffix),
@@ -228,11 +243,12 @@ where
         }
         self.wrote = true;
         self.unflushed = true;
-        let head = n.min(self.head.len());
-        self.head.advance(head);
-        if self.head.is_empty() {
+        let head = n.min(self.head.len() - self.head_at);
+        self.head_at += head;
+        if self.head_at == self.head.len() && !self.keep_head {
             // Release the head's allocation (cookies can make it several KiB) at once.
-            self.head = Bytes::new();
+            self.head = Vec::new();
+            self.head_at = 0;
         }
         n -= head;
         let p = n.min(prefix.len());

@@ -1,25 +1,30 @@
 //! Request checks against smuggling and ambiguity, run before any rule or member sees a
-//! request. Only what hyper lets through is checked here; `tests/smuggling.rs` sends the
-//! whole corpus to the binary and shows which layer refuses each case.
+//! request. Only what the parsers let through is checked here; `tests/smuggling.rs` sends
+//! the whole corpus to the binary and shows which layer refuses each case.
 //!
-//! What hyper 1 (server, http1, with httparse) already refuses with 400 and a close: differing
-//! or malformed Content-Length (`+0`, `0x0`, `0, 48`), a Transfer-Encoding whose last coding
-//! is not `chunked` (`chunked, identity`, `xchunked`), Transfer-Encoding on HTTP/1.0,
-//! whitespace before the colon, obs-fold, bare CR, NUL and control characters in names or
-//! values, lines without a colon, and malformed chunk sizes, extensions and framing (those
-//! after the headers, as a body error). Headers over `max_buf_size` or more than 100 of them
-//! get 431. Bare LF line ends are accepted (RFC 9112 §2.2 allows it; what is forwarded is
-//! re-serialised with CRLF).
+//! What Portico's HTTP/1 parser ([`crate::http1::head`], with httparse) already refuses
+//! with 400 and a close, before the request reaches this guard: whitespace before the
+//! colon, obs-fold, a bare CR (as a line end too, at once rather than at the timeout), NUL
+//! and control characters in names or values, lines without a colon, CONNECT, and a request
+//! target that is not a path, an absolute URI or an OPTIONS `*`, holds a fragment, or that
+//! `http::Uri` cannot parse. A target over 65,534 bytes gets 414; a head over the limit, or
+//! with more than 100 field lines, gets 431. Names holding `_` are dropped, as nginx does.
+//! Bare LF line ends are accepted (RFC 9112 §2.2 allows it; what is forwarded is
+//! re-serialised with CRLF). The parser frames the body with [`crate::http1::framing`],
+//! which refuses Content-Length together with Transfer-Encoding (a member behind another
+//! proxy might read the length where Portico reads chunked), a Transfer-Encoding other than
+//! exactly one `chunked` (`chunked, identity`, `xchunked`, `gzip, chunked`),
+//! Transfer-Encoding on HTTP/1.0, and several or malformed Content-Length fields (`+0`,
+//! `0x0`, `0, 48`). Malformed chunk sizes, extensions and framing come later, as a body
+//! error ([`crate::http1::chunked`]).
 //!
-//! What gets through hyper and is refused here: Content-Length together with
-//! Transfer-Encoding (hyper picks chunked and closes after; a member behind another proxy
-//! might pick the length), a Transfer-Encoding other than exactly `chunked` (hyper takes
-//! `gzip, chunked` and would drop the gzip), several Content-Length fields, several Host
-//! headers or a Host list, a Host that is not an authority, an absolute-form URI (or h2
-//! `:authority`) naming another host than Host, no Host on HTTP/1.1 (RFC 9112 §3.2), and a
-//! `Connection` header naming Host, Content-Length or Transfer-Encoding (hop-by-hop removal
-//! would strip them before the member sees the request), and a backslash in the path (IIS
-//! reads it as `/`, past a path rule).
+//! What gets through the parsers and is refused here: several Host headers or a Host list,
+//! a Host that is not an authority, an absolute-form URI (or h2 `:authority`) naming another
+//! host than Host, no Host on HTTP/1.1 (RFC 9112 §3.2), a `Connection` header naming Host,
+//! Content-Length or Transfer-Encoding (hop-by-hop removal would strip them before the
+//! member sees the request), and a backslash in the path (IIS reads it as `/`, past a path
+//! rule). h2 requests, which hyper parses, get the framing checks here: any
+//! Transfer-Encoding, and Content-Length as [`crate::http1::framing`] reads it.
 //!
 //! The framing rules themselves (Content-Length and Transfer-Encoding) are
 //! [`crate::http1::framing`]'s, the one place that decides how an HTTP/1 body is delimited.
@@ -138,8 +143,9 @@ fn check_connection(headers: &HeaderMap) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// hyper's parsers refuse these already (httparse for HTTP/1, `HeaderValue` for h2); checked
-/// again because a forwarded CR, LF or NUL is how a request splits in two at the member.
+/// The parsers refuse these already (httparse in `http1::head` for HTTP/1, `HeaderValue` in
+/// hyper's h2); checked again because a forwarded CR, LF or NUL is how a request splits in
+/// two at the member.
 fn check_values(headers: &HeaderMap) -> Result<(), &'static str> {
     for v in headers.values() {
         if v.as_bytes().iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {

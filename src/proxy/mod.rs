@@ -145,9 +145,10 @@ pub struct ConnInfo {
 
 /// One accepted client connection that has not started a request yet. A shutdown stops
 /// accepting, then waits (briefly) until none is left before it tells connections to close:
-/// hyper closes an idle connection at once, and one accepted just before the stop, whose
-/// request is still on its way (behind a PROXY header, a TLS handshake), would be closed
-/// unanswered. Given back when the first request starts or the connection ends.
+/// the servers (Portico's HTTP/1.1, hyper's h2) close an idle connection at once, and one
+/// accepted just before the stop, whose request is still on its way (behind a PROXY header,
+/// a TLS handshake), would be closed unanswered. Given back when the first request starts or
+/// the connection ends.
 pub struct FirstRequest {
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     done: std::sync::atomic::AtomicBool,
@@ -246,12 +247,13 @@ pub enum ProxyError {
 /// A request's answer: the response, or why it gets none.
 type Answer = Result<Response<ResponseBody>, ProxyError>;
 
-/// Serves one request. An `Err` makes hyper close the connection (h1) or reset the stream (h2).
+/// Serves one request. An `Err` makes `http1::server` close the connection (h1), or hyper's
+/// h2 server reset the stream (h2).
 ///
-/// hyper holds the returned future for as long as the member takes to answer (a long poll:
-/// minutes), so it is built to hold one request only: routing is done before the future is
-/// made, and no async block or fn here keeps a moved-from argument beside the future it
-/// moved it into (rustc does not overlap the two; see `crate::task`).
+/// The server holds the returned future for as long as the member takes to answer (a long
+/// poll: minutes), so it is built to hold one request only: routing is done before the
+/// future is made, and no async block or fn here keeps a moved-from argument beside the
+/// future it moved it into (rustc does not overlap the two; see `crate::task`).
 #[inline]
 pub fn handle(
     proxy: Arc<Proxy>,
@@ -396,8 +398,8 @@ fn decide(
     if let Some(resp) = check_head_size(&req, conn.max_header_bytes) {
         return Routing::answered(Ok(resp));
     }
-    // A copy of its own: a clone would be a slice of the connection's read buffer and keep
-    // all 8 KiB of it allocated while the member holds the request (a long poll).
+    // A copy of its own: a clone would be a slice of the client's head buffer and keep the
+    // whole head allocated while the member holds the request (a long poll).
     let host_value = match req.headers().get(header::HOST) {
         Some(h) => Some(HeaderValue::from_bytes(h.as_bytes()).unwrap_or_else(|_| h.clone())),
         None => req
@@ -561,8 +563,9 @@ pub fn head_size<B>(req: &Request<B>) -> usize {
         + 2
 }
 
-/// 431 naming the limit when the head is over `max_header_bytes` (hyper reads up to half as
-/// much again, so a head over the limit reaches this check instead of hyper's bare 431).
+/// 431 naming the limit when the head is over `max_header_bytes` (the servers read up to half
+/// as much again, `listener::head_buffer_bytes`, so a head a little over the limit reaches
+/// this check instead of the server's own 431, which names no size).
 fn check_head_size<B>(req: &Request<B>, max_header_bytes: usize) -> Option<Response<ResponseBody>> {
     let size = head_size(req);
     if size <= max_header_bytes {

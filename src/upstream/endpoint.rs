@@ -8,7 +8,7 @@ use super::{Connector, MemberBody, MemberConn, MemberIo, RequestBody, Target};
 use crate::http1::client;
 use crate::http1::Upgraded;
 use crate::worker::Counter;
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use rustls::pki_types::ServerName;
 use std::net::IpAddr;
@@ -134,11 +134,11 @@ impl Endpoint {
         self.stats.pinned.load(Ordering::Relaxed) < u64::from(cap)
     }
 
-    /// Sends on a pooled connection (waiting for one that is finishing its last exchange,
-    /// never discarding it) or on a new one. A pooled connection found dead before the
-    /// request went out costs nothing. One that dies under an idempotent bodyless request
-    /// returns a copy of it with [`Retry::Idempotent`](super::Retry), which HTTP allows to
-    /// send once more (RFC 9110 9.2.2).
+    /// Sends on a pooled connection or on a new one. A pooled connection that fails before
+    /// a byte of the request is written costs nothing: the request comes back whole and the
+    /// next connection is tried. One that dies under an idempotent bodyless request returns
+    /// a copy of it with [`Retry::Idempotent`](super::Retry), which HTTP allows to send once
+    /// more (RFC 9110 9.2.2).
     ///
     /// Not an async fn, nor is `send_new`: a wrapper's own state would keep a second copy of
     /// the request in every held request's future (see `crate::task`).
@@ -173,13 +173,12 @@ impl Endpoint {
         {
             self.stats.reused.add(1);
             // Even a connection that looked alive may be one the member is closing (it was
-            // restarted, an app pool recycled): keep what a replay needs.
-            let copy = Replay::of(&req);
+            // restarted, an app pool recycled): an idempotent request comes back in the
+            // error (`http1::client` keeps its written head), to be sent once more.
             match send_on(conn, req, reach.read_timeout).await {
                 Ok(response) => return Ok(self.exchange(response, false)),
                 Err(mut e) => match e.take_unsent() {
                     Some(back) => req = back,
-                    None if e.kind.is_member_io() => return Err(e.with_replay(copy)),
                     None => return Err(e),
                 },
             }
@@ -189,7 +188,9 @@ impl Endpoint {
             Err(kind) => return Err(SendError::new(kind, Some(req))),
         };
         self.stats.created.add(1);
-        let response = send_on(conn, req, reach.read_timeout).await?;
+        let response = send_on(conn, req, reach.read_timeout)
+            .await
+            .map_err(SendError::without_replay)?;
         Ok(self.exchange(response, false))
     }
 
@@ -278,90 +279,6 @@ impl std::future::Future for SendOn {
         }
         Poll::Pending
     }
-}
-
-/// A copy to replay when the original may have been lost on a dead pooled connection:
-/// only for idempotent methods without a body (RFC 9110 9.2.2), never for POST.
-///
-/// The target and every header are copied into one buffer of the copy's own: hyper's header
-/// values are slices of the client connection's read buffer, and a copy sharing them would
-/// keep that 8 KiB buffer allocated for as long as the member takes to answer (a held long
-/// poll: minutes). One allocation and one copy per request: the header map is rebuilt only
-/// when a replay happens, which is rare. Like the original's, the copy's headers go out in
-/// the client's order; their original case does not (hyper keeps it in a type of its own,
-/// which cannot be copied apart from the read buffer).
-pub(super) struct Replay {
-    method: Method,
-    version: http::Version,
-    /// The request target, then each header as `name NUL flag value LF`, `flag` being `s`
-    /// for a sensitive value and `-` otherwise (neither NUL nor LF can be in a name or value).
-    bytes: bytes::Bytes,
-    target_len: usize,
-}
-
-impl Replay {
-    pub(super) fn of(r: &Request<RequestBody>) -> Option<Replay> {
-        if !is_idempotent(r.method()) || !r.body().is_end_stream() {
-            return None;
-        }
-        match r.uri().path_and_query() {
-            Some(pq) if r.uri().authority().is_none() => Some(Self::copy_of(r, pq.as_str())),
-            _ => Some(Self::copy_of(r, &r.uri().to_string())),
-        }
-    }
-
-    fn copy_of(r: &Request<RequestBody>, target: &str) -> Replay {
-        let len = r
-            .headers()
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 3)
-            .sum::<usize>();
-        let mut bytes = bytes::BytesMut::with_capacity(target.len() + len);
-        bytes.extend_from_slice(target.as_bytes());
-        for (name, value) in r.headers() {
-            bytes.extend_from_slice(name.as_str().as_bytes());
-            bytes.extend_from_slice(if value.is_sensitive() { b"\0s" } else { b"\0-" });
-            bytes.extend_from_slice(value.as_bytes());
-            bytes.extend_from_slice(b"\n");
-        }
-        Replay {
-            method: r.method().clone(),
-            version: r.version(),
-            bytes: bytes.freeze(),
-            target_len: target.len(),
-        }
-    }
-
-    /// The request to send again; `None` if a copied part no longer parses (it cannot, as
-    /// each was valid when copied: then the failure is answered instead of replayed).
-    pub(super) fn into_request(self) -> Option<Request<RequestBody>> {
-        let mut req = Request::new(RequestBody::Empty);
-        *req.method_mut() = self.method;
-        *req.uri_mut() = http::Uri::from_maybe_shared(self.bytes.slice(..self.target_len)).ok()?;
-        *req.version_mut() = self.version;
-        let map = req.headers_mut();
-        let mut at = self.target_len;
-        let all = &self.bytes[..];
-        while at < all.len() {
-            let end = at + all[at..].iter().position(|&b| b == b'\n')?;
-            let nul = at + all[at..end].iter().position(|&b| b == 0)?;
-            let name = http::HeaderName::from_bytes(&all[at..nul]).ok()?;
-            let sensitive = *all.get(nul + 1)? == b's';
-            let mut value =
-                http::HeaderValue::from_maybe_shared(self.bytes.slice(nul + 2..end)).ok()?;
-            value.set_sensitive(sensitive);
-            map.append(name, value);
-            at = end + 1;
-        }
-        Some(req)
-    }
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }
 
 /// A member connection lent to one exchange. The connection itself travels in the response
@@ -466,66 +383,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.stats.in_flight.sub(1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::{HeaderValue, Version};
-
-    /// A request whose target and values are slices of one "read buffer", as hyper's are.
-    fn request_from(buffer: &bytes::Bytes) -> Request<RequestBody> {
-        let mut req = Request::new(RequestBody::Empty);
-        *req.uri_mut() = http::Uri::from_maybe_shared(buffer.slice(0..13)).unwrap();
-        *req.version_mut() = Version::HTTP_11;
-        let value =
-            |r: std::ops::Range<usize>| HeaderValue::from_maybe_shared(buffer.slice(r)).unwrap();
-        let h = req.headers_mut();
-        h.append("host", value(13..28));
-        h.append("cookie", value(28..31));
-        h.append("x-custom", value(31..34));
-        h.append("cookie", value(34..37));
-        let mut secret = value(37..44);
-        secret.set_sensitive(true);
-        h.append("authorization", secret);
-        req
-    }
-
-    #[test]
-    fn a_replay_is_the_request_again_and_shares_nothing_with_the_client_buffer() {
-        let buffer = bytes::Bytes::from_static(b"/ews?x=1&y=%2mail.contoso.coma=1abcb=2Bearer");
-        let original = request_from(&buffer);
-        let replay = Replay::of(&original)
-            .expect("a bodyless GET is replayable")
-            .into_request()
-            .expect("the copy parses");
-        assert_eq!(replay.method(), Method::GET);
-        assert_eq!(replay.uri(), original.uri());
-        assert_eq!(replay.version(), Version::HTTP_11);
-        let pairs = |r: &Request<RequestBody>| -> Vec<(String, Vec<u8>, bool)> {
-            r.headers()
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec(), v.is_sensitive()))
-                .collect()
-        };
-        assert_eq!(pairs(&replay), pairs(&original), "same headers, same order");
-        let span = buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len();
-        for v in replay.headers().values() {
-            assert!(
-                !span.contains(&(v.as_bytes().as_ptr() as usize)),
-                "{v:?} shares the buffer"
-            );
-        }
-        let target = replay.uri().path_and_query().unwrap().as_str();
-        assert!(!span.contains(&(target.as_ptr() as usize)));
-    }
-
-    #[test]
-    fn requests_that_may_not_be_replayed_get_no_copy() {
-        let buffer = bytes::Bytes::from_static(b"/ews?x=1&y=%2mail.contoso.coma=1abcb=2Bearer");
-        let mut post = request_from(&buffer);
-        *post.method_mut() = Method::POST;
-        assert!(Replay::of(&post).is_none());
     }
 }

@@ -92,10 +92,16 @@ impl SendError {
 
     /// The error for a send that failed in `http1::client`, sorted by whose fault it was.
     pub(super) fn from_failure(f: SendFailure<RequestBody>, read_timeout: Duration) -> SendError {
-        let SendFailure { error, unsent, .. } = f;
+        let SendFailure {
+            error,
+            unsent,
+            replay,
+            ..
+        } = f;
         if unsent.is_some() {
             return SendError::new(ErrorKind::NotSent, unsent);
         }
+        let replay = replay.map(|h| h.into_request(RequestBody::Empty));
         let kind = match error {
             ClientError::RequestBody(e) => match e.downcast::<BodyError>() {
                 Ok(b) => ErrorKind::Client(*b),
@@ -109,7 +115,16 @@ impl SendError {
             }
             other => ErrorKind::Member(other),
         };
-        SendError::new(kind, None)
+        SendError::new(kind, replay)
+    }
+
+    /// The same error without a request to send again: for a connection just opened, whose
+    /// failure says more about the member than about a connection it had closed.
+    pub(super) fn without_replay(mut self) -> SendError {
+        if !matches!(self.kind, ErrorKind::NotSent) {
+            self.request = None;
+        }
+        self
     }
 
     pub(crate) fn fault(&self) -> Fault {
@@ -133,12 +148,6 @@ impl SendError {
     /// Whether the member's health should hear of it (live-traffic failure detection).
     pub fn counts_against_member(&self) -> bool {
         matches!(self.fault(), Fault::Member | Fault::Timeout)
-    }
-
-    /// Attaches a copy of an idempotent request lost on a broken connection.
-    pub(super) fn with_replay(mut self, copy: Option<super::endpoint::Replay>) -> SendError {
-        self.request = copy.and_then(super::endpoint::Replay::into_request);
-        self
     }
 
     /// The request, when the failure allows sending it again.
@@ -169,11 +178,6 @@ impl ErrorKind {
         } else {
             ErrorKind::Connect(e)
         }
-    }
-
-    /// The member connection broke (not a timeout, not the client's body).
-    pub(super) fn is_member_io(&self) -> bool {
-        matches!(self, ErrorKind::Member(_))
     }
 }
 

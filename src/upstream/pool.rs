@@ -40,8 +40,9 @@ impl Pool {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The most recently used open connection, dropping those idle past `idle_timeout`. It
-    /// may still be finishing its last exchange: await `ready()` before sending.
+    /// The most recently used connection that `check_idle` finds open and quiet, dropping
+    /// those idle past `idle_timeout` and those the member closed. Its last exchange is over
+    /// (it came back when its response body ended), so it can be sent on at once.
     pub(super) fn checkout(&self, idle_timeout: Duration) -> Option<MemberConn> {
         let now = Instant::now();
         let mut idle = self.idle();
