@@ -78,3 +78,42 @@ async fn running_out_of_descriptors_refuses_clients_and_never_takes_a_member_out
         assert_eq!(r.status, 200, "member still in after the surge");
     }
 }
+
+/// A client that connects and sends nothing (or half a head) holds a connection slot only
+/// for `header_read_timeout`: on clear text the timer runs before the first byte, while the
+/// protocol is not known yet, and on after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_after_the_header_read_timeout() {
+    let lab = Lab::new();
+    let proxy_ip = unique_loopback();
+    let member_ip = unique_loopback();
+    let _m = lab
+        .plain_member(SocketAddr::new(member_ip, 8080), "app01", Role::Echo)
+        .await;
+    let cfg = lab.write_config(&one_member_config(
+        proxy_ip,
+        member_ip,
+        "header_read_timeout = \"1s\"",
+        "",
+    ));
+    let proxy = SocketAddr::new(proxy_ip, 8081);
+    let _p = Portico::start(&cfg, proxy);
+    for first in [&b""[..], &b"P"[..], &b"GET /echo HTTP/1.1\r\nHost: app"[..]] {
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        s.write_all(first).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        assert!(
+            matches!(closed, Ok(Ok(_))),
+            "{:?}: not closed within 10 s ({closed:?})",
+            String::from_utf8_lossy(first)
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+            "{:?}: closed after {waited:?}, header_read_timeout is 1 s",
+            String::from_utf8_lossy(first)
+        );
+    }
+}

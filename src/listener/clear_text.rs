@@ -41,6 +41,10 @@ pin_project_lite::pin_project! {
             ahead: Vec<u8>,
             services: Option<(S1, S2)>,
             runtime: Arc<ListenerRuntime>,
+            // `header_read_timeout`, from the accept: a client that connects and sends
+            // nothing is closed, as one that sends half a head is.
+            #[pin]
+            timer: tokio::time::Sleep,
         },
         Http1 { #[pin] conn: h1::Connection<ClientIo, S1, F1, ResponseBody> },
         Http2 { #[pin] conn: http2::Connection<TokioIo<Prefixed>, S2, TokioExecutor> },
@@ -54,11 +58,13 @@ where
     S2: HttpService<Incoming>,
 {
     pub(super) fn new(tcp: TcpStream, http1: S1, http2: S2, runtime: Arc<ListenerRuntime>) -> Self {
+        let timer = tokio::time::sleep(runtime.settings.header_read_timeout);
         ClearText::Peeking {
             tcp: Some(tcp),
             ahead: Vec::new(),
             services: Some((http1, http2)),
             runtime,
+            timer,
         }
     }
 }
@@ -109,7 +115,11 @@ where
                     ahead,
                     services,
                     runtime,
+                    timer,
                 } => {
+                    if timer.poll(cx).is_ready() {
+                        return Poll::Ready(Ok(()));
+                    }
                     let stream = tcp.as_mut().expect("peeking holds the stream");
                     let mut first = [0u8; PREFACE.len()];
                     let seen = if ahead.is_empty() {
