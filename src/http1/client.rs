@@ -299,16 +299,9 @@ where
         // head (rare: keeping the parts instead would cost every request's future their
         // size). Not for the client's own faults: such a request is not worth another try.
         let unsent = match (&error, self.wrote, self.out.as_mut()) {
-            (e, false, Some(out)) if !e.is_client_fault() => {
-                out.take_unwritten().and_then(|(head, body)| {
-                    let mut buf = bytes::BytesMut::from(&head[..]);
-                    let limits = Limits {
-                        max_head_bytes: usize::MAX,
-                    };
-                    let h = head::parse_request(&mut buf, limits).ok()??;
-                    Some(h.into_request(body))
-                })
-            }
+            (e, false, Some(out)) if !e.is_client_fault() => out
+                .take_unwritten()
+                .and_then(|(head, body)| Some(written_head(&head)?.into_request(body))),
             _ => None,
         };
         // Written, and the member failed before answering: an idempotent request may go
@@ -316,11 +309,7 @@ where
         let timed_out = matches!(&error, ClientError::Io(e) if e.kind() == io::ErrorKind::TimedOut);
         let replay = match self.replay.take() {
             Some(head) if self.wrote && !timed_out && !error.is_client_fault() => {
-                let mut buf = bytes::BytesMut::from(&head[..]);
-                let limits = Limits {
-                    max_head_bytes: usize::MAX,
-                };
-                head::parse_request(&mut buf, limits).ok().flatten()
+                written_head(&head)
             }
             _ => None,
         };
@@ -331,6 +320,16 @@ where
             replay,
         }))
     }
+}
+
+/// A request head Portico wrote, read back (spelling included) to send the request again.
+fn written_head(head: &[u8]) -> Option<head::RequestHead> {
+    let limits = Limits {
+        max_head_bytes: usize::MAX,
+    };
+    head::parse_request(&mut bytes::BytesMut::from(head), limits)
+        .ok()
+        .flatten()
 }
 
 impl<T, B> Future for Sending<T, B>

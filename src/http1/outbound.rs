@@ -33,10 +33,9 @@ pub(super) struct Outbound<B> {
     /// Keep the head once written: an idempotent request may have to be sent again if the
     /// connection dies before its answer (`take_head`).
     keep_head: bool,
+    /// `None` once the body has ended. With `Framing::Empty` it is never polled, and kept
+    /// only to hand back unwritten.
     body: Option<B>,
-    /// The body has nothing more to send: it ended, or the framing is `Empty` (then it is
-    /// kept only to hand back unwritten).
-    body_done: bool,
     /// The body is not polled until the head is written (see [`Self::request`]).
     head_first: bool,
     framing: Framing,
@@ -105,7 +104,6 @@ where
             head,
             head_at: 0,
             keep_head: false,
-            body_done: body.is_none() || framing == Framing::Empty,
             head_first: false,
             body,
             framing,
@@ -141,7 +139,7 @@ where
                 && self.suffix.is_empty()
                 && (!self.head_first || self.wrote);
             let mut waits = false;
-            if let (true, false, Some(body)) = (frame_free, self.body_done, self.body.as_mut()) {
+            if let (true, false, Some(body)) = (frame_free, self.body_done(), self.body.as_mut()) {
                 match Pin::new(body).poll_frame(cx) {
                     Poll::Pending => waits = true,
                     Poll::Ready(None) => {
@@ -188,7 +186,7 @@ where
                 ready!(self.poll_write(io, cx)).map_err(OutboundError::Io)?;
                 continue;
             }
-            if waits || self.body_done {
+            if waits || self.body_done() {
                 if self.unflushed {
                     // Nothing more to send yet: what was written must reach the peer.
                     ready!(Pin::new(io).poll_flush(cx)).map_err(OutboundError::Io)?;
@@ -203,10 +201,14 @@ where
         }
     }
 
+    /// The body has nothing more to send: it ended, or there is none to send.
+    fn body_done(&self) -> bool {
+        self.body.is_none() || self.framing == Framing::Empty
+    }
+
     /// The body has ended: its length must be met; a chunked one gets its last chunk.
     fn end_body(&mut self) -> Result<(), OutboundError> {
         self.body = None;
-        self.body_done = true;
         match self.framing {
             Framing::Length(_) if self.left != 0 => Err(OutboundError::Length),
             Framing::Chunked => {

@@ -352,10 +352,7 @@ fn request<T: Send + 'static>(
         http10,
         to_head: head.method == http::Method::HEAD,
         keep_alive,
-        upgrade: None,
-        continue_at: None,
-        upgrading: false,
-        body_broken: false,
+        ..Current::new()
     };
     // A flag left by the last request (its body read as its answer came) is not this one's.
     slot.wants_continue.store(false, Ordering::Relaxed);
@@ -461,15 +458,7 @@ where
     Outbound::new(out, body, framing)
 }
 
-impl<T, S, F, B, E> Connection<T, S, F, B>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<RequestBody<T>>, Response = Response<B>, Error = E, Future = F>,
-    F: Future<Output = Result<Response<B>, E>>,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: std::fmt::Display,
-{
+impl<T, S, F, B> Connection<T, S, F, B> {
     /// Stops after the request in flight: an idle connection closes at once, a busy one
     /// answers with `Connection: close` and closes.
     pub fn graceful_shutdown(self: Pin<&mut Self>) {
@@ -589,35 +578,13 @@ where
                             Poll::Pending => {}
                         }
                     }
-                    if this.home.is_none() {
-                        if let Some((mut side, finished)) = take_back(this.slot) {
-                            if !finished {
-                                // The body broke off; what follows is not a request. The
-                                // side stays, for the lingering close.
-                                this.current.keep_alive = false;
-                                this.current.body_broken = true;
-                            }
-                            side.reader.rest();
-                            *this.home = Some(side);
-                        }
-                    }
-                    // The request is all read: watch for the client going away, while nothing
-                    // is buffered (a pipelined request followed by a half-close is answered).
-                    if let Some(side) = this.home.as_mut() {
-                        if side.reader.read.is_empty() && !this.current.body_broken {
-                            match side.reader.poll_fill(&mut side.io, cx, true) {
-                                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                                    tracing::debug!(
-                                        "client closed the connection while its request was served"
-                                    );
-                                    this.fut.set(None);
-                                    return Poll::Ready(Ok(()));
-                                }
-                                // A pipelined request: kept for after this response.
-                                Poll::Ready(Ok(_)) => {}
-                                Poll::Pending => {}
-                            }
-                        }
+                    reclaim(this.home, this.slot, this.current);
+                    if client_gone(this.home, this.current, cx) {
+                        tracing::debug!(
+                            "client closed the connection while its request was served"
+                        );
+                        this.fut.set(None);
+                        return Poll::Ready(Ok(()));
                     }
                     return Poll::Pending;
                 }
@@ -626,28 +593,16 @@ where
                         .write
                         .as_mut()
                         .expect("the write half stays until upgrade");
-                    let polled = out.poll(write, cx);
-                    if polled.is_pending() {
+                    let Poll::Ready(written) = out.poll(write, cx) else {
                         // A streamed answer (a notification channel, RPC_OUT_DATA) waits on
                         // the member: a client gone meanwhile drops it, and the member
                         // connection with it, instead of holding both until a write fails.
-                        if let Some(side) = this.home.as_mut() {
-                            if side.reader.read.is_empty() && !this.current.body_broken {
-                                if let Poll::Ready(Ok(0) | Err(_)) =
-                                    side.reader.poll_fill(&mut side.io, cx, true)
-                                {
-                                    tracing::debug!(
-                                        "client closed the connection during its answer"
-                                    );
-                                    *this.state = State::Done;
-                                    return Poll::Ready(Ok(()));
-                                }
-                            }
+                        if client_gone(this.home, this.current, cx) {
+                            tracing::debug!("client closed the connection during its answer");
+                            *this.state = State::Done;
+                            return Poll::Ready(Ok(()));
                         }
                         return Poll::Pending;
-                    }
-                    let Poll::Ready(written) = polled else {
-                        unreachable!("pending returned above")
                     };
                     // The response body (and with it the request body, if the member side
                     // still held it) is dropped here, before the read side is looked for.
@@ -664,14 +619,7 @@ where
                         }
                         return Poll::Ready(Ok(()));
                     }
-                    if this.home.is_none() {
-                        if let Some((side, finished)) = take_back(this.slot) {
-                            *this.home = Some(side);
-                            if !finished {
-                                this.current.keep_alive = false;
-                            }
-                        }
-                    }
+                    reclaim(this.home, this.slot, this.current);
                     if this.current.upgrading {
                         let (Some(side), Some(write), Some(tx)) = (
                             this.home.take(),
@@ -731,8 +679,42 @@ where
     }
 }
 
-fn take_back<T>(slot: &Slot<T>) -> Option<(ReadSide<T>, bool)> {
-    slot.back.lock().unwrap_or_else(|p| p.into_inner()).take()
+/// Takes the read side back once the request body has given it up. A body that broke off
+/// left bytes that are not a request: the connection will close, and the side stays for
+/// the lingering close.
+fn reclaim<T>(home: &mut Option<ReadSide<T>>, slot: &Slot<T>, current: &mut Current<T>) {
+    if home.is_some() {
+        return;
+    }
+    let back = slot.back.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((mut side, finished)) = back {
+        if !finished {
+            current.keep_alive = false;
+            current.body_broken = true;
+        }
+        side.reader.rest();
+        *home = Some(side);
+    }
+}
+
+/// Whether the client has closed (or broken) the connection while its request is all read
+/// and nothing is buffered: a pipelined request followed by a half-close is answered.
+fn client_gone<T: AsyncRead>(
+    home: &mut Option<ReadSide<T>>,
+    current: &Current<T>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(side) = home.as_mut() else {
+        return false;
+    };
+    if !side.reader.read.is_empty() || current.body_broken {
+        return false;
+    }
+    // Bytes read here are a pipelined request, kept for after this answer.
+    matches!(
+        side.reader.poll_fill(&mut side.io, cx, true),
+        Poll::Ready(Ok(0) | Err(_))
+    )
 }
 
 /// The answer to a head that cannot be served (400, 431), written by the codec itself:
@@ -742,18 +724,17 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let status = e.status();
     let text = e.message();
-    let mut out = Vec::with_capacity(160 + text.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
-    out.extend_from_slice((text.len() + 1).to_string().as_bytes());
-    out.extend_from_slice(b"\r\nConnection: close\r\nDate: ");
-    out.extend_from_slice(date().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len() + 1));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(header::DATE, date());
+    let mut out = Vec::new();
+    write::response_head(&mut out, e.status(), None, &headers, None);
     out.extend_from_slice(text.as_bytes());
     out.push(b'\n');
     Outbound::head_only(out)
