@@ -222,7 +222,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             _ => None,
         };
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut head = Vec::new();
+        let mut head = super::recycle::head_buf();
         write::request_head(
             &mut head,
             &parts.method,
@@ -236,6 +236,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         let replayable = framing == Framing::Empty && is_idempotent(&parts.method);
         let upgrade_asked = parts.headers.contains_key(header::UPGRADE);
         let to_head = parts.method == http::Method::HEAD;
+        super::recycle::give_map(parts.headers);
         Sending {
             conn: Some(self),
             out: Some(Outbound::request(head, body, framing, replayable)),
@@ -423,6 +424,9 @@ where
                 read_ahead,
             };
             return Poll::Ready(Ok(Exchange::Upgraded(response_of(head, ()), upgraded)));
+        }
+        if let Some(written) = this.replay.take() {
+            super::recycle::give_head(written);
         }
         let reusable = !this.close_asked
             && head.version == Version::HTTP_11

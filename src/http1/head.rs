@@ -217,11 +217,12 @@ fn check_target(method: &Method, target: &[u8]) -> Result<(), HeadError> {
 /// any name needs one.
 fn fields(head: &Bytes, spans: &[Span]) -> Result<(HeaderMap, Option<Spelling>), HeadError> {
     // Room for the few fields Portico adds (X-Forwarded-*, Via) without a regrow.
-    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
-    let mut spelled = false;
+    let mut headers = super::recycle::header_map(spans.len() + 4);
+    let (mut spelled, mut lower) = (false, true);
     for s in spans {
         let name_bytes = &head[s.name.0 as usize..s.name.1 as usize];
         spelled |= !is_title_case(name_bytes);
+        lower &= !name_bytes.iter().any(u8::is_ascii_uppercase);
         let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
             HeadError::Malformed("A header name is not a token (or is followed by a space).")
         })?;
@@ -233,7 +234,13 @@ fn fields(head: &Bytes, spans: &[Span]) -> Result<(HeaderMap, Option<Spelling>),
                 })?;
         headers.append(name, value);
     }
-    let spelling = spelled.then(|| Spelling::new(head.clone(), spans.iter().map(|s| s.name)));
+    let spelling = spelled.then(|| {
+        if lower {
+            Spelling::lower_case()
+        } else {
+            Spelling::new(head.clone(), spans.iter().map(|s| s.name))
+        }
+    });
     Ok((headers, spelling))
 }
 

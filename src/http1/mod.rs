@@ -22,6 +22,7 @@ pub mod framing;
 pub mod head;
 mod inbound;
 mod outbound;
+mod recycle;
 pub mod server;
 pub mod spelling;
 pub mod write;

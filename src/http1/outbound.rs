@@ -249,7 +249,7 @@ where
         self.head_at += head;
         if self.head_at == self.head.len() && !self.keep_head {
             // Release the head's allocation (cookies can make it several KiB) at once.
-            self.head = Vec::new();
+            super::recycle::give_head(std::mem::take(&mut self.head));
             self.head_at = 0;
         }
         n -= head;

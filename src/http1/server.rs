@@ -443,7 +443,7 @@ where
         headers.insert(header::DATE, date());
     }
     let reason = parts.extensions.get::<Reason>().map(|r| &r.0[..]);
-    let mut out = Vec::new();
+    let mut out = super::recycle::head_buf();
     // The rest of a 100 Continue cut short by the answer goes first.
     if let Some(at) = current.continue_at.take() {
         out.extend_from_slice(&CONTINUE[at..]);
@@ -455,6 +455,7 @@ where
         headers,
         parts.extensions.get::<Spelling>(),
     );
+    super::recycle::give_map(parts.headers);
     Outbound::new(out, body, framing)
 }
 

@@ -2,7 +2,10 @@
 //! headers, so on HTTP/1.1 a name leaves Portico as the other side wrote it. Most peers
 //! write Title-Case, which is what the writer produces for a name it has no spelling for,
 //! so a spelling is only kept for a head with at least one name that is not Title-Case:
-//! most messages carry none and cost nothing here.
+//! most messages carry none and cost nothing here. A head whose names are all lower-case
+//! (hyper, Node and Go members, and h2 clients' habits carried to HTTP/1.1) keeps no list
+//! either: its message leaves all lower-case, Portico's own fields included, as the peer
+//! wrote it.
 
 use bytes::Bytes;
 use http::HeaderName;
@@ -11,9 +14,16 @@ use http::HeaderName;
 /// each with a hash of its lower-case form: a lookup compares hashes first, so writing a
 /// head of 100 fields costs 100 × 100 integer compares, not string compares.
 #[derive(Clone)]
-pub struct Spelling {
-    head: Bytes,
-    names: Vec<(u32, u32, u32)>,
+pub struct Spelling(Names);
+
+#[derive(Clone)]
+enum Names {
+    /// Every name was lower-case: each goes out as `HeaderName` holds it.
+    Lower,
+    Listed {
+        head: Bytes,
+        names: Vec<(u32, u32, u32)>,
+    },
 }
 
 /// FNV-1a of the lower-case form of `name`.
@@ -25,13 +35,17 @@ fn hash(name: &[u8]) -> u32 {
 
 impl std::fmt::Debug for Spelling {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(
-                self.names
-                    .iter()
-                    .map(|&(s, e, _)| String::from_utf8_lossy(&self.head[s as usize..e as usize])),
-            )
-            .finish()
+        match &self.0 {
+            Names::Lower => f.write_str("Spelling(lower-case)"),
+            Names::Listed { head, names } => f
+                .debug_list()
+                .entries(
+                    names
+                        .iter()
+                        .map(|&(s, e, _)| String::from_utf8_lossy(&head[s as usize..e as usize])),
+                )
+                .finish(),
+        }
     }
 }
 
@@ -41,18 +55,27 @@ impl Spelling {
         let names = names
             .map(|(s, e)| (s, e, hash(&head[s as usize..e as usize])))
             .collect();
-        Spelling { head, names }
+        Spelling(Names::Listed { head, names })
+    }
+
+    /// The spelling of a head whose names were all lower-case: nothing to list.
+    pub fn lower_case() -> Self {
+        Spelling(Names::Lower)
     }
 
     /// How the peer spelled the `nth` (from 0) field line named `name`; `None` for a field
-    /// it did not send (one Portico added), which is then written Title-Case.
-    pub fn name(&self, name: &HeaderName, nth: usize) -> Option<&[u8]> {
+    /// it did not send (one Portico added), which is then written Title-Case. After an
+    /// all-lower-case head, every name is lower-case.
+    pub fn name<'a>(&'a self, name: &'a HeaderName, nth: usize) -> Option<&'a [u8]> {
         let want = name.as_str().as_bytes();
+        let Names::Listed { head, names } = &self.0 else {
+            return Some(want);
+        };
         let h = hash(want);
-        self.names
+        names
             .iter()
             .filter(|&&(_, _, nh)| nh == h)
-            .map(|&(s, e, _)| &self.head[s as usize..e as usize])
+            .map(|&(s, e, _)| &head[s as usize..e as usize])
             .filter(|n| n.eq_ignore_ascii_case(want))
             .nth(nth)
     }
@@ -111,6 +134,16 @@ mod tests {
         ] {
             assert!(!is_title_case(name.as_bytes()), "{name}");
         }
+    }
+
+    #[test]
+    fn after_an_all_lower_case_head_every_name_is_lower_case() {
+        let s = Spelling::lower_case();
+        assert_eq!(
+            s.name(&http::header::SET_COOKIE, 3),
+            Some(&b"set-cookie"[..])
+        );
+        assert_eq!(s.name(&http::header::DATE, 0), Some(&b"date"[..]));
     }
 
     #[test]

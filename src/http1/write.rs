@@ -108,6 +108,30 @@ mod tests {
     }
 
     #[test]
+    fn an_all_lower_case_head_goes_out_all_lower_case_with_porticos_fields() {
+        let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-served-by: fe01\r\n\r\n";
+        let mut buf = BytesMut::from(&raw[..]);
+        let mut head = parse_response(&mut buf, LIMITS, false).unwrap().unwrap();
+        head.headers.insert(
+            http::header::DATE,
+            "Tue, 01 Dec 2026 00:00:00 GMT".parse().unwrap(),
+        );
+        let mut out = Vec::new();
+        response_head(
+            &mut out,
+            head.status,
+            None,
+            &head.headers,
+            head.spelling.as_ref(),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-served-by: fe01\r\n\
+             date: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn a_response_keeps_the_members_reason_and_names() {
         let raw = b"HTTP/1.1 200 Fine\r\nX-FEServer: EX01\r\nrequest-id: 6d0c\r\nContent-Length: 2\r\n\r\n";
         let mut buf = BytesMut::from(&raw[..]);
