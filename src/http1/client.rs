@@ -31,7 +31,7 @@ use super::head::{self, EndScan, HeadError, Limits};
 use super::inbound::{Inbound, InboundError, Reader};
 use super::outbound::{Outbound, OutboundError};
 use super::spelling::Spelling;
-use super::{has_token, write, Reason, Upgraded};
+use super::{has_token, write, Present, Reason, Upgraded};
 
 /// Why an exchange failed, and whose fault it was: everything but [`RequestBody`] and
 /// [`RequestLength`] is the member's (or the network's to it).
@@ -204,9 +204,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 }
             };
         }
+        let present = Present::of(&parts.headers);
         // HTTP/1.1 needs a Host; the proxy always sets one, another caller may give only an
         // absolute URI.
-        if !parts.headers.contains_key(header::HOST) {
+        if !present.any(Present::HOST) {
             if let Some(v) = parts
                 .uri
                 .authority()
@@ -230,11 +231,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             &parts.headers,
             parts.extensions.get::<Spelling>(),
         );
-        let close_asked = has_token(&parts.headers, b"close");
+        let close_asked = present.any(Present::CONNECTION) && has_token(&parts.headers, b"close");
         // A bodyless idempotent request may be sent again if the connection dies before its
         // answer (RFC 9110 §9.2.2): its written head is kept until the answer's head comes.
         let replayable = framing == Framing::Empty && is_idempotent(&parts.method);
-        let upgrade_asked = parts.headers.contains_key(header::UPGRADE);
+        let upgrade_asked = present.any(Present::UPGRADE);
         let to_head = parts.method == http::Method::HEAD;
         super::recycle::give_map(parts.headers);
         Sending {
@@ -428,14 +429,15 @@ where
         if let Some(written) = this.replay.take() {
             super::recycle::give_head(written);
         }
+        let present = Present::of(&head.headers);
         let reusable = !this.close_asked
             && head.version == Version::HTTP_11
-            && !has_token(&head.headers, b"close")
+            && !(present.any(Present::CONNECTION) && has_token(&head.headers, b"close"))
             && this.write_error.is_none()
             && head.framing != Framing::UntilClose
             // A 204 or 304 has no body, whatever it says; one that says chunked may send
             // one anyway, and its bytes would be read as the next response.
-            && !(matches!(head.status.as_u16(), 204 | 304) && head.headers.contains_key(header::TRANSFER_ENCODING))
+            && !(matches!(head.status.as_u16(), 204 | 304) && present.any(Present::TRANSFER_ENCODING))
             // Nor one whose 204 announces a body.
             && !(head.status == StatusCode::NO_CONTENT
                 && head.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0"));

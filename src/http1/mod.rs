@@ -44,6 +44,58 @@ pub struct Upgraded<T> {
     pub read_ahead: Bytes,
 }
 
+/// Which of the names the codec and the proxy decide by a message carries, found in one
+/// pass over its names. A lookup costs a hash and a probe (about 100 instructions, callgrind)
+/// and a proxied request made some twenty, most for names it did not carry (`Connection`,
+/// `Upgrade`, `Expect`, `Cookie`...); a pass over a head's few names costs less than two.
+/// A snapshot: it says nothing of fields added or removed after it was taken.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Present(u16);
+
+impl Present {
+    pub(crate) const CONNECTION: u16 = 1;
+    pub(crate) const UPGRADE: u16 = 1 << 1;
+    pub(crate) const HOST: u16 = 1 << 2;
+    pub(crate) const DATE: u16 = 1 << 3;
+    pub(crate) const TRANSFER_ENCODING: u16 = 1 << 4;
+    pub(crate) const CONTENT_LENGTH: u16 = 1 << 5;
+    pub(crate) const EXPECT: u16 = 1 << 6;
+    pub(crate) const COOKIE: u16 = 1 << 7;
+    pub(crate) const AUTHORIZATION: u16 = 1 << 8;
+    pub(crate) const WWW_AUTHENTICATE: u16 = 1 << 9;
+    /// Any name outside the standard set (`X-...`, `request-id`).
+    pub(crate) const OTHER: u16 = 1 << 10;
+
+    /// The names `headers` holds now.
+    pub(crate) fn of(headers: &HeaderMap) -> Present {
+        const KNOWN: [(header::HeaderName, u16); 10] = [
+            (header::CONNECTION, Present::CONNECTION),
+            (header::UPGRADE, Present::UPGRADE),
+            (header::HOST, Present::HOST),
+            (header::DATE, Present::DATE),
+            (header::TRANSFER_ENCODING, Present::TRANSFER_ENCODING),
+            (header::CONTENT_LENGTH, Present::CONTENT_LENGTH),
+            (header::EXPECT, Present::EXPECT),
+            (header::COOKIE, Present::COOKIE),
+            (header::AUTHORIZATION, Present::AUTHORIZATION),
+            (header::WWW_AUTHENTICATE, Present::WWW_AUTHENTICATE),
+        ];
+        let mut found = 0;
+        for name in headers.keys() {
+            found |= KNOWN
+                .iter()
+                .find(|(known, _)| known == name)
+                .map_or(Present::OTHER, |&(_, bit)| bit);
+        }
+        Present(found)
+    }
+
+    /// Whether the message carries any of `names` (bits of this type).
+    pub(crate) fn any(self, names: u16) -> bool {
+        self.0 & names != 0
+    }
+}
+
 /// Whether a `Connection` header lists `token`.
 pub(crate) fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
     headers.get_all(header::CONNECTION).iter().any(|v| {
@@ -51,4 +103,26 @@ pub(crate) fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
             .split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn present_names_are_found_and_absent_ones_are_not() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "a".parse().unwrap());
+        h.append(header::COOKIE, "a=1".parse().unwrap());
+        h.append(header::COOKIE, "b=2".parse().unwrap());
+        let p = Present::of(&h);
+        assert!(p.any(Present::HOST) && p.any(Present::COOKIE));
+        assert!(!p.any(Present::CONNECTION | Present::UPGRADE | Present::OTHER));
+        h.insert("x-feserver", "EX01".parse().unwrap());
+        h.insert(header::WWW_AUTHENTICATE, "NTLM".parse().unwrap());
+        let p = Present::of(&h);
+        assert!(p.any(Present::OTHER) && p.any(Present::WWW_AUTHENTICATE));
+        assert!(!p.any(Present::DATE | Present::EXPECT | Present::AUTHORIZATION));
+        assert!(!Present::of(&HeaderMap::new()).any(u16::MAX));
+    }
 }

@@ -13,7 +13,7 @@ use crate::config::HashKey;
 use crate::downstream::{ClientBody, ClientIo};
 use crate::farm::{fnv1a, Farm, Member, MemberSet, PickInput};
 use crate::http1::server::{OnUpgrade, Upgrading};
-use crate::http1::Upgraded;
+use crate::http1::{Present, Upgraded};
 use crate::upstream::{
     ErrorKind, Exchange, Fault, InFlight, MemberIo, Reach, Reply, RequestBody, Retry, SendError,
 };
@@ -284,7 +284,11 @@ fn outgoing(
     record: Option<&Arc<AccessRecord>>,
     max_body: Option<u64>,
 ) -> (Request<RequestBody>, Option<Upgrading<ClientIo>>) {
-    let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+    // One pass over the names instead of a lookup each for names most requests lack.
+    let present = Present::of(req.headers());
+    let upgrade = req.version() == Version::HTTP_11
+        && present.any(Present::UPGRADE)
+        && headers::wants_upgrade(req.headers());
     let client_upgrade = req
         .extensions_mut()
         .remove::<OnUpgrade<ClientIo>>()
@@ -297,8 +301,12 @@ fn outgoing(
     };
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
-    parts.headers.remove(header::EXPECT);
-    headers::join_cookies(&mut parts.headers);
+    if present.any(Present::EXPECT) {
+        parts.headers.remove(header::EXPECT);
+    }
+    if present.any(Present::COOKIE) {
+        headers::join_cookies(&mut parts.headers);
+    }
     if upgrade {
         parts
             .headers
@@ -481,7 +489,11 @@ impl Ctx<'_> {
             }
         };
 
-        let pin_it = !self.h2 && (self.authenticates || pin::response_challenges(&parts.headers));
+        let present = Present::of(&parts.headers);
+        let pin_it = !self.h2
+            && (self.authenticates
+                || (present.any(Present::WWW_AUTHENTICATE)
+                    && pin::response_challenges(&parts.headers)));
         let lease = if pin_it {
             match lease.pin(farm.max_pinned_per_member) {
                 Ok(l) => l,
@@ -503,7 +515,8 @@ impl Ctx<'_> {
         });
 
         headers::remove_hop_by_hop(&mut parts.headers, false);
-        let disabled = affinity::member_disables(&mut parts.headers);
+        // Its header is not a standard name: only a response with one can carry it.
+        let disabled = present.any(Present::OTHER) && affinity::member_disables(&mut parts.headers);
         if let Some(name) = farm.affinity_cookie() {
             if !disabled && !had_cookie {
                 if let Some(c) = affinity::set_cookie(name, &member.affinity_key, self.conn.https) {

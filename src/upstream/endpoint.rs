@@ -233,13 +233,20 @@ impl Endpoint {
 /// Sends and waits for the response head. The per-read idle timeout cannot stop a member
 /// that trickles header bytes, so a bodyless request's head must arrive within `timeout` in
 /// all. (With a body the member may rightly answer only after a long upload.)
+///
+/// The head timer costs nothing in the common case: a head almost always comes whole with
+/// the first wake-up after the request is written, so the timer is registered only when
+/// the future is woken again without a head (a member trickling it). A member that sends
+/// nothing at all wakes nobody, and is cut by the connection's idle timeout at the same
+/// moment. Registering and clearing a tokio timer per request was 1.2% of its
+/// instructions (callgrind).
 fn send_on(conn: MemberConn, req: Request<RequestBody>, timeout: Duration) -> SendOn {
     let bodyless = req.body().is_end_stream();
     SendOn {
         sent: conn.send(req),
-        // Not registered with the timer until polled, and polled only for a bodyless request.
-        head_deadline: tokio::time::sleep(timeout),
-        bodyless,
+        head_deadline: None,
+        since: bodyless.then(tokio::time::Instant::now),
+        waited: false,
         timeout,
     }
 }
@@ -250,8 +257,11 @@ pin_project_lite::pin_project! {
         #[pin]
         sent: client::Sending<MemberIo, RequestBody>,
         #[pin]
-        head_deadline: tokio::time::Sleep,
-        bodyless: bool,
+        head_deadline: Option<tokio::time::Sleep>,
+        // When a bodyless request was sent; `None` for one with a body (no head deadline).
+        since: Option<tokio::time::Instant>,
+        // Polled once already without a head.
+        waited: bool,
         timeout: Duration,
     }
 }
@@ -260,7 +270,7 @@ impl std::future::Future for SendOn {
     type Output = Result<Response<Reply>, SendError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(result) = this.sent.poll(cx) {
             return Poll::Ready(match result {
                 Ok(client::Exchange::Response(r)) => Ok(r.map(Reply::Body)),
@@ -271,7 +281,21 @@ impl std::future::Future for SendOn {
                 Err(f) => Err(SendError::from_failure(f, *this.timeout)),
             });
         }
-        if *this.bodyless && this.head_deadline.poll(cx).is_ready() {
+        let Some(since) = *this.since else {
+            return Poll::Pending;
+        };
+        if !std::mem::replace(this.waited, true) {
+            return Poll::Pending;
+        }
+        if this.head_deadline.is_none() {
+            this.head_deadline
+                .set(Some(tokio::time::sleep_until(since + *this.timeout)));
+        }
+        let fired = this
+            .head_deadline
+            .as_pin_mut()
+            .is_some_and(|d| d.poll(cx).is_ready());
+        if fired {
             return Poll::Ready(Err(SendError::new(
                 ErrorKind::HeadTimeout(*this.timeout),
                 None,
