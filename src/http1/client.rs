@@ -442,17 +442,23 @@ where
             && !(head.status == StatusCode::NO_CONTENT
                 && head.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0"));
         let inbound = Inbound::of(head.framing);
+        let mut head = head;
         let body = ResponseBody {
             conn: this.conn.take(),
             inbound,
             out: this.out.take().map(Box::new),
             reusable,
             trailers: None,
+            // With the body, not in the extensions: their first insertion costs three
+            // allocations, and most members' heads have a name that is not Title-Case.
+            spelling: head.spelling.take(),
         };
         Poll::Ready(Ok(Exchange::Response(response_of(head, body))))
     }
 }
 
+/// The response a head begins; a spelling still in the head (a 101's, whose connection
+/// is handed over with no body) goes in the extensions.
 fn response_of<X>(head: head::ResponseHead, body: X) -> Response<X> {
     let mut r = Response::new(body);
     *r.status_mut() = head.status;
@@ -480,12 +486,19 @@ pub struct ResponseBody<T, B> {
     reusable: bool,
     // Boxed: rare, and the body is moved several times per request.
     trailers: Option<Box<HeaderMap>>,
+    /// How the member spelled the head's names.
+    spelling: Option<Spelling>,
 }
 
 impl<T, B> ResponseBody<T, B>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    /// How the member spelled its head's names, when it kept a spelling.
+    pub fn spelling(&self) -> Option<&Spelling> {
+        self.spelling.as_ref()
+    }
+
     /// The connection, once the body has ended cleanly and both sides allow another
     /// request on it; `None` otherwise (dropping the body closes the connection).
     pub fn take_connection(&mut self) -> Option<Connection<T>> {
@@ -918,8 +931,8 @@ mod tests {
         let resp = exchange(conn, get("/owa/")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let spelling = resp
-            .extensions()
-            .get::<Spelling>()
+            .body()
+            .spelling()
             .expect("X-FEServer is not Title-Case");
         assert_eq!(
             spelling.name(&HeaderName::from_static("x-feserver"), 0),

@@ -111,7 +111,7 @@ where
         Future = F,
     >,
     F: Future<Output = Result<http::Response<B>, E>>,
-    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B: http_body::Body<Data = bytes::Bytes> + crate::http1::server::Spelled + Unpin,
     B::Error: Into<BoxError>,
     E: std::fmt::Display,
 {

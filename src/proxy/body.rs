@@ -76,6 +76,15 @@ impl ResponseBody {
     }
 }
 
+impl crate::http1::server::Spelled for ResponseBody {
+    fn spelling(&self) -> Option<&crate::http1::spelling::Spelling> {
+        match &self.kind {
+            Kind::Upstream { body, .. } => body.spelling(),
+            Kind::Full(_) => None,
+        }
+    }
+}
+
 fn kind_is_end(kind: &Kind) -> bool {
     match kind {
         Kind::Upstream { body, .. } => body.is_end_stream(),
