@@ -140,13 +140,12 @@ impl Endpoint {
     /// a copy of it with [`Retry::Idempotent`](super::Retry), which HTTP allows to send once
     /// more (RFC 9110 9.2.2).
     ///
-    /// Not an async fn, nor is `send_new`: a wrapper's own state would keep a second copy of
-    /// the request in every held request's future (see `crate::task`).
+    /// Not an async fn, nor is `send_new`: see [`Exchanging`].
     pub fn send<'a>(
         self: &'a Arc<Self>,
         reach: &'a Reach<'a>,
         req: Request<RequestBody>,
-    ) -> impl std::future::Future<Output = Result<Exchange, SendError>> + Send + 'a {
+    ) -> Exchanging<'a> {
         self.send_with(reach, req, true)
     }
 
@@ -156,42 +155,46 @@ impl Endpoint {
         self: &'a Arc<Self>,
         reach: &'a Reach<'a>,
         req: Request<RequestBody>,
-    ) -> impl std::future::Future<Output = Result<Exchange, SendError>> + Send + 'a {
+    ) -> Exchanging<'a> {
         self.send_with(reach, req, false)
     }
 
-    async fn send_with(
-        self: &Arc<Self>,
-        reach: &Reach<'_>,
+    fn send_with<'a>(
+        self: &'a Arc<Self>,
+        reach: &'a Reach<'a>,
         mut req: Request<RequestBody>,
         pooled: bool,
-    ) -> Result<Exchange, SendError> {
+    ) -> Exchanging<'a> {
         req.body_mut().count_into(self);
-        while let Some(conn) = pooled
+        Exchanging {
+            endpoint: Some(self),
+            reach,
+            state: self.start(reach, req, pooled),
+        }
+    }
+
+    /// The first or next try of a request: on a pooled connection if one is idle (and
+    /// `pooled`), else on a new one.
+    fn start<'a>(
+        self: &'a Arc<Self>,
+        reach: &'a Reach<'a>,
+        req: Request<RequestBody>,
+        pooled: bool,
+    ) -> Try<'a> {
+        if let Some(conn) = pooled
             .then(|| self.pool.checkout(reach.pool_idle_timeout))
             .flatten()
         {
             self.stats.reused.add(1);
-            // Even a connection that looked alive may be one the member is closing (it was
-            // restarted, an app pool recycled): an idempotent request comes back in the
-            // error (`http1::client` keeps its written head), to be sent once more.
-            match send_on(conn, req, reach.read_timeout).await {
-                Ok(response) => return Ok(self.exchange(response, false)),
-                Err(mut e) => match e.take_unsent() {
-                    Some(back) => req = back,
-                    None => return Err(e),
-                },
-            }
+            return Try::Sending {
+                sent: send_on(conn, req, reach.read_timeout),
+                how: How::Pooled,
+            };
         }
-        let conn = match self.connect(reach).await {
-            Ok(c) => c,
-            Err(kind) => return Err(SendError::new(kind, Some(req))),
-        };
-        self.stats.created.add(1);
-        let response = send_on(conn, req, reach.read_timeout)
-            .await
-            .map_err(SendError::without_replay)?;
-        Ok(self.exchange(response, false))
+        Try::Connecting {
+            connect: Box::pin(self.connect(reach)),
+            req: Some(req),
+        }
     }
 
     fn exchange(self: &Arc<Self>, response: Response<Reply>, pinned: bool) -> Exchange {
@@ -372,18 +375,133 @@ impl Pinned {
     /// Sends the next request of the authenticated client connection. A pinned
     /// connection the member closed hands the request back unsent: the client must
     /// authenticate again on a new one.
-    pub async fn send(
-        self,
-        reach: &Reach<'_>,
-        mut req: Request<RequestBody>,
-    ) -> Result<Exchange, SendError> {
+    pub fn send<'a>(self, reach: &'a Reach<'a>, mut req: Request<RequestBody>) -> Exchanging<'a> {
         let Pinned { lease, mut conn } = self;
         req.body_mut().count_into(&lease.endpoint);
-        if conn.check_idle().is_err() {
-            return Err(SendError::new(ErrorKind::NotSent, Some(req)));
+        let state = if conn.check_idle().is_err() {
+            Try::Failed {
+                error: Some(SendError::new(ErrorKind::NotSent, Some(req))),
+            }
+        } else {
+            Try::Sending {
+                sent: send_on(conn, req, reach.read_timeout),
+                how: How::Pinned(Some(lease)),
+            }
+        };
+        Exchanging {
+            endpoint: None,
+            reach,
+            state,
         }
-        let response = send_on(conn, req, reach.read_timeout).await?;
-        Ok(Exchange { response, lease })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One request's exchange with an endpoint, up to the response head:
+    /// [`Endpoint::send`], [`Endpoint::send_new`] and [`Pinned::send`]. A named future, not
+    /// an async fn: an async fn keeps its arguments beside the locals moved out of them,
+    /// and this future is part of every request waiting on a member (a long poll) and is
+    /// moved several times before it is polled (`-Zprint-type-sizes`: the async fns were
+    /// 1,168 and 1,320 bytes).
+    pub struct Exchanging<'a> {
+        // Where a pooled connection that died unused is replaced from, and new leases
+        // come from; `None` for a pinned connection, which is tried alone.
+        endpoint: Option<&'a Arc<Endpoint>>,
+        reach: &'a Reach<'a>,
+        #[pin]
+        state: Try<'a>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = TryProj]
+    enum Try<'a> {
+        Sending {
+            #[pin]
+            sent: SendOn,
+            how: How,
+        },
+        // Boxed: the TLS handshake's state is large and rare.
+        Connecting {
+            connect: Pin<Box<dyn std::future::Future<Output = Result<MemberConn, ErrorKind>> + Send + 'a>>,
+            req: Option<Request<RequestBody>>,
+        },
+        Failed {
+            error: Option<SendError>,
+        },
+    }
+}
+
+/// Which connection a try is on, which decides what its failure allows.
+enum How {
+    /// From the pool: one that died before taking the request is replaced.
+    Pooled,
+    /// New: its failure is final (a replay was this very try).
+    Fresh,
+    /// The client connection's own, with its lease: tried alone.
+    Pinned(Option<Lease>),
+}
+
+impl std::future::Future for Exchanging<'_> {
+    type Output = Result<Exchange, SendError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                TryProj::Sending { sent, how } => {
+                    let result = std::task::ready!(sent.poll(cx));
+                    let endpoint = match (how, *this.endpoint) {
+                        (How::Pinned(lease), _) => {
+                            let lease = lease.take().expect("polled after it answered");
+                            return Poll::Ready(
+                                result.map(|response| Exchange { response, lease }),
+                            );
+                        }
+                        (_, None) => unreachable!("only a pinned try has no endpoint"),
+                        (How::Fresh, Some(e)) => {
+                            return Poll::Ready(match result {
+                                Ok(response) => Ok(e.exchange(response, false)),
+                                Err(err) => Err(err.without_replay()),
+                            });
+                        }
+                        (How::Pooled, Some(e)) => e,
+                    };
+                    // Even a connection that looked alive may be one the member is closing
+                    // (it was restarted, an app pool recycled): one that took nothing hands
+                    // the request back for the next; an idempotent one that took it comes
+                    // back in the error (`http1::client` keeps its written head).
+                    match result {
+                        Ok(response) => return Poll::Ready(Ok(endpoint.exchange(response, false))),
+                        Err(mut err) => match err.take_unsent() {
+                            Some(back) => {
+                                let next = endpoint.start(this.reach, back, true);
+                                this.state.set(next);
+                            }
+                            None => return Poll::Ready(Err(err)),
+                        },
+                    }
+                }
+                TryProj::Connecting { connect, req } => {
+                    let connected = std::task::ready!(connect.as_mut().poll(cx));
+                    let req = req.take().expect("polled after it answered");
+                    let endpoint = this.endpoint.expect("only a pooled or fresh try connects");
+                    match connected {
+                        Ok(conn) => {
+                            endpoint.stats.created.add(1);
+                            this.state.set(Try::Sending {
+                                sent: send_on(conn, req, this.reach.read_timeout),
+                                how: How::Fresh,
+                            });
+                        }
+                        Err(kind) => return Poll::Ready(Err(SendError::new(kind, Some(req)))),
+                    }
+                }
+                TryProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().expect("polled after it answered")))
+                }
+            }
+        }
     }
 }
 

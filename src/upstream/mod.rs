@@ -11,7 +11,9 @@ mod idle;
 mod pool;
 
 pub use body::{BodyError, RequestBody};
-pub use endpoint::{Endpoint, EndpointStats, Exchange, InFlight, Lease, Pinned, Reach, Reply};
+pub use endpoint::{
+    Endpoint, EndpointStats, Exchange, Exchanging, InFlight, Lease, Pinned, Reach, Reply,
+};
 pub use error::{is_local_exhaustion, ErrorKind, Fault, Retry, SendError};
 pub use idle::{is_idle_timeout, IdleTimeout};
 
