@@ -313,11 +313,17 @@ fn outgoing(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     if farm.x_forwarded {
+        // The client's Host value where it sent one (the same bytes as `host`, and a clone of
+        // it costs no allocation: it is a slice of the head, released with it once written).
+        let own_host = present
+            .any(Present::HOST)
+            .then(|| parts.headers.get(header::HOST).cloned())
+            .flatten();
         headers::set_forwarded(
             &mut parts.headers,
             &conn.forwarded_for,
             conn.https,
-            Some(host),
+            Some(own_host.as_ref().unwrap_or(host)),
             conn.trusted_peer,
         );
     }
@@ -383,6 +389,11 @@ fn set_host(
     tls: bool,
 ) {
     let value = if farm.preserve_host {
+        // The client's own Host is `host`, byte for byte (`decide` copied it): kept as it is.
+        // Inserting the copy would be an insertion and, at its first clone, an allocation.
+        if req.headers().contains_key(header::HOST) {
+            return;
+        }
         host.clone()
     } else {
         let port = if tls {
