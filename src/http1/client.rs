@@ -133,6 +133,11 @@ pub struct Connection<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
+    /// The stream, for its owner's settings (a member connection's idle timeout).
+    pub fn io_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
     /// A connection over `io` (a TCP or TLS stream, already open).
     pub fn new(io: T, limits: Limits) -> Self {
         Connection {

@@ -63,7 +63,8 @@ impl Present {
     pub(crate) const COOKIE: u16 = 1 << 7;
     pub(crate) const AUTHORIZATION: u16 = 1 << 8;
     pub(crate) const WWW_AUTHENTICATE: u16 = 1 << 9;
-    /// Any name outside the standard set (`X-...`, `request-id`).
+    /// Any name but the ten above (`Content-Type`, `X-...`, `request-id`): a message
+    /// without one carries no custom name either.
     pub(crate) const OTHER: u16 = 1 << 10;
 
     /// The names `headers` holds now.

@@ -226,8 +226,11 @@ impl Endpoint {
             connect_timeout: reach.connect_timeout,
             idle_timeout: reach.read_timeout,
         };
-        // Boxed: the TLS handshake state is large and must not stay in every held request.
-        Box::pin(reach.connector.connect(&target))
+        // Not boxed here: `Try::Connecting` boxes this whole future (the TLS handshake's
+        // state is large and must not stay in every held request).
+        reach
+            .connector
+            .connect(&target)
             .await
             .map_err(ErrorKind::from_connect)
     }
@@ -243,7 +246,10 @@ impl Endpoint {
 /// nothing at all wakes nobody, and is cut by the connection's idle timeout at the same
 /// moment. Registering and clearing a tokio timer per request was 1.2% of its
 /// instructions (callgrind).
-fn send_on(conn: MemberConn, req: Request<RequestBody>, timeout: Duration) -> SendOn {
+fn send_on(mut conn: MemberConn, req: Request<RequestBody>, timeout: Duration) -> SendOn {
+    // The idle cut above relies on the connection's timeout being this request's: one made
+    // before a reload changed the farm's `timeout` takes the new one here.
+    conn.io_mut().set_timeout(timeout);
     let bodyless = req.body().is_end_stream();
     SendOn {
         sent: conn.send(req),
@@ -281,7 +287,15 @@ impl std::future::Future for SendOn {
                     let (parts, ()) = head.into_parts();
                     Ok(Response::from_parts(parts, Reply::Switched(io)))
                 }
-                Err(f) => Err(SendError::from_failure(f, *this.timeout)),
+                Err(f) => {
+                    let mut e = SendError::from_failure(f, *this.timeout);
+                    // No head, and nothing came for the whole timeout: for a bodyless request
+                    // that is the head deadline passing (the idle cut came first).
+                    if this.since.is_some() && matches!(e.kind, ErrorKind::IdleTimeout(_)) {
+                        e.kind = ErrorKind::HeadTimeout(*this.timeout);
+                    }
+                    Err(e)
+                }
             });
         }
         let Some(since) = *this.since else {
@@ -525,5 +539,45 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.stats.in_flight.sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection opened (pooled or pinned) before a reload lowered the farm's timeout
+    /// keeps its old idle timeout; a bodyless request to a member that says nothing must
+    /// still get its 504 at the farm's new head timeout. On tokio's paused clock, so the
+    /// figures are exact whatever the machine's load. (Found by review: without
+    /// `set_timeout` the request waited the connection's 100 s.)
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_member_is_cut_at_the_farms_timeout_not_the_connections_old_one() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _member = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(s);
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Opened when the farm's timeout was 100 s.
+        let conn = super::super::open(crate::stream::Stream::Plain(tcp), Duration::from_secs(100));
+        let req = Request::get("/")
+            .header("host", "a")
+            .body(RequestBody::Empty)
+            .unwrap();
+        let t0 = tokio::time::Instant::now();
+        // The farm's timeout is 5 s now.
+        let Err(err) = send_on(conn, req, Duration::from_secs(5)).await else {
+            panic!("answered")
+        };
+        let took = t0.elapsed();
+        assert!(
+            matches!(err.kind, ErrorKind::HeadTimeout(_))
+                && took >= Duration::from_secs(5)
+                && took < Duration::from_secs(6),
+            "{err:?} after {took:?}"
+        );
     }
 }

@@ -42,6 +42,22 @@ impl<T> IdleTimeout<T> {
     }
 }
 
+impl<T> IdleTimeout<T> {
+    /// Makes `timeout` the idle limit from now on: a connection kept (pooled or pinned)
+    /// across a reload that changed the farm's `timeout` follows the new one. A no-op when
+    /// unchanged, as it is for almost every request.
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        if timeout == self.timeout {
+            return;
+        }
+        self.timeout = timeout;
+        self.deadline = Instant::now() + timeout;
+        // Armed for the old limit, which may be later: re-armed at the next wait.
+        self.sleep.as_mut().reset(self.deadline);
+        self.armed_for = None;
+    }
+}
+
 /// The error an idle upstream produces; `proxy` maps it to 504.
 pub fn is_idle_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
