@@ -31,7 +31,7 @@ use super::head::{self, EndScan, HeadError, Limits};
 use super::inbound::{Inbound, InboundError, Reader};
 use super::outbound::{Outbound, OutboundError};
 use super::spelling::Spelling;
-use super::{has_token, write, Present, Reason, Upgraded};
+use super::{write, Present, Reason, Upgraded};
 
 /// Why an exchange failed, and whose fault it was: everything but [`RequestBody`] and
 /// [`RequestLength`] is the member's (or the network's to it).
@@ -236,7 +236,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             &parts.headers,
             parts.extensions.get::<Spelling>(),
         );
-        let close_asked = present.any(Present::CONNECTION) && has_token(&parts.headers, b"close");
+        let close_asked = present.connection_lists(&parts.headers, b"close");
         // A bodyless idempotent request may be sent again if the connection dies before its
         // answer (RFC 9110 §9.2.2): its written head is kept until the answer's head comes.
         let replayable = framing == Framing::Empty && is_idempotent(&parts.method);
@@ -437,7 +437,7 @@ where
         let present = Present::of(&head.headers);
         let reusable = !this.close_asked
             && head.version == Version::HTTP_11
-            && !(present.any(Present::CONNECTION) && has_token(&head.headers, b"close"))
+            && !present.connection_lists(&head.headers, b"close")
             && this.write_error.is_none()
             && head.framing != Framing::UntilClose
             // A 204 or 304 has no body, whatever it says; one that says chunked may send

@@ -95,15 +95,17 @@ impl Present {
     pub(crate) fn any(self, names: u16) -> bool {
         self.0 & names != 0
     }
-}
 
-/// Whether a `Connection` header lists `token`.
-pub(crate) fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    })
+    /// Whether a `Connection` header of `headers` (the message this was taken of) lists
+    /// `token`; looked up only when the message has one.
+    pub(crate) fn connection_lists(self, headers: &HeaderMap, token: &[u8]) -> bool {
+        self.any(Present::CONNECTION)
+            && headers.get_all(header::CONNECTION).iter().any(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+            })
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +127,10 @@ mod tests {
         assert!(p.any(Present::OTHER) && p.any(Present::WWW_AUTHENTICATE));
         assert!(!p.any(Present::DATE | Present::EXPECT | Present::AUTHORIZATION));
         assert!(!Present::of(&HeaderMap::new()).any(u16::MAX));
+        assert!(!p.connection_lists(&h, b"close"));
+        h.insert(header::CONNECTION, "Keep-Alive, CLOSE".parse().unwrap());
+        let p = Present::of(&h);
+        assert!(p.connection_lists(&h, b"close") && p.connection_lists(&h, b"keep-alive"));
+        assert!(!p.connection_lists(&h, b"upgrade"));
     }
 }

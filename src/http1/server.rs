@@ -38,7 +38,7 @@ use super::head::{self, EndScan, HeadError, Limits, RequestHead};
 use super::inbound::{Inbound, InboundError, Reader};
 use super::outbound::{Outbound, OutboundError};
 use super::spelling::Spelling;
-use super::{has_token, write, Present, Reason, Upgraded};
+use super::{write, Present, Reason, Upgraded};
 
 /// How long a closing connection keeps reading (and discarding) what the client still sends,
 /// so that closing with unread bytes does not reset the connection before the client has
@@ -352,17 +352,15 @@ fn request<T: Send + 'static>(
 ) -> Request<RequestBody<T>> {
     let http10 = head.version == Version::HTTP_10;
     let present = Present::of(&head.headers);
-    let connection = present.any(Present::CONNECTION);
-    let close = connection && has_token(&head.headers, b"close");
+    let close = present.connection_lists(&head.headers, b"close");
     let keep_alive = if http10 {
-        connection && has_token(&head.headers, b"keep-alive") && !close
+        present.connection_lists(&head.headers, b"keep-alive") && !close
     } else {
         !close
     };
     let upgrade = !http10
         && present.any(Present::UPGRADE)
-        && connection
-        && has_token(&head.headers, b"upgrade");
+        && present.connection_lists(&head.headers, b"upgrade");
     let expects_continue = !http10
         && present.any(Present::EXPECT)
         && head
@@ -457,7 +455,7 @@ where
     let keep_alive = current.keep_alive
         && !shutting_down
         && framing != Framing::UntilClose
-        && !(present.any(Present::CONNECTION) && has_token(headers, b"close"));
+        && !present.connection_lists(headers, b"close");
     if !upgrading {
         if present.any(Present::CONNECTION) {
             headers.remove(header::CONNECTION);
