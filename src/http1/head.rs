@@ -293,17 +293,40 @@ impl RequestHead {
     }
 }
 
-/// A request head's parts, with its fields' spans in `spans`; `Ok(None)`: not complete yet.
+/// Runs `scan` with room for a usual head's fields and, only for a head with more, again
+/// with room for all: zeroing room for 100 spans per head was 0.3% of a request's
+/// instructions. `scan` gives the head's other parts and how many spans it filled; at most
+/// as many fields as it has room for, or `TooManyFields`.
+fn scan_fields<'s, T>(
+    few: &'s mut [Span; FEW_FIELDS],
+    all: &'s mut Option<[Span; MAX_FIELDS]>,
+    mut scan: impl FnMut(&mut [Span]) -> Result<Option<(T, usize)>, HeadError>,
+) -> Result<Option<(T, &'s [Span])>, HeadError> {
+    match scan(few) {
+        Err(HeadError::TooManyFields) => {}
+        Ok(Some((parts, n))) => return Ok(Some((parts, &few[..n]))),
+        other => return other.map(|_| None),
+    }
+    let all = all.insert([Span::default(); MAX_FIELDS]);
+    Ok(scan(all)?.map(|(parts, n)| (parts, &all[..n])))
+}
+
+/// Slots for httparse's fields: uninitialised, so their number costs nothing; a parse gets
+/// as many as it has spans for.
+type Slots<'h> = [MaybeUninit<httparse::Header<'h>>; MAX_FIELDS];
+
+/// A request head's length, method, target and minor version, with its fields' spans in
+/// `spans`; `Ok(None)`: not complete yet.
 #[allow(clippy::type_complexity)]
-fn scan_request<const N: usize>(
+fn scan_request(
     buf: &BytesMut,
     limits: Limits,
-    spans: &mut [Span; N],
-) -> Result<Option<(usize, usize, Method, (u32, u32), Option<u8>)>, HeadError> {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; N];
+    spans: &mut [Span],
+) -> Result<Option<((usize, Method, (u32, u32), Option<u8>), usize)>, HeadError> {
+    let mut slots: Slots<'_> = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut []);
     let status = httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots[..spans.len()])
         .map_err(malformed)?;
     let Some(len) = head_len(status, buf.len(), limits)? else {
         return Ok(None);
@@ -325,7 +348,7 @@ fn scan_request<const N: usize>(
         .map_err(|_| HeadError::Malformed("The method or request target is not valid."))?;
     // A complete parse always has a method and a path.
     let target = req.path.map_or((0, 0), |p| offsets(buf, p.as_bytes()));
-    Ok(Some((len, kept, method, target, req.version)))
+    Ok(Some(((len, method, target, req.version), kept)))
 }
 
 /// Parses a request head from the front of `buf`. `Ok(None)`: not complete yet, read more.
@@ -333,24 +356,11 @@ fn scan_request<const N: usize>(
 /// a pipelined request).
 pub fn parse_request(buf: &mut BytesMut, limits: Limits) -> Result<Option<RequestHead>, HeadError> {
     let limits = limits.clamped();
-    // Room for a usual head first; only one with more fields is parsed again with room for
-    // all (zeroing room for 100 spans per head was 0.3% of a request's instructions).
-    let mut few = [Span::default(); FEW_FIELDS];
-    let mut all;
-    let (len, method, target, minor, spans) = match scan_request(buf, limits, &mut few) {
-        Err(HeadError::TooManyFields) => {
-            all = [Span::default(); MAX_FIELDS];
-            let Some((len, n, method, target, minor)) = scan_request(buf, limits, &mut all)? else {
-                return Ok(None);
-            };
-            (len, method, target, minor, &all[..n])
-        }
-        scanned => {
-            let Some((len, n, method, target, minor)) = scanned? else {
-                return Ok(None);
-            };
-            (len, method, target, minor, &few[..n])
-        }
+    let (mut few, mut all) = ([Span::default(); FEW_FIELDS], None);
+    let Some(((len, method, target, minor), spans)) =
+        scan_fields(&mut few, &mut all, |spans| scan_request(buf, limits, spans))?
+    else {
+        return Ok(None);
     };
     check_target(&method, &buf[target.0 as usize..target.1 as usize])?;
     let version = version(minor);
@@ -374,17 +384,18 @@ pub fn parse_request(buf: &mut BytesMut, limits: Limits) -> Result<Option<Reques
     }))
 }
 
-/// A response head's parts, with its fields' spans in `spans`; `Ok(None)`: not complete yet.
+/// A response head's length, status code, reason and minor version, with its fields' spans
+/// in `spans`; `Ok(None)`: not complete yet.
 #[allow(clippy::type_complexity)]
-fn scan_response<const N: usize>(
+fn scan_response(
     buf: &BytesMut,
     limits: Limits,
-    spans: &mut [Span; N],
-) -> Result<Option<(usize, usize, u16, (u32, u32), Option<u8>)>, HeadError> {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; N];
+    spans: &mut [Span],
+) -> Result<Option<((usize, u16, (u32, u32), Option<u8>), usize)>, HeadError> {
+    let mut slots: Slots<'_> = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     let mut resp = httparse::Response::new(&mut []);
     let status = httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots[..spans.len()])
         .map_err(malformed)?;
     let Some(len) = head_len(status, buf.len(), limits)? else {
         return Ok(None);
@@ -395,11 +406,8 @@ fn scan_response<const N: usize>(
     }
     let reason = resp.reason.map_or((0, 0), |r| offsets(buf, r.as_bytes()));
     Ok(Some((
-        len,
+        (len, resp.code.unwrap_or_default(), reason, resp.version),
         resp.headers.len(),
-        resp.code.unwrap_or_default(),
-        reason,
-        resp.version,
     )))
 }
 
@@ -411,23 +419,12 @@ pub fn parse_response(
     to_head: bool,
 ) -> Result<Option<ResponseHead>, HeadError> {
     let limits = limits.clamped();
-    // As for a request: room for a usual head first.
-    let mut few = [Span::default(); FEW_FIELDS];
-    let mut all;
-    let (len, code, reason, minor, spans) = match scan_response(buf, limits, &mut few) {
-        Err(HeadError::TooManyFields) => {
-            all = [Span::default(); MAX_FIELDS];
-            let Some((len, n, code, reason, minor)) = scan_response(buf, limits, &mut all)? else {
-                return Ok(None);
-            };
-            (len, code, reason, minor, &all[..n])
-        }
-        scanned => {
-            let Some((len, n, code, reason, minor)) = scanned? else {
-                return Ok(None);
-            };
-            (len, code, reason, minor, &few[..n])
-        }
+    let (mut few, mut all) = ([Span::default(); FEW_FIELDS], None);
+    let Some(((len, code, reason, minor), spans)) = scan_fields(&mut few, &mut all, |spans| {
+        scan_response(buf, limits, spans)
+    })?
+    else {
+        return Ok(None);
     };
     let status = StatusCode::from_u16(code)
         .map_err(|_| HeadError::Malformed("The status code is not three digits."))?;
