@@ -378,7 +378,7 @@ where
                 Poll::Pending => {}
             }
         }
-        let head = loop {
+        let mut head = loop {
             if conn.scan.complete(&conn.reader.read) {
                 match head::parse_response(&mut conn.reader.read, conn.limits, this.to_head) {
                     Err(e) => return this.fail(ClientError::Head(e)),
@@ -447,7 +447,6 @@ where
             && !(head.status == StatusCode::NO_CONTENT
                 && head.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0"));
         let inbound = Inbound::of(head.framing);
-        let mut head = head;
         let body = ResponseBody {
             conn: this.conn.take(),
             inbound,

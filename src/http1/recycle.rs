@@ -6,7 +6,7 @@
 //! thread; each worker thread keeps its own, so nothing here is shared or locked.
 //!
 //! Only small ones are kept, and only a few: what a thread holds here is bounded
-//! (`KEEP` of each, of at most `MAX_FIELDS` fields or `MAX_HEAD` bytes), and a map or
+//! (`KEEP` of each, with room for at most `MAX_ROOM` fields or `MAX_HEAD` bytes), and a map or
 //! buffer that grew past the bound (a head of 200 cookies) is freed as before.
 
 use std::cell::RefCell;
@@ -16,8 +16,8 @@ use http::HeaderMap;
 /// Kept per thread, of each kind: a worker has this many messages in flight at most
 /// before a free one is simply dropped.
 const KEEP: usize = 32;
-/// A map that held more fields than this is freed, not kept.
-const MAX_FIELDS: usize = 48;
+/// A map with room for more fields than this is freed, not kept.
+const MAX_ROOM: usize = 96;
 /// A head buffer larger than this is freed, not kept.
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -40,7 +40,7 @@ pub(super) fn header_map(fields: usize) -> HeaderMap {
 
 /// A map whose head is written: its fields are dropped now, its room kept.
 pub(super) fn give_map(mut map: HeaderMap) {
-    if map.capacity() > MAX_FIELDS * 2 || map.capacity() == 0 {
+    if map.capacity() > MAX_ROOM || map.capacity() == 0 {
         return;
     }
     map.clear();
