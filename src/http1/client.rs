@@ -180,6 +180,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        self.send_adding(req, &[])
+    }
+
+    /// [`send`](Self::send), with `added` written after the request's own fields (the
+    /// proxy's forwarding fields), and nothing said about them to framing.
+    pub fn send_adding<B>(self, req: Request<B>, added: write::Added<'_>) -> Sending<T, B>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let (mut parts, body) = req.into_parts();
         let fields = parts
             .headers
@@ -234,6 +244,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             &parts.method,
             target.as_bytes(),
             &parts.headers,
+            added,
             parts.extensions.get::<Spelling>(),
         );
         let close_asked = present.connection_lists(&parts.headers, b"close");

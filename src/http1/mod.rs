@@ -28,7 +28,13 @@ pub mod spelling;
 pub mod write;
 
 use bytes::Bytes;
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, HeaderName};
+
+/// The forwarding fields the proxy adds to requests: named here, where heads are written,
+/// so that [`write`](mod@write) can spell them Title-Case in one copy.
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The reason phrase a peer sent, in a response's extensions when it is not the status's
 /// canonical one; written back in its place.

@@ -52,6 +52,8 @@ pub(super) struct Prepared {
     req: Request<RequestBody>,
     client_upgrade: Option<Upgrading<ClientIo>>,
     host: HeaderValue,
+    /// What X-Forwarded-For says; `None` for a farm that sends no forwarding fields.
+    forwarded: Option<headers::ForwardedFor>,
     max_body: Option<u64>,
     tls: bool,
     h2: bool,
@@ -125,15 +127,8 @@ pub(super) fn prepare(
             path: &pick_path,
         },
     );
-    let (req, client_upgrade) = outgoing(
-        req,
-        new_path,
-        &farm,
-        &conn,
-        &host,
-        record.as_ref(),
-        max_body,
-    );
+    let (req, client_upgrade, forwarded) =
+        outgoing(req, new_path, &farm, &conn, record.as_ref(), max_body);
     Ok(Prepared {
         snap,
         conn,
@@ -146,6 +141,7 @@ pub(super) fn prepare(
         req,
         client_upgrade,
         host,
+        forwarded,
         max_body,
         tls,
         h2,
@@ -183,6 +179,11 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
         };
         // `p.req` and `p.client_upgrade` are used in place: a local moved from them would be
         // a second copy in this future's state.
+        let forwarded = p
+            .forwarded
+            .as_ref()
+            .map(|f| headers::Forwarded::new(f, &conn.forwarded_for, conn.https, host));
+        let added = forwarded.as_ref().map_or(&[][..], |f| f.fields());
 
         // A client connection that authenticated keeps its member connection.
         if !p.h2 {
@@ -195,7 +196,7 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
                 set_host(&mut p.req, farm, &member, host, tls);
                 let in_flight = InFlight::new(pinned.endpoint());
                 let started = Instant::now();
-                match pinned.send(&reach, p.req).await {
+                match pinned.send(&reach, p.req, added).await {
                     Ok(x) => {
                         return Ok(ctx.finish(
                             &member,
@@ -234,9 +235,10 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
             let in_flight = InFlight::new(endpoint);
             let started = Instant::now();
             let sent = if replayed {
-                endpoint.send_new(&reach, p.req).await
+                // The replay is the head as written, forwarding fields and all.
+                endpoint.send_new(&reach, p.req, &[]).await
             } else {
-                endpoint.send(&reach, p.req).await
+                endpoint.send(&reach, p.req, added).await
             };
             let mut err = match sent {
                 Ok(x) => {
@@ -274,16 +276,21 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
 }
 
 /// The request as the member gets it: origin-form target (byte for byte as the client sent
-/// it, unless a rule rewrote it), HTTP/1.1, hop-by-hop headers gone, forwarding headers set.
+/// it, unless a rule rewrote it), HTTP/1.1, hop-by-hop headers gone, the client's own
+/// forwarding fields gone (what the member gets instead is the third value, for farms that
+/// send them).
 fn outgoing(
     mut req: Request<ClientBody>,
     new_path: Option<PathAndQuery>,
     farm: &Farm,
     conn: &ConnInfo,
-    host: &HeaderValue,
     record: Option<&Arc<AccessRecord>>,
     max_body: Option<u64>,
-) -> (Request<RequestBody>, Option<Upgrading<ClientIo>>) {
+) -> (
+    Request<RequestBody>,
+    Option<Upgrading<ClientIo>>,
+    Option<headers::ForwardedFor>,
+) {
     // One pass over the names instead of a lookup each for names most requests lack.
     let present = Present::of(req.headers());
     let upgrade = req.version() == Version::HTTP_11
@@ -312,23 +319,16 @@ fn outgoing(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if farm.x_forwarded {
-        // The client's Host value where it sent one (the same bytes as `host`, and a clone of
-        // it costs no allocation: it is a slice of the head, released with it once written).
-        let own_host = present
-            .any(Present::HOST)
-            .then(|| parts.headers.get(header::HOST).cloned())
-            .flatten();
-        headers::set_forwarded(
+    let forwarded = farm.x_forwarded.then(|| {
+        headers::take_forwarded(
             &mut parts.headers,
+            present,
             &conn.forwarded_for,
-            conn.https,
-            Some(own_host.as_ref().unwrap_or(host)),
             conn.trusted_peer,
-        );
-    }
+        )
+    });
     let body = RequestBody::client(body, record.cloned(), max_body);
-    (Request::from_parts(parts, body), client_upgrade)
+    (Request::from_parts(parts, body), client_upgrade, forwarded)
 }
 
 /// `client`: the address `{REMOTE_ADDR}` means in rules, so hashing on it agrees with them.

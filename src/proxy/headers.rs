@@ -1,6 +1,7 @@
 //! Header handling on the way to a member and back, split by concern:
 //! hop-by-hop removal, forwarding headers, and h2 → HTTP/1.1 translation.
 
+use crate::http1::Present;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
@@ -63,61 +64,83 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) use crate::http1::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 
-/// Sets X-Forwarded-For / -Proto / -Host. A client on the internet must not choose the
-/// address the member believes, so its own X-Forwarded-For is replaced; only a `trusted`
+/// What a request's X-Forwarded-For says to the member.
+pub enum ForwardedFor {
+    /// The connection's peer alone (the value made once per connection).
+    Peer,
+    /// A trusted proxy's list, extended with its own address.
+    List(HeaderValue),
+}
+
+/// Takes the client's own X-Forwarded-For / -Proto / -Host out of `headers`, which the
+/// proxy writes itself ([`Forwarded::fields`]). A client on the internet must not choose
+/// the address the member believes, so its X-Forwarded-For is dropped; only a `trusted`
 /// peer (a proxy in front of Portico) gets its list extended with its own address.
-pub fn set_forwarded(
+/// `present`: the request carries a name outside [`Present`]'s known ones, so it may carry
+/// these; without one there is nothing to look up.
+pub(crate) fn take_forwarded(
     headers: &mut HeaderMap,
-    client: &HeaderValue,
-    https: bool,
-    host: Option<&HeaderValue>,
+    present: Present,
+    peer: &HeaderValue,
     trusted: bool,
-) {
-    let prior: Option<Vec<u8>> = if trusted {
-        let mut joined: Vec<u8> = Vec::new();
+) -> ForwardedFor {
+    if !present.any(Present::OTHER) {
+        return ForwardedFor::Peer;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    if trusted {
         for v in headers.get_all(&X_FORWARDED_FOR) {
-            if !joined.is_empty() {
-                joined.extend_from_slice(b", ");
-            }
             joined.extend_from_slice(v.as_bytes());
-        }
-        (!joined.is_empty()).then_some(joined)
-    } else {
-        None
-    };
-    let value = match prior {
-        Some(mut list) => {
-            list.extend_from_slice(b", ");
-            list.extend_from_slice(client.as_bytes());
-            HeaderValue::from_bytes(&list).ok()
-        }
-        // The common case costs a reference count: the address was formatted once, when
-        // the connection was accepted (`address_value`).
-        None => Some(client.clone()),
-    };
-    match value {
-        Some(v) => {
-            headers.insert(X_FORWARDED_FOR.clone(), v);
-        }
-        None => {
-            headers.remove(&X_FORWARDED_FOR);
+            joined.extend_from_slice(b", ");
         }
     }
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if https { "https" } else { "http" }),
-    );
-    match host {
-        Some(h) => {
-            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+    for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
+        headers.remove(name);
+    }
+    if joined.is_empty() {
+        return ForwardedFor::Peer;
+    }
+    joined.extend_from_slice(peer.as_bytes());
+    // Valid values joined by ", " make a valid value; were it not, the peer alone is true.
+    HeaderValue::from_bytes(&joined).map_or(ForwardedFor::Peer, ForwardedFor::List)
+}
+
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+
+/// The forwarding fields of one request, written after its own by `http1::write`.
+pub struct Forwarded<'a> {
+    fields: [(&'a HeaderName, &'a HeaderValue); 3],
+}
+
+impl<'a> Forwarded<'a> {
+    /// X-Forwarded-For from `for_` (`peer`: the connection's address), -Proto from
+    /// `https`, -Host `host` (the client's).
+    pub fn new(
+        for_: &'a ForwardedFor,
+        peer: &'a HeaderValue,
+        https: bool,
+        host: &'a HeaderValue,
+    ) -> Self {
+        let for_ = match for_ {
+            ForwardedFor::Peer => peer,
+            ForwardedFor::List(list) => list,
+        };
+        let proto = if https { &HTTPS } else { &HTTP };
+        Forwarded {
+            fields: [
+                (&X_FORWARDED_FOR, for_),
+                (&X_FORWARDED_PROTO, proto),
+                (&X_FORWARDED_HOST, host),
+            ],
         }
-        None => {
-            headers.remove(&X_FORWARDED_HOST);
-        }
+    }
+
+    /// The fields, in the order they are written.
+    pub fn fields(&self) -> &[(&'a HeaderName, &'a HeaderValue)] {
+        &self.fields
     }
 }
 
@@ -220,51 +243,86 @@ mod tests {
         assert!(!wants_upgrade(&map(&[("upgrade", "websocket")])));
     }
 
+    fn written(h: &HeaderMap, f: &Forwarded<'_>) -> Vec<(String, String)> {
+        h.iter()
+            .chain(f.fields().iter().copied())
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
-    fn client_supplied_forwarded_for_is_replaced() {
-        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-host", "evil")]);
-        set_forwarded(
-            &mut h,
-            &address_value("203.0.113.7".parse().unwrap()),
-            true,
-            Some(&HeaderValue::from_static("meet.contoso.com")),
-            false,
+    fn client_supplied_forwarding_fields_are_replaced() {
+        let peer = address_value("203.0.113.7".parse().unwrap());
+        let host = HeaderValue::from_static("meet.contoso.com");
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwarded-proto", "ftp"),
+            ("accept", "*/*"),
+        ]);
+        let p = Present::of(&h);
+        let for_ = take_forwarded(&mut h, p, &peer, false);
+        let f = Forwarded::new(&for_, &peer, true, &host);
+        assert_eq!(
+            written(&h, &f),
+            pairs(&[
+                ("accept", "*/*"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "meet.contoso.com"),
+            ])
         );
-        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
-        assert_eq!(h["x-forwarded-for"], "203.0.113.7");
-        assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["x-forwarded-host"], "meet.contoso.com");
-        set_forwarded(
-            &mut h,
-            &address_value("2001:db8::1".parse().unwrap()),
-            false,
-            None,
-            false,
+        // A request with only known names carries none to take out.
+        let mut h = map(&[("host", "meet.contoso.com")]);
+        let p = Present::of(&h);
+        let for_ = take_forwarded(&mut h, p, &peer, false);
+        let f = Forwarded::new(&for_, &peer, false, &host);
+        assert_eq!(
+            written(&h, &f),
+            pairs(&[
+                ("host", "meet.contoso.com"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", "meet.contoso.com"),
+            ])
         );
-        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
-        assert!(!h.contains_key("x-forwarded-host"));
     }
 
     #[test]
     fn a_trusted_proxy_gets_its_forwarded_for_list_extended() {
+        let peer = address_value("10.0.0.5".parse().unwrap());
+        let host = HeaderValue::from_static("mail.contoso.com");
+        let mut h = map(&[
+            ("x-forwarded-for", "198.51.100.4"),
+            ("x-forwarded-for", "192.0.2.1"),
+        ]);
+        let p = Present::of(&h);
+        let for_ = take_forwarded(&mut h, p, &peer, true);
+        let f = Forwarded::new(&for_, &peer, true, &host);
+        assert_eq!(f.fields()[0].1, "198.51.100.4, 192.0.2.1, 10.0.0.5");
+        assert!(!h.contains_key(&X_FORWARDED_FOR));
+        // Trusted, but no list of its own: the peer alone.
+        let mut h = map(&[("accept", "*/*")]);
+        let p = Present::of(&h);
+        let for_ = take_forwarded(&mut h, p, &peer, true);
+        assert_eq!(
+            Forwarded::new(&for_, &peer, true, &host).fields()[0].1,
+            "10.0.0.5"
+        );
+        // An untrusted client's list is dropped, not extended.
         let mut h = map(&[("x-forwarded-for", "198.51.100.4")]);
-        set_forwarded(
-            &mut h,
-            &address_value("10.0.0.5".parse().unwrap()),
-            true,
-            None,
-            true,
+        let p = Present::of(&h);
+        let for_ = take_forwarded(&mut h, p, &peer, false);
+        assert_eq!(
+            Forwarded::new(&for_, &peer, true, &host).fields()[0].1,
+            "10.0.0.5"
         );
-        assert_eq!(h["x-forwarded-for"], "198.51.100.4, 10.0.0.5");
-        let mut h = HeaderMap::new();
-        set_forwarded(
-            &mut h,
-            &address_value("10.0.0.5".parse().unwrap()),
-            true,
-            None,
-            true,
-        );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.5");
     }
 
     #[test]

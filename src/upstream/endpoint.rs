@@ -6,6 +6,7 @@
 use super::error::{ErrorKind, SendError};
 use super::{Connector, MemberBody, MemberConn, MemberIo, RequestBody, Target};
 use crate::http1::client;
+use crate::http1::write::Added;
 use crate::http1::Upgraded;
 use crate::worker::Counter;
 use http::{Request, Response};
@@ -145,8 +146,9 @@ impl Endpoint {
         self: &'a Arc<Self>,
         reach: &'a Reach<'a>,
         req: Request<RequestBody>,
+        added: Added<'a>,
     ) -> Exchanging<'a> {
-        self.send_with(reach, req, true)
+        self.send_with(reach, req, added, true)
     }
 
     /// Sends on a new connection: the replay of a request whose pooled connection died
@@ -155,21 +157,24 @@ impl Endpoint {
         self: &'a Arc<Self>,
         reach: &'a Reach<'a>,
         req: Request<RequestBody>,
+        added: Added<'a>,
     ) -> Exchanging<'a> {
-        self.send_with(reach, req, false)
+        self.send_with(reach, req, added, false)
     }
 
     fn send_with<'a>(
         self: &'a Arc<Self>,
         reach: &'a Reach<'a>,
         mut req: Request<RequestBody>,
+        added: Added<'a>,
         pooled: bool,
     ) -> Exchanging<'a> {
         req.body_mut().count_into(self);
         Exchanging {
             endpoint: Some(self),
             reach,
-            state: self.start(reach, req, pooled),
+            added,
+            state: self.start(reach, req, added, pooled),
         }
     }
 
@@ -179,6 +184,7 @@ impl Endpoint {
         self: &'a Arc<Self>,
         reach: &'a Reach<'a>,
         req: Request<RequestBody>,
+        added: Added<'a>,
         pooled: bool,
     ) -> Try<'a> {
         if let Some(conn) = pooled
@@ -187,7 +193,7 @@ impl Endpoint {
         {
             self.stats.reused.add(1);
             return Try::Sending {
-                sent: send_on(conn, req, reach.read_timeout),
+                sent: send_on(conn, req, added, reach.read_timeout),
                 how: How::Pooled,
             };
         }
@@ -246,13 +252,18 @@ impl Endpoint {
 /// nothing at all wakes nobody, and is cut by the connection's idle timeout at the same
 /// moment. Registering and clearing a tokio timer per request was 1.2% of its
 /// instructions (callgrind).
-fn send_on(mut conn: MemberConn, req: Request<RequestBody>, timeout: Duration) -> SendOn {
+fn send_on(
+    mut conn: MemberConn,
+    req: Request<RequestBody>,
+    added: Added<'_>,
+    timeout: Duration,
+) -> SendOn {
     // The idle cut above relies on the connection's timeout being this request's: one made
     // before a reload changed the farm's `timeout` takes the new one here.
     conn.io_mut().set_timeout(timeout);
     let bodyless = req.body().is_end_stream();
     SendOn {
-        sent: conn.send(req),
+        sent: conn.send_adding(req, added),
         head_deadline: None,
         since: bodyless.then(tokio::time::Instant::now),
         waited: false,
@@ -389,7 +400,12 @@ impl Pinned {
     /// Sends the next request of the authenticated client connection. A pinned
     /// connection the member closed hands the request back unsent: the client must
     /// authenticate again on a new one.
-    pub fn send<'a>(self, reach: &'a Reach<'a>, mut req: Request<RequestBody>) -> Exchanging<'a> {
+    pub fn send<'a>(
+        self,
+        reach: &'a Reach<'a>,
+        mut req: Request<RequestBody>,
+        added: Added<'a>,
+    ) -> Exchanging<'a> {
         let Pinned { lease, mut conn } = self;
         req.body_mut().count_into(&lease.endpoint);
         let state = if conn.check_idle().is_err() {
@@ -398,13 +414,14 @@ impl Pinned {
             }
         } else {
             Try::Sending {
-                sent: send_on(conn, req, reach.read_timeout),
+                sent: send_on(conn, req, added, reach.read_timeout),
                 how: How::Pinned(Some(lease)),
             }
         };
         Exchanging {
             endpoint: None,
             reach,
+            added,
             state,
         }
     }
@@ -422,6 +439,8 @@ pin_project_lite::pin_project! {
         // come from; `None` for a pinned connection, which is tried alone.
         endpoint: Option<&'a Arc<Endpoint>>,
         reach: &'a Reach<'a>,
+        // Fields written after the request's own, on every try.
+        added: Added<'a>,
         #[pin]
         state: Try<'a>,
     }
@@ -489,7 +508,7 @@ impl std::future::Future for Exchanging<'_> {
                         Ok(response) => return Poll::Ready(Ok(endpoint.exchange(response, false))),
                         Err(mut err) => match err.take_unsent() {
                             Some(back) => {
-                                let next = endpoint.start(this.reach, back, true);
+                                let next = endpoint.start(this.reach, back, this.added, true);
                                 this.state.set(next);
                             }
                             None => return Poll::Ready(Err(err)),
@@ -504,7 +523,7 @@ impl std::future::Future for Exchanging<'_> {
                         Ok(conn) => {
                             endpoint.stats.created.add(1);
                             this.state.set(Try::Sending {
-                                sent: send_on(conn, req, this.reach.read_timeout),
+                                sent: send_on(conn, req, this.added, this.reach.read_timeout),
                                 how: How::Fresh,
                             });
                         }
@@ -569,7 +588,7 @@ mod tests {
             .unwrap();
         let t0 = tokio::time::Instant::now();
         // The farm's timeout is 5 s now.
-        let Err(err) = send_on(conn, req, Duration::from_secs(5)).await else {
+        let Err(err) = send_on(conn, req, &[], Duration::from_secs(5)).await else {
             panic!("answered")
         };
         let took = t0.elapsed();
