@@ -27,6 +27,8 @@ use std::time::Instant;
 /// Where the routed request goes and how.
 pub(super) struct Route {
     pub farm: Arc<Farm>,
+    /// The names the client's request carries.
+    pub present: Present,
     pub host: HeaderValue,
     pub new_path: Option<PathAndQuery>,
     pub tls: bool,
@@ -72,6 +74,7 @@ pub(super) fn prepare(
 ) -> Result<Prepared, Box<Answer>> {
     let Route {
         farm,
+        present,
         host,
         new_path,
         tls,
@@ -80,7 +83,7 @@ pub(super) fn prepare(
     } = route;
     // A declared length over the limit is refused before a byte reaches a member; a chunked
     // body is cut when it passes the limit (`RequestBody`).
-    if let Some(limit) = max_body {
+    if let Some(limit) = max_body.filter(|_| present.any(Present::CONTENT_LENGTH)) {
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -91,7 +94,8 @@ pub(super) fn prepare(
         }
     }
     let h2 = req.version() == Version::HTTP_2;
-    let authenticates = pin::request_authenticates(req.headers());
+    let authenticates =
+        present.any(Present::AUTHORIZATION) && pin::request_authenticates(req.headers());
     if h2 && authenticates {
         // IIS refuses Windows auth over h2, and one h2 connection carries many clients'
         // requests: ask the client to retry this over HTTP/1.1 (RFC 9113 HTTP_1_1_REQUIRED).
@@ -127,8 +131,15 @@ pub(super) fn prepare(
             path: &pick_path,
         },
     );
-    let (req, client_upgrade, forwarded) =
-        outgoing(req, new_path, &farm, &conn, record.as_ref(), max_body);
+    let (req, client_upgrade, forwarded) = outgoing(
+        req,
+        present,
+        new_path,
+        &farm,
+        &conn,
+        record.as_ref(),
+        max_body,
+    );
     Ok(Prepared {
         snap,
         conn,
@@ -281,6 +292,7 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
 /// send them).
 fn outgoing(
     mut req: Request<ClientBody>,
+    present: Present,
     new_path: Option<PathAndQuery>,
     farm: &Farm,
     conn: &ConnInfo,
@@ -291,8 +303,6 @@ fn outgoing(
     Option<Upgrading<ClientIo>>,
     Option<headers::ForwardedFor>,
 ) {
-    // One pass over the names instead of a lookup each for names most requests lack.
-    let present = Present::of(req.headers());
     let upgrade = req.version() == Version::HTTP_11
         && present.any(Present::UPGRADE)
         && headers::wants_upgrade(req.headers());

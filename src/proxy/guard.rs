@@ -33,15 +33,23 @@ use http::header::{self, HeaderMap};
 use http::{Request, Version};
 
 use crate::http1::framing::{self, FramingError};
+use crate::http1::Present;
 
 /// Checks one request; `Err` says why it must be answered 400 (and, on HTTP/1, the connection
 /// closed). `is_h1`: the request came over HTTP/1.0 or 1.1.
-pub fn check_request<B>(req: &Request<B>, is_h1: bool) -> Result<(), &'static str> {
+/// `present`: the names `req` carries ([`Present::of`] its headers).
+pub(crate) fn check_request<B>(
+    req: &Request<B>,
+    is_h1: bool,
+    present: Present,
+) -> Result<(), &'static str> {
     let headers = req.headers();
     check_path(req.uri().path())?;
     check_framing(headers, req.version(), is_h1)?;
     check_host(req, is_h1)?;
-    check_connection(headers)?;
+    if present.any(Present::CONNECTION) {
+        check_connection(headers)?;
+    }
     check_values(headers)
 }
 
@@ -158,6 +166,10 @@ fn check_values(headers: &HeaderMap) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(req: &Request<()>, is_h1: bool) -> Result<(), &'static str> {
+        check_request(req, is_h1, Present::of(req.headers()))
+    }
 
     fn request(version: Version, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
         let mut b = Request::builder().version(version).uri(uri);
@@ -302,7 +314,7 @@ mod tests {
         for (name, version, uri, headers) in cases {
             let is_h1 = *version < H2;
             assert_eq!(
-                check_request(&request(*version, uri, headers), is_h1),
+                check(&request(*version, uri, headers), is_h1),
                 Ok(()),
                 "{name}"
             );
@@ -429,7 +441,7 @@ mod tests {
         for (name, version, uri, headers) in cases {
             let is_h1 = *version < H2;
             assert!(
-                check_request(&request(*version, uri, headers), is_h1).is_err(),
+                check(&request(*version, uri, headers), is_h1).is_err(),
                 "{name} passed"
             );
         }

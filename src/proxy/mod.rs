@@ -15,6 +15,7 @@ use crate::access_log::{AccessLog, AccessRecord};
 use crate::config::Config;
 use crate::downstream::ClientBody;
 use crate::farm::Farm;
+use crate::http1::Present;
 use crate::rules::{Outcome, RequestView, Scheme};
 use crate::upstream::Connector;
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -392,7 +393,10 @@ fn decide(
 ) -> Routing<impl std::future::Future<Output = Answer> + Send> {
     let snap = proxy.current.load_full();
     let is_h1 = req.version() < http::Version::HTTP_2;
-    if let Err(why) = guard::check_request(&req, is_h1) {
+    // One pass over the names, for the checks and edits below that need only look up a
+    // name the request carries. The headers stay as they are until `forward::outgoing`.
+    let present = Present::of(req.headers());
+    if let Err(why) = guard::check_request(&req, is_h1, present) {
         return Routing::answered(Ok(pages::bad_request_close(why, is_h1)));
     }
     if let Some(resp) = check_head_size(&req, conn.max_header_bytes) {
@@ -480,6 +484,7 @@ fn decide(
             };
             let route = forward::Route {
                 farm,
+                present,
                 host: host_value,
                 new_path: path_and_query,
                 tls,
