@@ -161,7 +161,7 @@ impl EndScan {
     pub fn complete(&mut self, buf: &[u8]) -> bool {
         // A blank line is `\n\n` or `\n\r\n`: look back two bytes for one split by a read.
         let mut i = self.from.saturating_sub(2).min(buf.len());
-        while let Some(at) = buf[i..].iter().position(|&b| b == b'\n') {
+        while let Some(at) = memchr::memchr(b'\n', &buf[i..]) {
             let lf = i + at;
             match (buf.get(lf + 1), buf.get(lf + 2)) {
                 (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => {
