@@ -239,7 +239,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         };
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut head = super::recycle::head_buf();
-        write::request_head(
+        let added_len = write::request_head(
             &mut head,
             &parts.method,
             target.as_bytes(),
@@ -258,6 +258,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             conn: Some(self),
             out: Some(Outbound::request(head, body, framing, replayable)),
             replay: None,
+            added_len,
             write_error: None,
             wrote: false,
             interim: 0,
@@ -289,6 +290,9 @@ pub struct Sending<T, B> {
     out: Option<Outbound<B>>,
     /// The written head of a replayable request, until the answer's head comes.
     replay: Option<Vec<u8>>,
+    /// The bytes of the written head's `added` fields, left out of a request read back
+    /// from it: whoever sends it again adds them again.
+    added_len: usize,
     /// The member stopped taking the request; its answer may still come.
     write_error: Option<io::Error>,
     wrote: bool,
@@ -317,9 +321,11 @@ where
         // head (rare: keeping the parts instead would cost every request's future their
         // size). Not for the client's own faults: such a request is not worth another try.
         let unsent = match (&error, self.wrote, self.out.as_mut()) {
-            (e, false, Some(out)) if !e.is_client_fault() => out
-                .take_unwritten()
-                .and_then(|(head, body)| Some(written_head(&head)?.into_request(body))),
+            (e, false, Some(out)) if !e.is_client_fault() => {
+                out.take_unwritten().and_then(|(head, body)| {
+                    Some(written_head(&head, self.added_len)?.into_request(body))
+                })
+            }
             _ => None,
         };
         // Written, and the member failed before answering: an idempotent request may go
@@ -327,7 +333,7 @@ where
         let timed_out = matches!(&error, ClientError::Io(e) if e.kind() == io::ErrorKind::TimedOut);
         let replay = match self.replay.take() {
             Some(head) if self.wrote && !timed_out && !error.is_client_fault() => {
-                written_head(&head)
+                written_head(&head, self.added_len)
             }
             _ => None,
         };
@@ -341,13 +347,17 @@ where
 }
 
 /// A request head Portico wrote, read back (spelling included) to send the request again.
-fn written_head(head: &[u8]) -> Option<head::RequestHead> {
+/// `added_len`: the bytes of the `added` fields, which end just before the blank line and
+/// are left out.
+fn written_head(head: &[u8], added_len: usize) -> Option<head::RequestHead> {
     let limits = Limits {
         max_head_bytes: usize::MAX,
     };
-    head::parse_request(&mut bytes::BytesMut::from(head), limits)
-        .ok()
-        .flatten()
+    let own_end = head.len().checked_sub(2 + added_len)?;
+    let mut own = bytes::BytesMut::with_capacity(own_end + 2);
+    own.extend_from_slice(&head[..own_end]);
+    own.extend_from_slice(b"\r\n");
+    head::parse_request(&mut own, limits).ok().flatten()
 }
 
 impl<T, B> Future for Sending<T, B>

@@ -11,7 +11,8 @@ use super::spelling::{write_title_case, Spelling};
 /// probe each) were 3% of a proxied request's instructions (callgrind).
 pub type Added<'a> = &'a [(&'a HeaderName, &'a HeaderValue)];
 
-/// Appends a request head for a member: `headers`, then `added`.
+/// Appends a request head for a member: `headers`, then `added`. Returns how many bytes
+/// the `added` lines took (they end just before the head's blank line).
 pub fn request_head(
     out: &mut Vec<u8>,
     method: &Method,
@@ -19,7 +20,7 @@ pub fn request_head(
     headers: &HeaderMap,
     added: Added<'_>,
     spelling: Option<&Spelling>,
-) {
+) -> usize {
     // A target with a space or line end would split the request line; every target comes
     // from a parsed head or a rewrite through `http::Uri`, neither of which allows one.
     debug_assert!(!target.iter().any(|b| matches!(b, b' ' | b'\r' | b'\n')));
@@ -33,11 +34,14 @@ pub fn request_head(
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     fields(out, headers, spelling);
+    let own_end = out.len();
     for &(name, value) in added {
         // A name the peer sent and the proxy replaced keeps the peer's spelling.
         field(out, name, 0, value, spelling);
     }
+    let added_len = out.len() - own_end;
     out.extend_from_slice(b"\r\n");
+    added_len
 }
 
 /// Appends a response head for a client. `reason`: the member's phrase, kept when it sent

@@ -246,8 +246,7 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
             let in_flight = InFlight::new(endpoint);
             let started = Instant::now();
             let sent = if replayed {
-                // The replay is the head as written, forwarding fields and all.
-                endpoint.send_new(&reach, p.req, &[]).await
+                endpoint.send_new(&reach, p.req, added).await
             } else {
                 endpoint.send(&reach, p.req, added).await
             };

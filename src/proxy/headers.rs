@@ -92,8 +92,11 @@ pub(crate) fn take_forwarded(
     let mut joined: Vec<u8> = Vec::new();
     if trusted {
         for v in headers.get_all(&X_FORWARDED_FOR) {
+            // Empty fields before the first value add nothing (no leading ", ").
+            if !joined.is_empty() {
+                joined.extend_from_slice(b", ");
+            }
             joined.extend_from_slice(v.as_bytes());
-            joined.extend_from_slice(b", ");
         }
     }
     for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
@@ -102,6 +105,7 @@ pub(crate) fn take_forwarded(
     if joined.is_empty() {
         return ForwardedFor::Peer;
     }
+    joined.extend_from_slice(b", ");
     joined.extend_from_slice(peer.as_bytes());
     // Valid values joined by ", " make a valid value; were it not, the peer alone is true.
     HeaderValue::from_bytes(&joined).map_or(ForwardedFor::Peer, ForwardedFor::List)
@@ -323,6 +327,31 @@ mod tests {
             Forwarded::new(&for_, &peer, true, &host).fields()[0].1,
             "10.0.0.5"
         );
+    }
+
+    /// A trusted proxy's empty X-Forwarded-For fields before its first value add nothing:
+    /// the list gains no leading ", " (found by review).
+    #[test]
+    fn an_empty_trusted_forwarded_for_adds_no_separator() {
+        let peer = address_value("10.0.0.5".parse().unwrap());
+        let host = HeaderValue::from_static("mail.contoso.com");
+        for (values, want) in [
+            (&[""][..], "10.0.0.5"),
+            (&["", "198.51.100.4"][..], "198.51.100.4, 10.0.0.5"),
+            (&["198.51.100.4", ""][..], "198.51.100.4, , 10.0.0.5"),
+        ] {
+            let mut pairs: Vec<(&str, &str)> =
+                values.iter().map(|v| ("x-forwarded-for", *v)).collect();
+            pairs.push(("accept", "*/*"));
+            let mut h = map(&pairs);
+            let p = Present::of(&h);
+            let for_ = take_forwarded(&mut h, p, &peer, true);
+            assert_eq!(
+                Forwarded::new(&for_, &peer, true, &host).fields()[0].1,
+                want,
+                "{values:?}"
+            );
+        }
     }
 
     #[test]

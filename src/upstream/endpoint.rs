@@ -565,6 +565,70 @@ impl Drop for InFlight {
 mod tests {
     use super::*;
 
+    /// A pooled connection the member reset before it took a byte hands the request back,
+    /// read from its written head; the next try adds the forwarding fields again, so the
+    /// request read back must not carry them (found by review: the member got them twice).
+    /// Deterministic: nothing lets the reactor see the reset before the pooled connection
+    /// is checked out, so `check_idle` passes and the write fails.
+    #[tokio::test]
+    async fn a_request_back_from_a_dead_pooled_connection_carries_its_added_fields_once() {
+        use crate::http1::X_FORWARDED_FOR;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let endpoint = Arc::new(Endpoint::new("127.0.0.1", Some(addr.ip()), addr.port(), 8));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (dead, _) = l.accept().await.unwrap();
+        let member = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).await.unwrap();
+                assert!(n > 0);
+                head.extend_from_slice(&b[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        socket2::SockRef::from(&dead)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(dead); // a reset
+        endpoint.pool.put(super::super::open(
+            crate::stream::Stream::Plain(tcp),
+            Duration::from_secs(5),
+        ));
+        let connector = Connector::new(Arc::new(Default::default()), None);
+        let reach = Reach {
+            connector: &connector,
+            tls: None,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(60),
+        };
+        let peer = http::HeaderValue::from_static("192.0.2.7");
+        let added = [(&X_FORWARDED_FOR, &peer)];
+        let req = Request::get("/")
+            .header("host", "a")
+            .body(RequestBody::Empty)
+            .unwrap();
+        let r = endpoint.send(&reach, req, &added).await;
+        assert!(r.is_ok(), "{:?}", r.err());
+        assert_eq!(
+            endpoint.stats.reused.get(),
+            1,
+            "the pooled connection was tried"
+        );
+        let head = member.await.unwrap();
+        assert_eq!(
+            head, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n",
+            "as the member got it"
+        );
+    }
+
     /// A connection opened (pooled or pinned) before a reload lowered the farm's timeout
     /// keeps its old idle timeout; a bodyless request to a member that says nothing must
     /// still get its 504 at the farm's new head timeout. On tokio's paused clock, so the
