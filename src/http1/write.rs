@@ -24,11 +24,8 @@ pub fn request_head(
     // A target with a space or line end would split the request line; every target comes
     // from a parsed head or a rewrite through `http::Uri`, neither of which allows one.
     debug_assert!(!target.iter().any(|b| matches!(b, b' ' | b'\r' | b'\n')));
-    let added_size: usize = added
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    out.reserve(head_size(headers) + added_size + method.as_str().len() + target.len() + 12);
+    let fields_size = head_size(headers.iter().chain(added.iter().copied()));
+    out.reserve(fields_size + method.as_str().len() + target.len() + 12);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target);
@@ -58,7 +55,7 @@ pub fn response_head(
         _ => status.canonical_reason().unwrap_or("").as_bytes(),
     };
     debug_assert!(!reason.iter().any(|b| matches!(b, b'\r' | b'\n')));
-    out.reserve(head_size(headers) + reason.len() + 15);
+    out.reserve(head_size(headers.iter()) + reason.len() + 15);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -68,9 +65,9 @@ pub fn response_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn head_size(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
+/// The bytes `fields` take as `name: value` lines, and the blank line after them.
+fn head_size<'a>(fields: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>) -> usize {
+    fields
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum::<usize>()
         + 2

@@ -64,7 +64,7 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-pub(crate) use crate::http1::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::http1::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 
 /// What a request's X-Forwarded-For says to the member.
 pub enum ForwardedFor {
@@ -247,6 +247,12 @@ mod tests {
         assert!(!wants_upgrade(&map(&[("upgrade", "websocket")])));
     }
 
+    /// `take_forwarded` on `h` as the proxy calls it, with the names `h` carries.
+    fn take(h: &mut HeaderMap, peer: &HeaderValue, trusted: bool) -> ForwardedFor {
+        let present = Present::of(h);
+        take_forwarded(h, present, peer, trusted)
+    }
+
     fn written(h: &HeaderMap, f: &Forwarded<'_>) -> Vec<(String, String)> {
         h.iter()
             .chain(f.fields().iter().copied())
@@ -270,8 +276,7 @@ mod tests {
             ("x-forwarded-proto", "ftp"),
             ("accept", "*/*"),
         ]);
-        let p = Present::of(&h);
-        let for_ = take_forwarded(&mut h, p, &peer, false);
+        let for_ = take(&mut h, &peer, false);
         let f = Forwarded::new(&for_, &peer, true, &host);
         assert_eq!(
             written(&h, &f),
@@ -284,8 +289,7 @@ mod tests {
         );
         // A request with only known names carries none to take out.
         let mut h = map(&[("host", "meet.contoso.com")]);
-        let p = Present::of(&h);
-        let for_ = take_forwarded(&mut h, p, &peer, false);
+        let for_ = take(&mut h, &peer, false);
         let f = Forwarded::new(&for_, &peer, false, &host);
         assert_eq!(
             written(&h, &f),
@@ -306,23 +310,20 @@ mod tests {
             ("x-forwarded-for", "198.51.100.4"),
             ("x-forwarded-for", "192.0.2.1"),
         ]);
-        let p = Present::of(&h);
-        let for_ = take_forwarded(&mut h, p, &peer, true);
+        let for_ = take(&mut h, &peer, true);
         let f = Forwarded::new(&for_, &peer, true, &host);
         assert_eq!(f.fields()[0].1, "198.51.100.4, 192.0.2.1, 10.0.0.5");
         assert!(!h.contains_key(&X_FORWARDED_FOR));
         // Trusted, but no list of its own: the peer alone.
         let mut h = map(&[("accept", "*/*")]);
-        let p = Present::of(&h);
-        let for_ = take_forwarded(&mut h, p, &peer, true);
+        let for_ = take(&mut h, &peer, true);
         assert_eq!(
             Forwarded::new(&for_, &peer, true, &host).fields()[0].1,
             "10.0.0.5"
         );
         // An untrusted client's list is dropped, not extended.
         let mut h = map(&[("x-forwarded-for", "198.51.100.4")]);
-        let p = Present::of(&h);
-        let for_ = take_forwarded(&mut h, p, &peer, false);
+        let for_ = take(&mut h, &peer, false);
         assert_eq!(
             Forwarded::new(&for_, &peer, true, &host).fields()[0].1,
             "10.0.0.5"
@@ -344,8 +345,7 @@ mod tests {
                 values.iter().map(|v| ("x-forwarded-for", *v)).collect();
             pairs.push(("accept", "*/*"));
             let mut h = map(&pairs);
-            let p = Present::of(&h);
-            let for_ = take_forwarded(&mut h, p, &peer, true);
+            let for_ = take(&mut h, &peer, true);
             assert_eq!(
                 Forwarded::new(&for_, &peer, true, &host).fields()[0].1,
                 want,
