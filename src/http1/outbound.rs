@@ -233,13 +233,22 @@ where
             .prefix
             .as_ref()
             .map_or(&b""[..], |p| &p.as_ref()[self.prefix_at..]);
-        let slices = [
-            IoSlice::new(&self.head[self.head_at..]),
-            IoSlice::new(prefix),
-            IoSlice::new(&self.data),
-            IoSlice::new(self.suffix),
-        ];
-        let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
+        // Only the parts with bytes: rustls gathers more than one slice into a `Vec` per
+        // write, and a bodyless request (most of them) is then one slice and no allocation.
+        let mut slices = [IoSlice::new(&[]); 4];
+        let mut k = 0;
+        for part in [
+            &self.head[self.head_at..],
+            prefix,
+            &self.data[..],
+            self.suffix,
+        ] {
+            if !part.is_empty() {
+                slices[k] = IoSlice::new(part);
+                k += 1;
+            }
+        }
+        let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?;
         if n == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
@@ -268,5 +277,121 @@ where
         n -= d;
         self.suffix = &self.suffix[n.min(self.suffix.len())..];
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Frame;
+    use std::collections::VecDeque;
+    use std::task::Waker;
+
+    /// A body of unknown length, one frame per chunk, each ready at once.
+    struct Chunks(VecDeque<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    /// A peer that takes at most `max` bytes per write and records every vectored write's
+    /// slice lengths, so that short writes split each part at every offset.
+    struct Short {
+        max: usize,
+        got: Vec<u8>,
+        writes: Vec<Vec<usize>>,
+    }
+
+    impl AsyncWrite for Short {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let me = self.get_mut();
+            me.writes.push(bufs.iter().map(|b| b.len()).collect());
+            let mut room = me.max;
+            for b in bufs {
+                let n = b.len().min(room);
+                me.got.extend_from_slice(&b[..n]);
+                room -= n;
+            }
+            Poll::Ready(Ok(me.max - room))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn write_all(head: &[u8], chunks: &[&'static [u8]], framing: Framing, max: usize) -> Short {
+        let body = Chunks(chunks.iter().map(|c| Bytes::from_static(c)).collect());
+        let mut out = Outbound::new(head.to_vec(), body, framing);
+        let mut peer = Short {
+            max,
+            got: Vec::new(),
+            writes: Vec::new(),
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        match out.poll(&mut peer, &mut cx) {
+            Poll::Ready(Ok(())) => peer,
+            Poll::Ready(Err(e)) => panic!("write failed: {e:?}"),
+            Poll::Pending => panic!("a ready body and a ready peer left the write pending"),
+        }
+    }
+
+    /// Every short write resumes at the right byte of head, chunk line, data and CRLF, and
+    /// no write carries an empty slice (rustls gathers a write of several slices into a
+    /// `Vec`: a bodyless head must be one slice).
+    #[test]
+    fn short_writes_resume_at_the_right_byte_and_carry_no_empty_slice() {
+        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        let chunks: [&'static [u8]; 3] = [b"hello", b", ", b"world of chunks"];
+        let whole: Vec<u8> = [
+            &head[..],
+            b"5\r\nhello\r\n2\r\n, \r\nf\r\nworld of chunks\r\n0\r\n\r\n",
+        ]
+        .concat();
+        for max in [1, 2, 3, 7, 1000] {
+            let peer = write_all(head, &chunks, Framing::Chunked, max);
+            assert_eq!(
+                String::from_utf8_lossy(&peer.got),
+                String::from_utf8_lossy(&whole),
+                "max {max}"
+            );
+            for w in &peer.writes {
+                assert!(
+                    !w.contains(&0),
+                    "max {max}: a write with an empty slice: {w:?}"
+                );
+            }
+        }
+        let head = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+        let peer = write_all(head, &[], Framing::Empty, 1000);
+        assert_eq!(peer.got, head);
+        assert_eq!(peer.writes, [vec![head.len()]]);
     }
 }
