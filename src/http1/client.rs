@@ -620,6 +620,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::test_body::Chunks;
     use bytes::BytesMut;
     use http::HeaderName;
     use http_body_util::{BodyExt, Empty, Full};
@@ -697,20 +698,6 @@ mod tests {
             Ok(Exchange::Response(r)) => r,
             Ok(Exchange::Upgraded(..)) => panic!("unexpected upgrade"),
             Err(f) => panic!("send failed: {:?}", f.error),
-        }
-    }
-
-    /// A body of unknown length, one frame per chunk.
-    struct Chunks(VecDeque<Bytes>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
         }
     }
 

@@ -25,6 +25,8 @@ mod outbound;
 mod recycle;
 pub mod server;
 pub mod spelling;
+#[cfg(test)]
+mod test_body;
 pub mod write;
 
 use bytes::Bytes;

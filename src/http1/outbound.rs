@@ -282,24 +282,9 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_body::Chunks;
     use super::*;
-    use http_body::Frame;
-    use std::collections::VecDeque;
     use std::task::Waker;
-
-    /// A body of unknown length, one frame per chunk, each ready at once.
-    struct Chunks(VecDeque<Bytes>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-        }
-    }
 
     /// A peer that takes at most `max` bytes per write and records every vectored write's
     /// slice lengths, so that short writes split each part at every offset.
