@@ -440,6 +440,52 @@ async fn ntlm_clients_each_keep_their_own_member_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_connection_the_member_closed_hands_the_request_on_whole() {
+    let mut l = FarmLab::start(2, "", &[]).await;
+    let (mut c, who) = ntlm_handshake(l.addr(), "alice").await.unwrap();
+    assert!(who.contains("authenticated as alice"), "{who}");
+    // The member that holds the authenticated connection goes away; the client's
+    // connection to Portico stays.
+    let pinned_on = (0..2)
+        .find(|&i| who.starts_with(&member_name(i)))
+        .unwrap_or_else(|| panic!("which member? {who}"));
+    l.members[pinned_on]
+        .take()
+        .expect("the member runs")
+        .shutdown_and_wait()
+        .await;
+    // The request was never written to the dead connection: it goes whole to the other
+    // member, which asks the client to authenticate again (not a 502).
+    let r = c.get("app.contoso.com", "/auth/ntlm", &[]).await.unwrap();
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(
+        r.header("www-authenticate")
+            .unwrap_or("")
+            .starts_with("NTLM"),
+        "{r:?}"
+    );
+    // The same client connection authenticates again, on the other member.
+    let t1 = format!("NTLM {}", base64(b"TYPE1"));
+    let r = c
+        .get("app.contoso.com", "/auth/ntlm", &[("authorization", &t1)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "{r:?}");
+    let t3 = format!("NTLM {}", base64(b"TYPE3:alice"));
+    let r = c
+        .get("app.contoso.com", "/auth/ntlm", &[("authorization", &t3)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("authenticated as alice"), "{r:?}");
+    assert_eq!(
+        r.header("x-backend"),
+        Some(member_name(1 - pinned_on).as_str()),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinned_connections_are_capped_per_member_with_a_clear_503() {
     let l = FarmLab::start(1, "max_pinned_per_member = 2", &[]).await;
     let (_a, _) = ntlm_handshake(l.addr(), "a").await.unwrap();

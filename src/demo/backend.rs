@@ -123,6 +123,8 @@ struct Shared {
     name_header: http::HeaderValue,
     role: Role,
     connections: AtomicU64,
+    /// Connections accepted and not yet closed.
+    open: AtomicU64,
     requests: AtomicU64,
     /// Workload health and streaming records of the Exchange role.
     exchange: exchange::ExchangeState,
@@ -185,6 +187,7 @@ impl Backend {
             name_header,
             role: opts.role,
             connections: AtomicU64::new(0),
+            open: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             exchange: exchange::ExchangeState::default(),
         });
@@ -201,6 +204,16 @@ impl Backend {
     /// Stops accepting and drops open connections (tests kill members with this).
     pub fn shutdown(self) {
         drop(self);
+    }
+
+    /// Like [`Backend::shutdown`], and returns once every connection it had open is
+    /// closed, so a test knows the member's end of each is gone.
+    pub async fn shutdown_and_wait(self) {
+        let shared = Arc::clone(&self.shared);
+        drop(self);
+        while shared.open.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// TCP connections accepted so far.
@@ -299,13 +312,32 @@ async fn accept_loop(
         let shared = shared.clone();
         let tls = tls.clone();
         let mut stop = stop.clone();
+        let open = Open::count(&shared);
         tokio::spawn(async move {
+            // Declared first, dropped last: after the connection's socket.
+            let _open = open;
             let stop_rx = stop.clone();
             tokio::select! {
                 _ = stopped(&mut stop) => {}
                 _ = serve_stream(stream, tls, shared, conn, stop_rx) => {}
             }
         });
+    }
+}
+
+/// One open connection in [`Shared::open`], for as long as it lives.
+struct Open(Arc<Shared>);
+
+impl Open {
+    fn count(shared: &Arc<Shared>) -> Open {
+        shared.open.fetch_add(1, Ordering::AcqRel);
+        Open(Arc::clone(shared))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -198,16 +198,10 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
 
         // A client connection that authenticated keeps its member connection.
         if !p.h2 {
-            if let Some(slot) = conn.take_pin(&farm.name, tls) {
-                let PinSlot {
-                    member,
-                    conn: pinned,
-                    ..
-                } = slot;
-                set_host(&mut p.req, farm, &member, host, tls);
-                let in_flight = InFlight::new(pinned.endpoint());
-                let started = Instant::now();
-                match pinned.send(&reach, p.req, added).await {
+            if let Some((member, in_flight, started, sent)) =
+                pinned_try(conn, farm, tls, &mut p.req, host, &reach, added).await
+            {
+                match sent {
                     Ok(x) => {
                         return Ok(ctx.finish(
                             &member,
@@ -282,6 +276,72 @@ pub(super) fn send(mut p: Prepared) -> impl std::future::Future<Output = Answer>
             };
         }
         Ok(pages::bad_gateway(&farm.name))
+    }
+}
+
+/// The try on the client connection's pinned member connection, if it has one for this farm
+/// and scheme. Made here and awaited where it is made, so that `send`'s state holds this
+/// future alone: built in `send` itself, the pin's slot, its destructured parts and the
+/// moved-from connection stayed in every request's future beside the send (560 bytes of a
+/// 2,088-byte future, `-Zprint-type-sizes`), pinned or not.
+#[inline]
+fn pinned_try<'a>(
+    conn: &ConnInfo,
+    farm: &Farm,
+    tls: bool,
+    req: &mut Request<RequestBody>,
+    host: &HeaderValue,
+    reach: &'a Reach<'a>,
+    added: crate::http1::write::Added<'a>,
+) -> PinnedTry<'a> {
+    let Some(PinSlot {
+        member,
+        conn: pinned,
+        ..
+    }) = conn.take_pin(&farm.name, tls)
+    else {
+        return PinnedTry {
+            sending: None,
+            held: None,
+        };
+    };
+    set_host(req, farm, &member, host, tls);
+    let in_flight = InFlight::new(pinned.endpoint());
+    let started = Instant::now();
+    // Handed back in the error when the connection turns out closed before it took a byte.
+    let req = std::mem::replace(req, Request::new(RequestBody::Empty));
+    PinnedTry {
+        sending: Some(pinned.send(reach, req, added)),
+        held: Some((member, in_flight, started)),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`pinned_try`]'s future: `None` at once when there is no pinned connection, else the
+    /// member, its in-flight count, the start time and the send's result.
+    struct PinnedTry<'a> {
+        #[pin]
+        sending: Option<crate::upstream::Exchanging<'a>>,
+        held: Option<(Arc<Member>, InFlight, Instant)>,
+    }
+}
+
+type PinnedSent = (Arc<Member>, InFlight, Instant, Result<Exchange, SendError>);
+
+impl std::future::Future for PinnedTry<'_> {
+    type Output = Option<PinnedSent>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let Some(sending) = this.sending.as_pin_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let sent = std::task::ready!(sending.poll(cx));
+        let (member, in_flight, started) = this.held.take().expect("a pinned try holds its member");
+        std::task::Poll::Ready(Some((member, in_flight, started, sent)))
     }
 }
 
