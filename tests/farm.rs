@@ -440,6 +440,86 @@ async fn ntlm_clients_each_keep_their_own_member_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_serves_only_its_own_farm() {
+    let lab = Lab::new();
+    let proxy_ip = unique_loopback();
+    let ips = [unique_loopback(), unique_loopback()];
+    let mut members = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        members.push(
+            lab.tls_member(SocketAddr::new(*ip, 4443), &member_name(i), Role::FrontEnd)
+                .await,
+        );
+    }
+    let cfg = lab.write_config(&format!(
+        r#"
+[[listener]]
+bind = "{proxy_ip}:{HTTP}"
+[resolve]
+"{a}" = ["{ip_a}"]
+"{b}" = ["{ip_b}"]
+[upstream]
+ca = "internal-ca.pem"
+[[farm]]
+name = "mail"
+members = [ {{ address = "{a}" }} ]
+https_port = 4443
+[[farm]]
+name = "meet"
+members = [ {{ address = "{b}" }} ]
+https_port = 4443
+[[rule]]
+name = "mail"
+conditions = [ {{ input = "{{HTTP_HOST}}", pattern = "^mail\\." }} ]
+action = {{ route = "mail", scheme = "https" }}
+stop = true
+[[rule]]
+name = "meet"
+action = {{ route = "meet", scheme = "https" }}
+"#,
+        a = member_name(0),
+        b = member_name(1),
+        ip_a = ips[0],
+        ip_b = ips[1],
+    ));
+    let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, HTTP));
+    let mut c = H1::connect(SocketAddr::new(proxy_ip, HTTP)).await.unwrap();
+    let t1 = format!("NTLM {}", base64(b"TYPE1"));
+    let t3 = format!("NTLM {}", base64(b"TYPE3:alice"));
+    for (auth, status) in [(&t1, 401), (&t3, 200)] {
+        let r = c
+            .get("mail.contoso.com", "/auth/ntlm", &[("authorization", auth)])
+            .await
+            .unwrap();
+        assert_eq!(r.status, status, "{r:?}");
+    }
+    // The same client connection asks the other farm: its pin is not for that farm, so
+    // the request goes to that farm's member, which has not authenticated it.
+    let r = c.get("meet.contoso.com", "/auth/ntlm", &[]).await.unwrap();
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(
+        r.header("x-backend"),
+        Some(member_name(1).as_str()),
+        "{r:?}"
+    );
+    // A client connection keeps one pin: the other farm's challenge (a 401 with NTLM) has
+    // taken its place, and that one now authenticates on its own member.
+    let t3b = format!("NTLM {}", base64(b"TYPE3:bob"));
+    for (auth, status) in [(&t1, 401), (&t3b, 200)] {
+        let r = c
+            .get("meet.contoso.com", "/auth/ntlm", &[("authorization", auth)])
+            .await
+            .unwrap();
+        assert_eq!(r.status, status, "{r:?}");
+        assert_eq!(
+            r.header("x-backend"),
+            Some(member_name(1).as_str()),
+            "{r:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinned_connection_the_member_closed_hands_the_request_on_whole() {
     let mut l = FarmLab::start(2, "", &[]).await;
     let (mut c, who) = ntlm_handshake(l.addr(), "alice").await.unwrap();

@@ -483,7 +483,7 @@ fn set_host(
 
 /// One request's facts needed after the member answered or failed.
 struct Ctx<'a> {
-    farm: &'a Farm,
+    farm: &'a Arc<Farm>,
     conn: &'a Arc<ConnInfo>,
     h2: bool,
     authenticates: bool,
@@ -588,7 +588,7 @@ impl Ctx<'_> {
         let pin_home = lease.is_pinned().then(|| {
             Box::new(PinHome {
                 client: Arc::clone(self.conn),
-                farm: farm.name.clone(),
+                farm: Arc::clone(farm),
                 tls: self.tls,
                 member: Arc::clone(member),
             })

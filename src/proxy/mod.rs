@@ -223,7 +223,7 @@ impl ConnInfo {
     fn take_pin(&self, farm: &str, tls: bool) -> Option<PinSlot> {
         let mut g = self.pin.lock().unwrap_or_else(|p| p.into_inner());
         match &*g {
-            Some(p) if p.farm == farm && p.tls == tls => g.take(),
+            Some(p) if p.farm.name == farm && p.tls == tls => g.take(),
             _ => None,
         }
     }

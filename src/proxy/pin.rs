@@ -4,15 +4,17 @@
 //! itself is an `upstream::Pinned`; this module says when to pin, and keeps the one pin a
 //! client connection holds.
 
-use crate::farm::Member;
+use crate::farm::{Farm, Member};
 use crate::upstream::Pinned;
 use http::header::{self, HeaderMap};
 use std::sync::Arc;
 
 /// The member connection one client connection authenticated on, with the farm it belongs
-/// to (a request routed to another farm, or reached another way, does not use it).
+/// to (a request routed to another farm, or reached another way, does not use it). The farm
+/// is matched by name, so a pin outlives a reload that keeps its farm; holding the farm
+/// itself, not a copy of its name, costs a pinned response no allocation.
 pub struct PinSlot {
-    pub farm: String,
+    pub farm: Arc<Farm>,
     pub tls: bool,
     pub member: Arc<Member>,
     pub conn: Pinned,
@@ -22,7 +24,7 @@ pub struct PinSlot {
 /// to the client connection that owns it, for its next request.
 pub struct PinHome {
     pub client: Arc<super::ConnInfo>,
-    pub farm: String,
+    pub farm: Arc<Farm>,
     pub tls: bool,
     pub member: Arc<Member>,
 }
