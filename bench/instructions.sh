@@ -8,6 +8,7 @@
 #   N=5000 TOP=30 bench/instructions.sh
 #   PORTICO=/path/to/other/portico NO_BUILD=1 OUT=/tmp/x.md bench/instructions.sh   # another build
 #   TLS=1 OUT=/tmp/tls.md bench/instructions.sh   # HTTPS in, re-encrypted to a TLS member
+#   REQUEST=browser OUT=/tmp/b.md bench/instructions.sh   # a browser's 1.5 KB head (OWA cookies)
 #
 # The client keeps its four connections from the warm-up through the count, so a TLS run
 # counts no handshake.
@@ -115,7 +116,20 @@ done
 cat > "$TMP/client.py" <<'PY'
 import socket, ssl, sys
 port, n, tls, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
-req = b"GET /status/200 HTTP/1.1\r\nHost: app.contoso.com\r\n\r\n"
+req = b"GET /status/200 HTTP/1.1\r\nHost: app.contoso.com\r\n"
+if len(sys.argv) > 5 and sys.argv[5] == "browser":
+    # What a browser sends to OWA: 1.5 KB of fields, most of it cookies.
+    req += (b"User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+            b"(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0\r\n"
+            b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
+            b"image/webp,image/apng,*/*;q=0.8\r\n"
+            b"Accept-Language: en-GB,en;q=0.9,de;q=0.8\r\n"
+            b"Accept-Encoding: gzip, deflate, br, zstd\r\n"
+            b"Referer: https://app.contoso.com/owa/\r\n"
+            b"Cookie: ClientId=" + b"A" * 32 + b"; X-BackEndCookie=" + b"S-1-5-21-" + b"7" * 60 +
+            b"; cadata=" + b"c" * 600 + b"; cadataTTL=" + b"t" * 40 + b"; UC=" + b"u" * 32 +
+            b"; X-OWA-CANARY=" + b"k" * 76 + b"\r\n")
+req += b"\r\n"
 conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
 if tls:
     ctx = ssl.create_default_context(cafile=ca)
@@ -140,7 +154,7 @@ sys.stdin.readline()
 run(n)
 print("done", flush=True)
 PY
-coproc CLIENT { python3 "$TMP/client.py" "$PROXY_PORT" "$N" "$TLS" "$TMP/public-ca.pem"; }
+coproc CLIENT { python3 "$TMP/client.py" "$PROXY_PORT" "$N" "$TLS" "$TMP/public-ca.pem" "${REQUEST:-plain}"; }
 read -r _ <&"${CLIENT[0]}"
 callgrind_control -z "$VG" > /dev/null
 echo go >&"${CLIENT[1]}"
@@ -153,7 +167,7 @@ per=$(( total / N ))
 {
     echo "# Instructions per request (bench/instructions.sh)"
     echo
-    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); git $(git -C "$REPO" rev-parse --short HEAD); $([ "$TLS" = 1 ] && echo "HTTPS keep-alive re-encrypted to a TLS member" || echo "plain HTTP keep-alive"), 1 KiB responses, $N requests after a warm-up of 300 on the same connections; $HOST_RULES host rules ahead of the matching one; a farm of $FARM."
+    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); git $(git -C "$REPO" rev-parse --short HEAD); $([ "$TLS" = 1 ] && echo "HTTPS keep-alive re-encrypted to a TLS member" || echo "plain HTTP keep-alive"), $([ "${REQUEST:-plain}" = browser ] && echo "a browser's 1.5 KB request head" || echo "a two-line request head"), 1 KiB responses, $N requests after a warm-up of 300 on the same connections; $HOST_RULES host rules ahead of the matching one; a farm of $FARM."
     echo
     echo "**$per instructions per request** (Portico process, all threads; $total in total)."
     echo
