@@ -36,6 +36,20 @@ HELD = int(os.environ.get("HELD", "2000"))  # long polls held at once, per proxy
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 # SCENARIOS=http,https,h2: run only these (quick iterations); HELD=0 skips the held long polls.
 SCENARIOS = [s for s in os.environ.get("SCENARIOS", "http,https,h2,rules,farm").split(",") if s]
+# REQUEST=browser: every request carries what a browser sends to OWA (1.5 KB of fields, most
+# of it cookies) instead of wrk's and h2load's few bytes.
+BROWSER_FIELDS = [
+    "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+    "image/apng,*/*;q=0.8",
+    "Accept-Language: en-GB,en;q=0.9,de;q=0.8",
+    "Accept-Encoding: gzip, deflate, br, zstd",
+    "Referer: https://app.contoso.com/owa/",
+    "Cookie: ClientId=" + "A" * 32 + "; X-BackEndCookie=S-1-5-21-" + "7" * 60 + "; cadata=" + "c" * 600
+    + "; cadataTTL=" + "t" * 40 + "; UC=" + "u" * 32 + "; X-OWA-CANARY=" + "k" * 76,
+]
+EXTRA_FIELDS = BROWSER_FIELDS if os.environ.get("REQUEST") == "browser" else []
 WORKERS = 2
 BASE = int(os.environ.get("BASE_PORT", "24000"))
 PORTS = {
@@ -200,7 +214,7 @@ http {{
 
 def wrk(url, extra=()):
     out = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{DURATION}s", *extra, url],
+        ["wrk", "-t2", "-c64", f"-d{DURATION}s", *extra, *[a for f in EXTRA_FIELDS for a in ("-H", f)], url],
         capture_output=True, text=True,
     ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -213,7 +227,7 @@ def wrk(url, extra=()):
 
 def h2load(url):
     out = subprocess.run(
-        ["h2load", "-c32", "-m10", "-t2", "-D", str(DURATION), url],
+        ["h2load", "-c32", "-m10", "-t2", "-D", str(DURATION), *[a for f in EXTRA_FIELDS for a in ("-H", f)], url],
         capture_output=True, text=True,
     ).stdout
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
@@ -380,7 +394,8 @@ def report(results, validate_s, validate_kib, rss, d):
         "# Hot path: Portico vs nginx (bench/hotpath.py)",
         "",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc = {os.cpu_count()}; "
-        f"load average before the table: {open('/proc/loadavg').read().split()[:3]}; "
+        + ("every request with a browser's 1.5 KB of fields (`REQUEST=browser`); " if EXTRA_FIELDS else "")
+        + f"load average before the table: {open('/proc/loadavg').read().split()[:3]}; "
         f"{ROUNDS} round(s) of {DURATION} s, best round's requests/s, CPU per request summed over rounds; "
         f"workers = 2 each; the member is bench/member.rs (one thread).",
         "",
