@@ -376,6 +376,27 @@ async fn ntlm_handshake(addr: SocketAddr, user: &str) -> Result<(H1, String), St
     Ok((c, who))
 }
 
+/// NTLM legs 1 and 3 on the client connection `c`, for `user` at `host`: the challenge (401)
+/// and the authenticated answer (200), both from `member`.
+async fn authenticate(c: &mut H1, host: &str, user: &str, member: &str) {
+    let t1 = format!("NTLM {}", base64(b"TYPE1"));
+    let t3 = format!("NTLM {}", base64(format!("TYPE3:{user}").as_bytes()));
+    for (auth, status) in [(&t1, 401), (&t3, 200)] {
+        let r = c
+            .get(host, "/auth/ntlm", &[("authorization", auth)])
+            .await
+            .unwrap();
+        assert_eq!(r.status, status, "{r:?}");
+        assert_eq!(r.header("x-backend"), Some(member), "{r:?}");
+        if status == 200 {
+            assert!(
+                r.body.contains(&format!("authenticated as {user}")),
+                "{r:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ntlm_clients_each_keep_their_own_member_connection() {
     let l = FarmLab::start(2, "", &[]).await;
@@ -484,15 +505,7 @@ action = {{ route = "meet", scheme = "https" }}
     ));
     let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, HTTP));
     let mut c = H1::connect(SocketAddr::new(proxy_ip, HTTP)).await.unwrap();
-    let t1 = format!("NTLM {}", base64(b"TYPE1"));
-    let t3 = format!("NTLM {}", base64(b"TYPE3:alice"));
-    for (auth, status) in [(&t1, 401), (&t3, 200)] {
-        let r = c
-            .get("mail.contoso.com", "/auth/ntlm", &[("authorization", auth)])
-            .await
-            .unwrap();
-        assert_eq!(r.status, status, "{r:?}");
-    }
+    authenticate(&mut c, "mail.contoso.com", "alice", &member_name(0)).await;
     // The same client connection asks the other farm: its pin is not for that farm, so
     // the request goes to that farm's member, which has not authenticated it.
     let r = c.get("meet.contoso.com", "/auth/ntlm", &[]).await.unwrap();
@@ -504,19 +517,7 @@ action = {{ route = "meet", scheme = "https" }}
     );
     // A client connection keeps one pin: the other farm's challenge (a 401 with NTLM) has
     // taken its place, and that one now authenticates on its own member.
-    let t3b = format!("NTLM {}", base64(b"TYPE3:bob"));
-    for (auth, status) in [(&t1, 401), (&t3b, 200)] {
-        let r = c
-            .get("meet.contoso.com", "/auth/ntlm", &[("authorization", auth)])
-            .await
-            .unwrap();
-        assert_eq!(r.status, status, "{r:?}");
-        assert_eq!(
-            r.header("x-backend"),
-            Some(member_name(1).as_str()),
-            "{r:?}"
-        );
-    }
+    authenticate(&mut c, "meet.contoso.com", "bob", &member_name(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,24 +546,13 @@ async fn a_pinned_connection_the_member_closed_hands_the_request_on_whole() {
         "{r:?}"
     );
     // The same client connection authenticates again, on the other member.
-    let t1 = format!("NTLM {}", base64(b"TYPE1"));
-    let r = c
-        .get("app.contoso.com", "/auth/ntlm", &[("authorization", &t1)])
-        .await
-        .unwrap();
-    assert_eq!(r.status, 401, "{r:?}");
-    let t3 = format!("NTLM {}", base64(b"TYPE3:alice"));
-    let r = c
-        .get("app.contoso.com", "/auth/ntlm", &[("authorization", &t3)])
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{r:?}");
-    assert!(r.body.contains("authenticated as alice"), "{r:?}");
-    assert_eq!(
-        r.header("x-backend"),
-        Some(member_name(1 - pinned_on).as_str()),
-        "{r:?}"
-    );
+    authenticate(
+        &mut c,
+        "app.contoso.com",
+        "alice",
+        &member_name(1 - pinned_on),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
