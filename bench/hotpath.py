@@ -37,7 +37,7 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 # SCENARIOS=http,https,h2: run only these (quick iterations); HELD=0 skips the held long polls.
 SCENARIOS = [s for s in os.environ.get("SCENARIOS", "http,https,h2,rules,farm").split(",") if s]
 # REQUEST=browser: every request carries what a browser sends to OWA (1.5 KB of fields, most
-# of it cookies) instead of wrk's and h2load's few bytes.
+# of it cookies) instead of wrk's and h2load's few bytes. bench/instructions.sh sends the same.
 BROWSER_FIELDS = [
     "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
@@ -50,6 +50,8 @@ BROWSER_FIELDS = [
     + "; cadataTTL=" + "t" * 40 + "; UC=" + "u" * 32 + "; X-OWA-CANARY=" + "k" * 76,
 ]
 EXTRA_FIELDS = BROWSER_FIELDS if os.environ.get("REQUEST") == "browser" else []
+# wrk's and h2load's arguments for them.
+FIELD_ARGS = [a for f in EXTRA_FIELDS for a in ("-H", f)]
 WORKERS = 2
 BASE = int(os.environ.get("BASE_PORT", "24000"))
 PORTS = {
@@ -214,7 +216,7 @@ http {{
 
 def wrk(url, extra=()):
     out = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{DURATION}s", *extra, *[a for f in EXTRA_FIELDS for a in ("-H", f)], url],
+        ["wrk", "-t2", "-c64", f"-d{DURATION}s", *extra, *FIELD_ARGS, url],
         capture_output=True, text=True,
     ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -227,7 +229,7 @@ def wrk(url, extra=()):
 
 def h2load(url):
     out = subprocess.run(
-        ["h2load", "-c32", "-m10", "-t2", "-D", str(DURATION), *[a for f in EXTRA_FIELDS for a in ("-H", f)], url],
+        ["h2load", "-c32", "-m10", "-t2", "-D", str(DURATION), *FIELD_ARGS, url],
         capture_output=True, text=True,
     ).stdout
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)

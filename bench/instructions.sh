@@ -118,17 +118,11 @@ import socket, ssl, sys
 port, n, tls, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
 req = b"GET /status/200 HTTP/1.1\r\nHost: app.contoso.com\r\n"
 if len(sys.argv) > 5 and sys.argv[5] == "browser":
-    # What a browser sends to OWA: 1.5 KB of fields, most of it cookies.
-    req += (b"User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-            b"(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0\r\n"
-            b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
-            b"image/webp,image/apng,*/*;q=0.8\r\n"
-            b"Accept-Language: en-GB,en;q=0.9,de;q=0.8\r\n"
-            b"Accept-Encoding: gzip, deflate, br, zstd\r\n"
-            b"Referer: https://app.contoso.com/owa/\r\n"
-            b"Cookie: ClientId=" + b"A" * 32 + b"; X-BackEndCookie=" + b"S-1-5-21-" + b"7" * 60 +
-            b"; cadata=" + b"c" * 600 + b"; cadataTTL=" + b"t" * 40 + b"; UC=" + b"u" * 32 +
-            b"; X-OWA-CANARY=" + b"k" * 76 + b"\r\n")
+    # What a browser sends to OWA: the fields bench/hotpath.py sends with REQUEST=browser.
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, sys.argv[6])
+    from hotpath import BROWSER_FIELDS
+    req += b"".join(f.encode() + b"\r\n" for f in BROWSER_FIELDS)
 req += b"\r\n"
 conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
 if tls:
@@ -154,7 +148,7 @@ sys.stdin.readline()
 run(n)
 print("done", flush=True)
 PY
-coproc CLIENT { python3 "$TMP/client.py" "$PROXY_PORT" "$N" "$TLS" "$TMP/public-ca.pem" "${REQUEST:-plain}"; }
+coproc CLIENT { python3 "$TMP/client.py" "$PROXY_PORT" "$N" "$TLS" "$TMP/public-ca.pem" "${REQUEST:-plain}" "$BENCH_DIR"; }
 read -r _ <&"${CLIENT[0]}"
 callgrind_control -z "$VG" > /dev/null
 echo go >&"${CLIENT[1]}"
