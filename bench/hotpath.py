@@ -36,7 +36,7 @@ HELD = int(os.environ.get("HELD", "2000"))  # long polls held at once, per proxy
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 # SCENARIOS=http,https,h2: run only these (quick iterations); HELD=0 skips the held long polls.
 SCENARIOS = [s for s in os.environ.get("SCENARIOS", "http,https,h2,rules,farm").split(",") if s]
-# REQUEST=browser: every request carries what a browser sends to OWA (1.5 KB of fields, most
+# REQUEST=browser: every request carries what a browser sends to OWA (1.3 KB of fields, most
 # of it cookies) instead of wrk's and h2load's few bytes. bench/instructions.sh sends the same.
 BROWSER_FIELDS = [
     "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -396,7 +396,7 @@ def report(results, validate_s, validate_kib, rss, d):
         "# Hot path: Portico vs nginx (bench/hotpath.py)",
         "",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc = {os.cpu_count()}; "
-        + ("every request with a browser's 1.5 KB of fields (`REQUEST=browser`); " if EXTRA_FIELDS else "")
+        + ("every request with a browser's 1.3 KB of fields (`REQUEST=browser`); " if EXTRA_FIELDS else "")
         + f"load average before the table: {open('/proc/loadavg').read().split()[:3]}; "
         f"{ROUNDS} round(s) of {DURATION} s, best round's requests/s, CPU per request summed over rounds; "
         f"workers = 2 each; the member is bench/member.rs (one thread).",

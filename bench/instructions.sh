@@ -8,7 +8,7 @@
 #   N=5000 TOP=30 bench/instructions.sh
 #   PORTICO=/path/to/other/portico NO_BUILD=1 OUT=/tmp/x.md bench/instructions.sh   # another build
 #   TLS=1 OUT=/tmp/tls.md bench/instructions.sh   # HTTPS in, re-encrypted to a TLS member
-#   REQUEST=browser OUT=/tmp/b.md bench/instructions.sh   # a browser's 1.5 KB head (OWA cookies)
+#   REQUEST=browser OUT=/tmp/b.md bench/instructions.sh   # a browser's 1.3 KB head (OWA cookies)
 #
 # The client keeps its four connections from the warm-up through the count, so a TLS run
 # counts no handshake.
@@ -161,7 +161,7 @@ per=$(( total / N ))
 {
     echo "# Instructions per request (bench/instructions.sh)"
     echo
-    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); git $(git -C "$REPO" rev-parse --short HEAD); $([ "$TLS" = 1 ] && echo "HTTPS keep-alive re-encrypted to a TLS member" || echo "plain HTTP keep-alive"), $([ "${REQUEST:-plain}" = browser ] && echo "a browser's 1.5 KB request head" || echo "a two-line request head"), 1 KiB responses, $N requests after a warm-up of 300 on the same connections; $HOST_RULES host rules ahead of the matching one; a farm of $FARM."
+    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); git $(git -C "$REPO" rev-parse --short HEAD); $([ "$TLS" = 1 ] && echo "HTTPS keep-alive re-encrypted to a TLS member" || echo "plain HTTP keep-alive"), $([ "${REQUEST:-plain}" = browser ] && echo "a browser's 1.3 KB request head" || echo "a two-line request head"), 1 KiB responses, $N requests after a warm-up of 300 on the same connections; $HOST_RULES host rules ahead of the matching one; a farm of $FARM."
     echo
     echo "**$per instructions per request** (Portico process, all threads; $total in total)."
     echo
