@@ -231,6 +231,7 @@ mod tests {
             t.await.unwrap();
         }
     }
+
     /// Pending until told to shut down, and waking nobody itself: only the signal can
     /// reach it (an idle keep-alive connection waiting for its next head).
     struct Idle {
