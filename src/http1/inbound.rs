@@ -13,8 +13,9 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::chunked::{self, ChunkedError, Decoder, Piece};
 use super::framing::Framing;
+use super::recycle;
 
-/// Bytes read at once while no message is arriving, on the stack.
+/// Bytes read at once for a head, into a buffer of `recycle`'s.
 pub(super) const HEAD_READ: usize = 4096;
 /// A body read buffer starts at this size and doubles, while reads fill it, up to the max.
 const BODY_READ_MIN: usize = 8 * 1024;
@@ -22,10 +23,14 @@ const BODY_READ_MAX: usize = 256 * 1024;
 
 /// The bytes read from a peer and not yet handed out. A connection that waits (for a head,
 /// or inside a body that is quiet) holds no allocation: head bytes land on the stack first,
-/// and a body buffer left empty by a read that would block is released.
+/// then in a buffer of the thread's (`recycle`), and a buffer left empty by a read that
+/// would block is let go.
 pub(super) struct Reader {
     pub(super) read: BytesMut,
     next_read: usize,
+    /// `read` is (what is left of) a head buffer from `recycle`, never grown: it goes back
+    /// there once empty.
+    recyclable: bool,
 }
 
 impl Reader {
@@ -33,6 +38,7 @@ impl Reader {
         Reader {
             read: BytesMut::new(),
             next_read: BODY_READ_MIN,
+            recyclable: false,
         }
     }
 
@@ -46,13 +52,25 @@ impl Reader {
         for_head: bool,
     ) -> Poll<io::Result<usize>> {
         if for_head && self.read.is_empty() {
+            // Read on the stack first, so that a connection waiting for a head holds no
+            // buffer; what arrives goes to one of this thread's (`recycle`).
             let mut stack = [MaybeUninit::<u8>::uninit(); HEAD_READ];
             let mut buf = ReadBuf::uninit(&mut stack);
             ready!(Pin::new(io).poll_read(cx, &mut buf))?;
-            self.read.extend_from_slice(buf.filled());
-            return Poll::Ready(Ok(buf.filled().len()));
+            let got = buf.filled();
+            if !got.is_empty() {
+                self.release();
+                self.read = recycle::read_buf(HEAD_READ);
+                self.recyclable = true;
+                self.read.extend_from_slice(got);
+            }
+            return Poll::Ready(Ok(got.len()));
         }
         let want = if for_head { HEAD_READ } else { self.next_read };
+        if self.read.capacity() - self.read.len() < want {
+            // `reserve` moves the bytes to a bigger buffer of its own.
+            self.recyclable = false;
+        }
         self.read.reserve(want);
         // At most `want` per read, whatever room `reserve` left.
         let mut limited = (&mut self.read).limit(want);
@@ -62,7 +80,7 @@ impl Reader {
                 if self.read.is_empty() {
                     // A body that waits (a notification wait, a streamed RPC channel) holds
                     // no buffer meanwhile.
-                    self.read = BytesMut::new();
+                    self.release();
                 }
                 return Poll::Pending;
             }
@@ -83,9 +101,18 @@ impl Reader {
     /// stay).
     pub(super) fn rest(&mut self) {
         if self.read.is_empty() {
-            self.read = BytesMut::new();
+            self.release();
         }
         self.next_read = BODY_READ_MIN;
+    }
+
+    /// Lets go of the (empty) buffer: a head buffer goes back to `recycle`, to be used again
+    /// once nothing points into it.
+    fn release(&mut self) {
+        let buf = std::mem::take(&mut self.read);
+        if std::mem::take(&mut self.recyclable) && buf.capacity() > 0 {
+            recycle::give_read(buf);
+        }
     }
 }
 
