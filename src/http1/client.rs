@@ -7,8 +7,9 @@
 //!
 //! Memory is held only while bytes are moving: a connection waiting for a response head (a
 //! held long poll: minutes) or idle in a pool keeps no read buffer and no write buffer.
-//! Head bytes are read on the stack and copied into a buffer of just their size; bodies are
-//! read into a buffer that grows with the transfer and is released when it ends.
+//! Head bytes are read on the stack and copied into one of the thread's kept read buffers
+//! (`recycle`); bodies are read into a buffer that grows with the transfer and is released
+//! when it ends.
 //!
 //! Timeouts are the I/O's (`upstream::IdleTimeout` around the socket); framing is
 //! [`super::framing`]'s; names keep the client's spelling when the request carries a
