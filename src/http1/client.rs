@@ -446,7 +446,7 @@ where
                 )));
             }
             let mut conn = this.conn.take().expect("checked above");
-            let read_ahead = std::mem::take(&mut conn.reader.read).freeze();
+            let read_ahead = conn.reader.take_read_ahead();
             let upgraded = Upgraded {
                 io: conn.io,
                 read_ahead,

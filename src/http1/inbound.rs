@@ -106,6 +106,27 @@ impl Reader {
         self.next_read = BODY_READ_MIN;
     }
 
+    /// What is buffered, for an upgraded connection's tunnel. A copy of its own, not a
+    /// slice: a slice (even an empty one) would keep the whole head buffer for as long as
+    /// the tunnel lasts, and out of `recycle`.
+    pub(super) fn take_read_ahead(&mut self) -> Bytes {
+        let ahead = if self.read.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(&self.read)
+        };
+        self.read.clear();
+        self.release();
+        ahead
+    }
+
+    /// Drops what is buffered and lets go of the buffer: a lingering close reads only to
+    /// discard, and holds no buffer while it waits.
+    pub(super) fn discard(&mut self) {
+        self.read.clear();
+        self.release();
+    }
+
     /// Lets go of the (empty) buffer: a head buffer goes back to `recycle`, to be used again
     /// once nothing points into it.
     fn release(&mut self) {
@@ -232,5 +253,64 @@ fn add_trailer(trailers: &mut Option<Box<HeaderMap>>, field: &[u8]) {
         trailers
             .get_or_insert_with(Box::default)
             .append(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(r: &mut Reader, mut io: &[u8]) -> usize {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match r.poll_fill(&mut io, &mut cx, true) {
+            Poll::Ready(Ok(n)) => n,
+            other => panic!("a read from a slice: {other:?}"),
+        }
+    }
+
+    /// How `Reader` uses `recycle`: between heads a connection holds no buffer, a head's
+    /// buffer is used again once the head is dropped, and neither a tunnel's read-ahead nor
+    /// a lingering close keeps one.
+    #[test]
+    fn a_head_buffer_is_held_only_while_its_bytes_are_and_a_tunnel_keeps_none() {
+        let mut r = Reader::new();
+        fill(&mut r, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let at = r.read.as_ptr();
+        let head = r.read.split().freeze();
+        r.rest();
+        assert_eq!(
+            r.read.capacity(),
+            0,
+            "a connection between heads holds no buffer"
+        );
+        drop(head);
+        // The next head (a 101 here) lands in the same buffer, from its start.
+        fill(
+            &mut r,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert_eq!(r.read.as_ptr(), at);
+        drop(r.read.split().freeze());
+        // Nothing came after the head: the tunnel's read-ahead is empty and holds nothing,
+        // so the buffer is free for the next head on this thread.
+        let ahead = r.take_read_ahead();
+        assert!(ahead.is_empty());
+        assert_eq!(r.read.capacity(), 0);
+        let again = recycle::read_buf(HEAD_READ);
+        assert_eq!(again.as_ptr(), at);
+        recycle::give_read(again);
+        drop(ahead);
+        // Bytes after the head go to the tunnel as a copy; the buffer goes back.
+        let head = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        fill(&mut r, &[&head[..], b"\x81\x05hello"].concat());
+        drop(r.read.split_to(head.len()).freeze());
+        let ahead = r.take_read_ahead();
+        assert_eq!(&ahead[..], b"\x81\x05hello");
+        assert_eq!(recycle::read_buf(HEAD_READ).as_ptr(), at);
+        drop(ahead);
+        // A lingering close discards what it reads and keeps no buffer while it waits.
+        fill(&mut r, b"GET /after HTTP/1.1\r\n");
+        r.discard();
+        assert_eq!(r.read.capacity(), 0);
     }
 }

@@ -656,7 +656,7 @@ where
                     }
                     reclaim(this.home, this.slot, this.current);
                     if this.current.upgrading {
-                        let (Some(side), Some(write), Some(tx)) = (
+                        let (Some(mut side), Some(write), Some(tx)) = (
                             this.home.take(),
                             this.write.take(),
                             this.current.upgrade.take(),
@@ -666,7 +666,7 @@ where
                         let io = side.io.unsplit(write);
                         let _ = tx.send(Upgraded {
                             io,
-                            read_ahead: side.reader.read.freeze(),
+                            read_ahead: side.reader.take_read_ahead(),
                         });
                         return Poll::Ready(Ok(()));
                     }
@@ -701,7 +701,7 @@ where
                     if this.timer.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Ok(()));
                     }
-                    side.reader.read.clear();
+                    side.reader.discard();
                     match ready!(side.reader.poll_fill(&mut side.io, cx, true)) {
                         Ok(0) | Err(_) => return Poll::Ready(Ok(())),
                         Ok(_) => {}
