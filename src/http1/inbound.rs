@@ -110,13 +110,9 @@ impl Reader {
     /// slice: a slice (even an empty one) would keep the whole head buffer for as long as
     /// the tunnel lasts, and out of `recycle`.
     pub(super) fn take_read_ahead(&mut self) -> Bytes {
-        let ahead = if self.read.is_empty() {
-            Bytes::new()
-        } else {
-            Bytes::copy_from_slice(&self.read)
-        };
-        self.read.clear();
-        self.release();
+        // Empty (the usual case), this is `Bytes::new()`: no allocation.
+        let ahead = Bytes::copy_from_slice(&self.read);
+        self.discard();
         ahead
     }
 
