@@ -208,20 +208,19 @@ async fn rpc_in_data_streams_with_a_body_limit_configured() {
 async fn rpc_in_data_streams_on_an_ntlm_pinned_connection() {
     let x = exchange_lab(1, "", "").await;
     let mut c = x.client().await;
-    let t1 = common::base64(b"TYPE1");
+    let [t1, t3] = common::ntlm_legs("alice");
     let (h, _) = round_trip(
         &mut c,
         &format!(
-            "GET /auth/ntlm HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: NTLM {t1}\r\n\r\n"
+            "GET /auth/ntlm HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: {t1}\r\n\r\n"
         ),
     )
     .await;
     assert!(h.starts_with("HTTP/1.1 401"), "{h}");
-    let t3 = common::base64(b"TYPE3:alice");
     let (h, body) = round_trip(
         &mut c,
         &format!(
-            "GET /auth/ntlm HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: NTLM {t3}\r\n\r\n"
+            "GET /auth/ntlm HTTP/1.1\r\nHost: mail.contoso.com\r\nAuthorization: {t3}\r\n\r\n"
         ),
     )
     .await;

@@ -349,7 +349,7 @@ async fn ntlm_handshake(addr: SocketAddr, user: &str) -> Result<(H1, String), St
     if r.status != 401 {
         return Err(format!("leg 0: {}", r.status));
     }
-    let t1 = format!("NTLM {}", base64(b"TYPE1"));
+    let [t1, t3] = ntlm_legs(user);
     let r = c
         .get("app.contoso.com", "/auth/ntlm", &[("authorization", &t1)])
         .await?;
@@ -362,7 +362,6 @@ async fn ntlm_handshake(addr: SocketAddr, user: &str) -> Result<(H1, String), St
         .to_string();
     let token = unbase64(challenge.trim_start_matches("NTLM ").trim());
     let challenge = String::from_utf8_lossy(&token).into_owned();
-    let t3 = format!("NTLM {}", base64(format!("TYPE3:{user}").as_bytes()));
     let r = c
         .get("app.contoso.com", "/auth/ntlm", &[("authorization", &t3)])
         .await?;
@@ -379,8 +378,7 @@ async fn ntlm_handshake(addr: SocketAddr, user: &str) -> Result<(H1, String), St
 /// NTLM legs 1 and 3 on the client connection `c`, for `user` at `host`: the challenge (401)
 /// and the authenticated answer (200), both from `member`.
 async fn authenticate(c: &mut H1, host: &str, user: &str, member: &str) {
-    let t1 = format!("NTLM {}", base64(b"TYPE1"));
-    let t3 = format!("NTLM {}", base64(format!("TYPE3:{user}").as_bytes()));
+    let [t1, t3] = ntlm_legs(user);
     for (auth, status) in [(&t1, 401), (&t3, 200)] {
         let r = c
             .get(host, "/auth/ntlm", &[("authorization", auth)])
@@ -604,7 +602,8 @@ action = {{ route = "pool" }}
 "#
     ));
     let _p = Portico::start(&cfg, SocketAddr::new(proxy_ip, 8443));
-    let auth = format!("Authorization: NTLM {}", base64(b"TYPE1"));
+    let [t1, _] = ntlm_legs("");
+    let auth = format!("Authorization: {t1}");
     // curl retries over HTTP/1.1 when the stream is reset with HTTP_1_1_REQUIRED.
     let r = curl_https(
         &lab,

@@ -396,6 +396,15 @@ impl H1 {
     }
 }
 
+/// The `Authorization` values of the NTLM test double's legs 1 and 3 for `user`
+/// (`demo::backend`'s `/auth/ntlm`: `TYPE1`, then `TYPE3:<user>`, base64).
+pub fn ntlm_legs(user: &str) -> [String; 2] {
+    [
+        format!("NTLM {}", base64(b"TYPE1")),
+        format!("NTLM {}", base64(format!("TYPE3:{user}").as_bytes())),
+    ]
+}
+
 /// Standard base64 (the NTLM test double's tokens).
 pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
