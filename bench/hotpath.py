@@ -64,6 +64,9 @@ PORTS = {
     "rules1": BASE + 30,
     "rules1000": BASE + 31,
     "farm3": BASE + 32,
+    "haproxy-http": BASE + 40,
+    "haproxy-https": BASE + 41,
+    "haproxy-l4": BASE + 42,
     "member-b": BASE + 2,
     "member-c": BASE + 3,
 }
@@ -214,6 +217,43 @@ http {{
 """
 
 
+def haproxy_config(d):
+    """HAProxy as a second anchor: the same job in its `mode http` (keep-alive to the member,
+    re-encrypted on HTTPS), and in `mode tcp` on plain HTTP: a byte copy between one client
+    connection and one member connection, with no HTTP work at all. No L7 proxy can be
+    cheaper per request than that copy, so its row is the floor of this bench."""
+    return f"""global
+    nbthread {WORKERS}
+    maxconn 4096
+defaults
+    timeout connect 5s
+    timeout client 960s
+    timeout server 960s
+frontend web
+    mode http
+    bind 127.0.0.1:{PORTS['haproxy-http']}
+    bind 127.0.0.1:{PORTS['haproxy-https']} ssl crt {d}/public-haproxy.pem alpn h2,http/1.1
+    option forwardfor
+    use_backend fe_https if {{ ssl_fc }}
+    default_backend fe_http
+backend fe_http
+    mode http
+    http-reuse always
+    server m 127.0.0.1:{PORTS['member-http']}
+backend fe_https
+    mode http
+    http-reuse always
+    server m 127.0.0.1:{PORTS['member-https']} ssl verify required ca-file {d}/internal-ca.pem sni str(fe01.contoso.local) verifyhost fe01.contoso.local
+frontend l4
+    mode tcp
+    bind 127.0.0.1:{PORTS['haproxy-l4']}
+    default_backend l4
+backend l4
+    mode tcp
+    server m 127.0.0.1:{PORTS['member-http']}
+"""
+
+
 def wrk(url, extra=()):
     out = subprocess.run(
         ["wrk", "-t2", "-c64", f"-d{DURATION}s", *extra, *FIELD_ARGS, url],
@@ -285,6 +325,15 @@ def main():
         r1000 = start([portico, "run", "--config", f"{d}/rules1000.toml"], f"{d}/rules1000.log")
         f3 = start([portico, "run", "--config", f"{d}/farm3.toml"], f"{d}/farm3.log")
         ng = start(["nginx", "-p", d, "-c", f"{d}/nginx.conf"], f"{d}/nginx.log")
+        # HAProxy rows when it is installed (apt-get install haproxy); the table says when not.
+        hap = None
+        if shutil.which("haproxy"):
+            sh(f"cat {d}/public.pem {d}/public.key > {d}/public-haproxy.pem")
+            with open(f"{d}/haproxy.cfg", "w") as f:
+                f.write(haproxy_config(d))
+            hap = start(["haproxy", "-db", "-f", f"{d}/haproxy.cfg"], f"{d}/haproxy.log")
+            for port in (PORTS["haproxy-http"], PORTS["haproxy-https"], PORTS["haproxy-l4"]):
+                wait_port(port, hap)
         for port, proc in ((PORTS["member-http"], m1), (PORTS["member-https"], m2), (PORTS["portico-https"], px),
                            (PORTS["rules1000"], r1000), (PORTS["rules1"], r1), (PORTS["nginx-https"], ng),
                            (PORTS["member-b"], m1), (PORTS["member-c"], m1), (PORTS["farm3"], f3)):
@@ -301,13 +350,22 @@ def main():
 
         global member_accepts
         plain_accepts = member_accepts
+        haproxy_rows = {"http": [], "https": []}
+        if hap:
+            haproxy_rows = {
+                "http": [("haproxy", f"http://127.0.0.1:{PORTS['haproxy-http']}/status/200", hap.pid),
+                         (L4, f"http://127.0.0.1:{PORTS['haproxy-l4']}/status/200", hap.pid)],
+                "https": [("haproxy", f"https://{HOST}:{PORTS['haproxy-https']}/status/200", hap.pid)],
+            }
         targets = {
             "http": [("direct", f"http://127.0.0.1:{PORTS['member-http']}/status/200", None),
                      ("portico", f"http://127.0.0.1:{PORTS['portico-http']}/status/200", px.pid),
-                     ("nginx", f"http://127.0.0.1:{PORTS['nginx-http']}/status/200", ng.pid)],
+                     ("nginx", f"http://127.0.0.1:{PORTS['nginx-http']}/status/200", ng.pid)]
+            + haproxy_rows["http"],
             "https": [("direct", f"https://127.0.0.1:{PORTS['member-https']}/status/200", None),
                       ("portico", f"https://{HOST}:{PORTS['portico-https']}/status/200", px.pid),
-                      ("nginx", f"https://{HOST}:{PORTS['nginx-https']}/status/200", ng.pid)],
+                      ("nginx", f"https://{HOST}:{PORTS['nginx-https']}/status/200", ng.pid)]
+            + haproxy_rows["https"],
             "h2": [("portico", f"https://{HOST}:{PORTS['portico-https']}/status/200", px.pid),
                    ("nginx", f"https://{HOST}:{PORTS['nginx-https']}/status/200", ng.pid)],
             "rules": [("1 rule", f"http://127.0.0.1:{PORTS['rules1']}/status/200", r1.pid),
@@ -384,14 +442,18 @@ def main():
                 os.killpg(p.pid, signal.SIGKILL)
             except OSError:
                 pass
-    report(results, validate_s, validate_kib, rss, d)
+    report(results, validate_s, validate_kib, rss, d, hap is not None)
+
+
+# The L4 row's name: HAProxy copying bytes, the cheapest any proxy can be here.
+L4 = "haproxy mode tcp (L4 copy: the floor)"
 
 
 def best(rows):
     return max(rows, key=lambda r: r["rps"])
 
 
-def report(results, validate_s, validate_kib, rss, d):
+def report(results, validate_s, validate_kib, rss, d, with_haproxy):
     lines = [
         "# Hot path: Portico vs nginx (bench/hotpath.py)",
         "",
@@ -399,7 +461,11 @@ def report(results, validate_s, validate_kib, rss, d):
         + ("every request with a browser's 1.3 KB of fields (`REQUEST=browser`); " if EXTRA_FIELDS else "")
         + f"load average before the table: {open('/proc/loadavg').read().split()[:3]}; "
         f"{ROUNDS} round(s) of {DURATION} s, best round's requests/s, CPU per request summed over rounds; "
-        f"workers = 2 each; the member is bench/member.rs (one thread).",
+        f"workers = 2 each; the member is bench/member.rs (one thread). "
+        "In brackets: the lowest and highest ratio of single rounds. "
+        + ("HAProxy rows: `mode http` (keep-alive and re-encryption to the member, as the others), "
+           "and `mode tcp`, a byte copy with no HTTP work, the cheapest any proxy can be on this bench."
+           if with_haproxy else "HAProxy is not installed: no HAProxy rows."),
         "",
         "| scenario | target | requests/s | vs nginx | proxy CPU/request (us) | vs nginx | of which kernel (us) | member connections opened |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -418,6 +484,11 @@ def report(results, validate_s, validate_kib, rss, d):
             if base and name != "nginx":
                 bb = best(base)
                 vs = f"{b['rps'] / bb['rps']:.2f}x"
+                # Each round measures every target once, so round i of one row and of nginx
+                # ran a few seconds apart: their ratios show how far one run's noise goes.
+                per = sorted(r["rps"] / q["rps"] for r, q in zip(rows, base))
+                if len(per) > 1:
+                    vs += f" ({per[0]:.2f}-{per[-1]:.2f})"
                 bn = sum(r["n"] for r in base)
                 bcpu = sum(r["cpu_us"] * r["n"] for r in base) / bn
                 if cpu is not None:
