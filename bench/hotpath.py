@@ -53,6 +53,14 @@ EXTRA_FIELDS = BROWSER_FIELDS if os.environ.get("REQUEST") == "browser" else []
 # wrk's and h2load's arguments for them.
 FIELD_ARGS = [a for f in EXTRA_FIELDS for a in ("-H", f)]
 WORKERS = 2
+# PIN=1: every proxy on CPU 0 and the member and the load generator on CPU 1 (taskset), so
+# that a proxy is never preempted by its own client or member on the CPU it runs on. Then
+# requests/s is the proxy's own CPU cost; by default all share both CPUs, as the targets say.
+PIN = os.environ.get("PIN") == "1"
+
+
+def pinned(cmd, cpu):
+    return ["taskset", "-c", str(cpu), *cmd] if PIN else cmd
 BASE = int(os.environ.get("BASE_PORT", "24000"))
 PORTS = {
     "member-http": BASE,
@@ -256,7 +264,7 @@ backend l4
 
 def wrk(url, extra=()):
     out = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{DURATION}s", *extra, *FIELD_ARGS, url],
+        pinned(["wrk", "-t2", "-c64", f"-d{DURATION}s", *extra, *FIELD_ARGS, url], 1),
         capture_output=True, text=True,
     ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -269,7 +277,7 @@ def wrk(url, extra=()):
 
 def h2load(url):
     out = subprocess.run(
-        ["h2load", "-c32", "-m10", "-t2", "-D", str(DURATION), *FIELD_ARGS, url],
+        pinned(["h2load", "-c32", "-m10", "-t2", "-D", str(DURATION), *FIELD_ARGS, url], 1),
         capture_output=True, text=True,
     ).stdout
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
@@ -305,9 +313,10 @@ def main():
     try:
         # The farm of three's other members are ports of this same one-thread process, so the
         # farm rows compare the proxy's cost of choosing, not one member against three.
-        m1 = start([member, ",".join(f"127.0.0.1:{PORTS[m]}" for m in ("member-http", "member-b", "member-c"))],
+        m1 = start(pinned([member, ",".join(f"127.0.0.1:{PORTS[m]}" for m in ("member-http", "member-b", "member-c"))], 1),
                    f"{d}/member-http.log")
-        m2 = start([member, f"127.0.0.1:{PORTS['member-https']}", f"{d}/member.pem", f"{d}/member.key"], f"{d}/member-https.log")
+        m2 = start(pinned([member, f"127.0.0.1:{PORTS['member-https']}", f"{d}/member.pem", f"{d}/member.key"], 1),
+                   f"{d}/member-https.log")
         # One member process serves both: the HTTP one counts accepts; the HTTPS one is a
         # second process, so its accepts are read from its own counter below.
         for name, body in (
@@ -320,18 +329,18 @@ def main():
                 f.write(body)
         with open(f"{d}/nginx.conf", "w") as f:
             f.write(nginx_config(d))
-        px = start([portico, "run", "--config", f"{d}/portico.toml"], f"{d}/portico.log")
-        r1 = start([portico, "run", "--config", f"{d}/rules1.toml"], f"{d}/rules1.log")
-        r1000 = start([portico, "run", "--config", f"{d}/rules1000.toml"], f"{d}/rules1000.log")
-        f3 = start([portico, "run", "--config", f"{d}/farm3.toml"], f"{d}/farm3.log")
-        ng = start(["nginx", "-p", d, "-c", f"{d}/nginx.conf"], f"{d}/nginx.log")
+        px = start(pinned([portico, "run", "--config", f"{d}/portico.toml"], 0), f"{d}/portico.log")
+        r1 = start(pinned([portico, "run", "--config", f"{d}/rules1.toml"], 0), f"{d}/rules1.log")
+        r1000 = start(pinned([portico, "run", "--config", f"{d}/rules1000.toml"], 0), f"{d}/rules1000.log")
+        f3 = start(pinned([portico, "run", "--config", f"{d}/farm3.toml"], 0), f"{d}/farm3.log")
+        ng = start(pinned(["nginx", "-p", d, "-c", f"{d}/nginx.conf"], 0), f"{d}/nginx.log")
         # HAProxy rows when it is installed (apt-get install haproxy); the table says when not.
         hap = None
         if shutil.which("haproxy"):
             sh(f"cat {d}/public.pem {d}/public.key > {d}/public-haproxy.pem")
             with open(f"{d}/haproxy.cfg", "w") as f:
                 f.write(haproxy_config(d))
-            hap = start(["haproxy", "-db", "-f", f"{d}/haproxy.cfg"], f"{d}/haproxy.log")
+            hap = start(pinned(["haproxy", "-db", "-f", f"{d}/haproxy.cfg"], 0), f"{d}/haproxy.log")
             for port in (PORTS["haproxy-http"], PORTS["haproxy-https"], PORTS["haproxy-l4"]):
                 wait_port(port, hap)
         for port, proc in ((PORTS["member-http"], m1), (PORTS["member-https"], m2), (PORTS["portico-https"], px),
@@ -462,7 +471,8 @@ def report(results, validate_s, validate_kib, rss, d, with_haproxy):
         + f"load average before the table: {open('/proc/loadavg').read().split()[:3]}; "
         f"{ROUNDS} round(s) of {DURATION} s, best round's requests/s, CPU per request summed over rounds; "
         f"workers = 2 each; the member is bench/member.rs (one thread). "
-        "In brackets: the lowest and highest ratio of single rounds. "
+        + ("PIN=1: the proxies on CPU 0, the member and the load generator on CPU 1. " if PIN else "")
+        + "In brackets: the lowest and highest ratio of single rounds. "
         + ("HAProxy rows: `mode http` (keep-alive and re-encryption to the member, as the others), "
            "and `mode tcp`, a byte copy with no HTTP work, the cheapest any proxy can be on this bench."
            if with_haproxy else "HAProxy is not installed: no HAProxy rows."),
