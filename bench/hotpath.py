@@ -57,10 +57,6 @@ WORKERS = 2
 # that a proxy is never preempted by its own client or member on the CPU it runs on. Then
 # requests/s is the proxy's own CPU cost; by default all share both CPUs, as the targets say.
 PIN = os.environ.get("PIN") == "1"
-
-
-def pinned(cmd, cpu):
-    return ["taskset", "-c", str(cpu), *cmd] if PIN else cmd
 BASE = int(os.environ.get("BASE_PORT", "24000"))
 PORTS = {
     "member-http": BASE,
@@ -103,6 +99,11 @@ def cpu_seconds(pid):
         except (OSError, IndexError, ValueError):
             pass
     return user / tick, kernel / tick
+
+
+def pinned(cmd, cpu):
+    """`cmd` on CPU `cpu` when PIN=1, else as it is."""
+    return ["taskset", "-c", str(cpu), *cmd] if PIN else cmd
 
 
 def start(cmd, log_path):
@@ -223,6 +224,10 @@ http {{
     }}
 }}
 """
+
+
+# The L4 row's name: HAProxy copying bytes, the cheapest any proxy can be here.
+L4 = "haproxy mode tcp (L4 copy: the floor)"
 
 
 def haproxy_config(d):
@@ -452,10 +457,6 @@ def main():
             except OSError:
                 pass
     report(results, validate_s, validate_kib, rss, d, hap is not None)
-
-
-# The L4 row's name: HAProxy copying bytes, the cheapest any proxy can be here.
-L4 = "haproxy mode tcp (L4 copy: the floor)"
 
 
 def best(rows):
