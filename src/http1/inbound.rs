@@ -15,7 +15,7 @@ use super::chunked::{self, ChunkedError, Decoder, Piece};
 use super::framing::Framing;
 use super::recycle;
 
-/// Bytes read at once for a head, into a buffer of `recycle`'s.
+/// Bytes read at once for a head: on the stack, then copied into a buffer of `recycle`'s.
 pub(super) const HEAD_READ: usize = 4096;
 /// A body read buffer starts at this size and doubles, while reads fill it, up to the max.
 const BODY_READ_MIN: usize = 8 * 1024;
